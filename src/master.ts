@@ -1,0 +1,487 @@
+/**
+ * The master: keeps `workers` healthy worker processes on the listening sockets, applies
+ * the policies that need an outside view (timeout, recycling, crash-loop backoff), and
+ * turns signals into lifecycle actions. It never runs app code on the request path.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Logger } from 'pino';
+import type { Resolved } from './config.js';
+import { serializable } from './config.js';
+import type { Hooks } from '../workers/contract.js';
+import type { MasterMessage, WorkerCounters, WorkerMessage, CurrentWork } from './messages.js';
+import { closeListeners, labelOf, openListeners, parseAddress, type Listener, type InheritedListener } from './sockets.js';
+import { reopenErrorLog } from './logging.js';
+import type { Settings } from './settings.js';
+import type { StuckReport } from '../workers/watchdog.js';
+import { decide, type Policy } from './policy.js';
+
+const RUNTIME = fileURLToPath(new URL('../workers/runtime.js', import.meta.url));
+/** Matches BOOT_ERROR_EXIT in workers/runtime.ts. */
+const WORKER_BOOT_ERROR = 3;
+
+export type WorkerState = 'booting' | 'serving' | 'retiring' | 'stopping';
+
+export interface WorkerHandle {
+  pid: number;
+  age: number;
+  generation: number;
+  child: ChildProcess;
+  state: WorkerState;
+  spawnedAt: number;
+  bootedAt?: number;
+  lastSeen: number;
+  counters?: WorkerCounters;
+  current?: CurrentWork;
+  /** Why the master ended it, for the exit log line and the restart counters. */
+  endedFor?: 'timeout' | 'memory' | 'max-requests' | 'reload' | 'scale-down' | 'stop' | 'crash';
+  bootError?: { message: string; detail?: string };
+  reportFile: string;
+}
+
+export interface ArbiterOptions {
+  resolved: Resolved;
+  listeners: Listener[];
+  workers: number;
+  log: Logger;
+  hooks: Hooks;
+  /** Re-read the config for HUP; throws a one-line error when the new config is bad. */
+  reloadConfig: () => Promise<{ resolved: Resolved; workers: number; hooks: Hooks }>;
+}
+
+/** Public view for hooks, status and tests. */
+export interface WorkerInfo {
+  pid: number;
+  age: number;
+  state: WorkerState;
+}
+
+export class Arbiter {
+  readonly startedAt = Date.now();
+  settings: Settings;
+  configFile: string | null;
+  listeners: Listener[];
+  target: number;
+  readonly workers = new Map<number, WorkerHandle>();
+  /** Restarts by reason, for metrics and status. */
+  readonly restarts: Record<string, number> = { timeout: 0, memory: 0, 'max-requests': 0, crash: 0, reload: 0 };
+  private log: Logger;
+  private hooks: Hooks;
+  private age = 0;
+  private generation = 1;
+  private stopping: 'graceful' | 'quick' | null = null;
+  private ready = false;
+  private quickDeaths = 0;
+  private nextSpawnAt = 0;
+  private readonly runDir = mkdtempSync(path.join(os.tmpdir(), 'arbiter-'));
+  private tick: NodeJS.Timeout | null = null;
+  private exitCode: number | null = null;
+  private resolveDone!: (code: number) => void;
+  readonly done = new Promise<number>((resolve) => (this.resolveDone = resolve));
+  private readonly reloadConfig: ArbiterOptions['reloadConfig'];
+  private reloading = false;
+
+  constructor(opts: ArbiterOptions) {
+    this.settings = opts.resolved.settings;
+    this.configFile = opts.resolved.configFile;
+    this.listeners = opts.listeners;
+    this.target = opts.workers;
+    this.log = opts.log;
+    this.hooks = opts.hooks;
+    this.reloadConfig = opts.reloadConfig;
+  }
+
+  info(w: WorkerHandle): WorkerInfo {
+    return { pid: w.pid, age: w.age, state: w.state };
+  }
+
+  start(): void {
+    this.installSignals();
+    this.maintain();
+    this.tick = setInterval(() => this.supervise(), 100);
+  }
+
+  // ------------------------------------------------------------------ workers
+
+  private spawnWorker(): void {
+    const age = ++this.age;
+    const s = this.settings;
+    const inherited: InheritedListener[] = this.listeners.map((l, i) => ({ fd: 4 + i, label: l.label, kind: l.kind }));
+    const reportFile = path.join(this.runDir, `worker-${age}.stuck.json`);
+    const workerSettings = { ...serializable(s), workers: this.target };
+    const env = {
+      ...process.env,
+      ...s.env,
+      ARBITER_WORKER: JSON.stringify({ settings: workerSettings, listeners: inherited, configFile: this.configFile, age, reportFile }),
+    };
+    const ids = resolveIds(s.user, s.group);
+    const child = spawn(process.execPath, [...s.nodeArgs, RUNTIME], {
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc', ...this.listeners.map((l) => l.fd)],
+      env,
+      ...ids,
+    });
+    if (child.pid === undefined) {
+      // spawn failed synchronously (EAGAIN, ENOMEM): treat it as a crash so backoff applies.
+      this.log.error({ event: 'spawn_failed' }, 'could not spawn a worker process');
+      this.quickDeaths++;
+      child.on('error', () => {});
+      return;
+    }
+    const now = Date.now();
+    const w: WorkerHandle = { pid: child.pid, age, generation: this.generation, child, state: 'booting', spawnedAt: now, lastSeen: now, reportFile };
+    this.workers.set(w.pid, w);
+    this.log.info({ event: 'worker_booting', worker: w.pid, age }, `booting worker with pid ${w.pid}`);
+    void this.hooks.run('preFork', this, this.info(w));
+    child.on('message', (msg: WorkerMessage) => this.onMessage(w, msg));
+    child.on('error', (err) => this.log.error({ event: 'worker_ipc_error', worker: w.pid, err }, `worker ${w.pid}: ${err.message}`));
+    child.once('exit', (code, signal) => this.onExit(w, code, signal));
+  }
+
+  private send(w: WorkerHandle, msg: MasterMessage): void {
+    if (w.child.connected) w.child.send(msg, undefined, undefined, () => {});
+  }
+
+  private onMessage(w: WorkerHandle, msg: WorkerMessage): void {
+    w.lastSeen = Date.now();
+    switch (msg.t) {
+      case 'heartbeat':
+        w.counters = msg.counters;
+        w.current = msg.current;
+        break;
+      case 'booted':
+        if (w.state === 'booting') w.state = 'serving';
+        w.bootedAt = w.lastSeen;
+        this.log.info({ event: 'worker_ready', worker: w.pid, age: w.age }, `worker ${w.pid} serving`);
+        this.afterBoot();
+        break;
+      case 'retire':
+        if (w.state === 'serving' && !this.stopping) {
+          w.state = 'retiring';
+          w.endedFor = msg.reason;
+          this.restarts[msg.reason] = (this.restarts[msg.reason] ?? 0) + 1;
+          this.log.info({ event: 'worker_retire', worker: w.pid, reason: msg.reason }, `worker ${w.pid} retiring (${msg.detail}); starting its replacement`);
+          this.maintain();
+        }
+        break;
+      case 'bootError':
+        w.bootError = { message: msg.message, detail: msg.detail };
+        break;
+    }
+  }
+
+  /** A worker started serving: retire old ones it replaces, and say when we are ready. */
+  private afterBoot(): void {
+    const serving = [...this.workers.values()].filter((w) => w.state === 'serving').length;
+    const retiring = [...this.workers.values()].filter((w) => w.state === 'retiring' && w.bootedAt !== undefined).sort((a, b) => a.age - b.age);
+    // Keep at least `target` workers serving: one old worker leaves per new one ready.
+    let excess = serving + retiring.length - this.target;
+    for (const old of retiring) {
+      if (excess-- <= 0) break;
+      this.stopWorker(old, true);
+    }
+    if (!this.ready && serving >= this.target) {
+      this.ready = true;
+      this.log.info({ event: 'ready', workers: serving }, `ready: ${serving} worker${serving === 1 ? '' : 's'} serving`);
+      void this.hooks.run('whenReady', this);
+    }
+    if (this.reloading && retiring.length === 0 && serving >= this.target) this.reloading = false;
+  }
+
+  private stopWorker(w: WorkerHandle, graceful: boolean): void {
+    if (w.state === 'stopping') {
+      if (!graceful) this.send(w, { t: 'stop', graceful: false });
+      return;
+    }
+    w.state = 'stopping';
+    w.endedFor ??= 'stop';
+    this.send(w, { t: 'stop', graceful });
+    const grace = graceful ? this.settings.gracefulTimeout * 1000 : 1000;
+    const timer = setTimeout(() => {
+      if (w.child.exitCode === null && w.child.signalCode === null) {
+        this.log.warn({ event: 'worker_killed', worker: w.pid }, `worker ${w.pid} still running after ${grace / 1000} s; killing it`);
+        w.child.kill('SIGKILL');
+      }
+    }, grace + 100);
+    timer.unref();
+  }
+
+  private onExit(w: WorkerHandle, code: number | null, signal: NodeJS.Signals | null): void {
+    this.workers.delete(w.pid);
+    rmSync(w.reportFile, { force: true });
+    const lived = Date.now() - w.spawnedAt;
+    const expected = w.state === 'stopping' || w.endedFor === 'timeout';
+    const how = signal ? `signal ${signal}` : `code ${code}`;
+    const fields = { event: 'worker_exit', worker: w.pid, age: w.age, code, signal, reason: w.endedFor ?? 'crash', livedMs: lived };
+    if (expected) this.log.info(fields, `worker ${w.pid} exited (${how}, ${w.endedFor})`);
+    else this.log.error(fields, `worker ${w.pid} died unexpectedly (${how}) after ${(lived / 1000).toFixed(1)} s`);
+    void this.hooks.run('childExit', this, this.info(w));
+
+    if (this.stopping) return this.maybeFinished();
+
+    if (code === WORKER_BOOT_ERROR && w.bootedAt === undefined) return this.onBootFailure(w);
+
+    if (!expected) {
+      this.restarts.crash!++;
+      const verdict = decide({ livedMs: lived, quickDeaths: this.quickDeaths } satisfies Policy);
+      this.quickDeaths = verdict.quickDeaths;
+      if (verdict.delayMs > 0) {
+        this.nextSpawnAt = Date.now() + verdict.delayMs;
+        this.log.error(
+          { event: 'crash_loop', deaths: this.quickDeaths, delayMs: verdict.delayMs },
+          `WORKER CRASH LOOP: ${this.quickDeaths} workers died within ${verdict.quickMs / 1000} s of starting; next start in ${(verdict.delayMs / 1000).toFixed(1)} s`,
+        );
+      }
+    }
+    this.maintain();
+  }
+
+  private onBootFailure(w: WorkerHandle): void {
+    const reason = w.bootError?.message ?? 'the worker exited before it could serve';
+    const servingOthers = [...this.workers.values()].some((o) => o.state === 'serving' || o.state === 'retiring');
+    if (servingOthers) {
+      // A reload (HUP, --reload) or a replacement brought code that does not load: the
+      // workers already serving keep the old code and keep serving.
+      this.log.error({ event: 'worker_boot_failed', worker: w.pid, detail: w.bootError?.detail }, `new worker failed to boot, keeping the running workers: ${reason}`);
+      for (const o of this.workers.values()) if (o.state === 'retiring' && o.generation < this.generation) o.state = 'serving';
+      this.generation++;
+      this.target = Math.max(1, this.target);
+      this.nextSpawnAt = Date.now() + 5000;
+      this.reloading = false;
+      return;
+    }
+    this.log.error({ event: 'worker_boot_failed', worker: w.pid, detail: w.bootError?.detail }, `worker failed to boot: ${reason}`);
+    this.halt(3, reason, w.bootError?.detail);
+  }
+
+  /** Start workers until `target` are up or coming up, respecting crash-loop backoff. */
+  private maintain(): void {
+    if (this.stopping) return;
+    const live = [...this.workers.values()].filter((w) => w.state === 'booting' || w.state === 'serving');
+    let missing = this.target - live.length;
+    if (missing < 0) {
+      // TTOU or a smaller `workers` after HUP: the oldest leave first, gracefully.
+      for (const w of live.sort((a, b) => a.age - b.age).slice(0, -missing)) {
+        w.endedFor = 'scale-down';
+        this.stopWorker(w, true);
+      }
+      return;
+    }
+    if (Date.now() < this.nextSpawnAt) return;
+    // During a crash loop, one at a time.
+    if (this.quickDeaths > 1) missing = Math.min(missing, 1);
+    for (let i = 0; i < missing; i++) this.spawnWorker();
+  }
+
+  /** Periodic: timeouts, and spawns that were waiting on backoff. */
+  private supervise(): void {
+    const now = Date.now();
+    const limit = this.settings.timeout * 1000;
+    if (limit > 0) {
+      for (const w of this.workers.values()) {
+        if (w.state === 'stopping' && w.endedFor === 'timeout') continue;
+        if (now - w.lastSeen > limit) this.timeoutKill(w, now - w.lastSeen);
+      }
+    }
+    if (!this.stopping && now >= this.nextSpawnAt) this.maintain();
+  }
+
+  private timeoutKill(w: WorkerHandle, silentMs: number): void {
+    let report: StuckReport | null = null;
+    try {
+      report = JSON.parse(readFileSync(w.reportFile, 'utf8')) as StuckReport;
+    } catch {
+      /* the watchdog had nothing to say (or timeout is shorter than its first look) */
+    }
+    const working = report?.working || w.current?.what || '';
+    const stack = report?.stack ?? [];
+    this.log.error(
+      { event: 'worker_timeout', worker: w.pid, silentMs, working: working || null, stack },
+      `WORKER TIMEOUT (pid:${w.pid}) silent for ${(silentMs / 1000).toFixed(1)} s` +
+        (working ? ` while serving ${working}` : '') +
+        (stack.length ? `\n    ${stack.slice(0, 12).join('\n    ')}` : ''),
+    );
+    w.state = 'stopping';
+    w.endedFor = 'timeout';
+    this.restarts.timeout!++;
+    void this.hooks.run('workerAbort', this, this.info(w), { silentMs, working, stack });
+    w.child.kill('SIGKILL');
+  }
+
+  // ------------------------------------------------------------------ signals
+
+  private installSignals(): void {
+    const on = (sig: NodeJS.Signals, fn: () => void) => process.on(sig, () => {
+      this.log.info({ event: 'signal', signal: sig }, `received ${sig}`);
+      try {
+        fn();
+      } catch (err) {
+        this.log.error({ err }, `error handling ${sig}`);
+      }
+    });
+    on('SIGTERM', () => this.stop(true));
+    on('SIGINT', () => this.stop(false));
+    on('SIGQUIT', () => this.stop(false));
+    on('SIGHUP', () => void this.reload());
+    on('SIGTTIN', () => this.scale(this.target + 1));
+    on('SIGTTOU', () => this.scale(this.target - 1));
+    on('SIGUSR1', () => this.reopenLogs());
+    on('SIGWINCH', () => this.winch());
+    on('SIGUSR2', () => this.log.warn({ event: 'usr2_unsupported' }, 'USR2 re-exec is not supported in this build'));
+  }
+
+  scale(n: number): void {
+    if (this.stopping) return;
+    const next = Math.max(1, Math.floor(n));
+    if (next === this.target) return;
+    const old = this.target;
+    this.target = next;
+    this.log.info({ event: 'workers_changed', from: old, to: next }, `workers: ${old} -> ${next}`);
+    void this.hooks.run('nworkersChanged', this, next, old);
+    this.maintain();
+  }
+
+  reopenLogs(): void {
+    reopenErrorLog();
+    for (const w of this.workers.values()) this.send(w, { t: 'reopenLogs' });
+  }
+
+  /** WINCH: let every worker go, keep the master and its sockets (for a USR2 hand-over). */
+  winch(): void {
+    this.target = 0;
+    for (const w of this.workers.values()) {
+      w.endedFor = 'scale-down';
+      this.stopWorker(w, true);
+    }
+  }
+
+  /** HUP: new config, new code, new workers; old workers leave as new ones are ready. */
+  async reload(): Promise<void> {
+    if (this.stopping) return;
+    let next: Awaited<ReturnType<ArbiterOptions['reloadConfig']>>;
+    try {
+      next = await this.reloadConfig();
+    } catch (err) {
+      this.log.error({ event: 'reload_failed', err: String(err) }, `reload failed, keeping the running config: ${err instanceof Error ? err.message : String(err)}`);
+      return;
+    }
+    await this.hooks.run('onReload', this);
+    const s = next.resolved.settings;
+    const oldLabels = this.listeners.map((l) => l.label).join('\n');
+    if (s.bind.join('\n') !== this.settings.bind.join('\n')) {
+      try {
+        this.listeners = await this.rebind(s);
+      } catch (err) {
+        this.log.error({ event: 'reload_failed', err: String(err) }, `reload failed, keeping the running config: ${err instanceof Error ? err.message : String(err)}`);
+        return;
+      }
+    }
+    this.settings = s;
+    this.configFile = next.resolved.configFile;
+    this.hooks = next.hooks;
+    if (next.workers !== this.target) void this.hooks.run('nworkersChanged', this, next.workers, this.target);
+    this.target = next.workers;
+    this.generation++;
+    this.reloading = true;
+    const newLabels = this.listeners.map((l) => l.label).join('\n');
+    this.log.info(
+      { event: 'reload', generation: this.generation, workers: this.target, listeners: this.listeners.map((l) => l.label) },
+      `reloading: starting ${this.target} new worker${this.target === 1 ? '' : 's'}` + (oldLabels !== newLabels ? `; listening at ${this.listeners.map((l) => l.label).join(', ')}` : ''),
+    );
+    for (const w of this.workers.values()) {
+      w.endedFor = 'reload';
+      if (w.state === 'serving') w.state = 'retiring';
+      else if (w.state === 'booting') this.stopWorker(w, true);
+    }
+    this.quickDeaths = 0;
+    this.nextSpawnAt = 0;
+    this.maintain();
+  }
+
+  /** The listeners for a changed `bind`: kept where the address stays, bound where it is new. */
+  private async rebind(s: Settings): Promise<Listener[]> {
+    const byLabel = new Map(this.listeners.map((l) => [l.label, l]));
+    const next: Listener[] = [];
+    const fresh: Listener[] = [];
+    try {
+      for (const text of s.bind) {
+        const kept = byLabel.get(labelOf(parseAddress(text)));
+        if (kept) next.push(kept);
+        else {
+          const [l] = await openListeners([text], { reusePort: s.reusePort, cwd: process.cwd() });
+          fresh.push(l!);
+          next.push(l!);
+        }
+      }
+    } catch (err) {
+      closeListeners(fresh, { unlink: true });
+      throw err;
+    }
+    // Workers of the old generation hold their own copies and keep accepting until they leave.
+    closeListeners(this.listeners.filter((l) => !next.includes(l)), { unlink: true });
+    return next;
+  }
+
+  // ------------------------------------------------------------------ stopping
+
+  stop(graceful: boolean): void {
+    if (this.stopping === 'quick' || (this.stopping === 'graceful' && graceful)) return;
+    this.stopping = graceful ? 'graceful' : 'quick';
+    this.log.info({ event: 'stopping', graceful }, graceful ? `stopping gracefully (up to ${this.settings.gracefulTimeout} s)` : 'stopping now');
+    for (const w of this.workers.values()) this.stopWorker(w, graceful);
+    this.maybeFinished();
+  }
+
+  /** Stop everything and exit with `code` (3: workers cannot boot). */
+  private halt(code: number, reason: string, detail?: string): void {
+    this.exitCode = code;
+    process.stderr.write(`arbiter: error: ${reason}\n${detail ? indent(detail) + '\n' : ''}`);
+    this.stop(false);
+  }
+
+  private maybeFinished(): void {
+    if (this.workers.size > 0) return;
+    if (this.tick) clearInterval(this.tick);
+    closeListeners(this.listeners, { unlink: true });
+    rmSync(this.runDir, { recursive: true, force: true });
+    void this.hooks.run('onExit', this).finally(() => this.resolveDone(this.exitCode ?? 0));
+  }
+}
+
+function indent(text: string): string {
+  return text
+    .split('\n')
+    .map((l) => '    ' + l.trim())
+    .join('\n');
+}
+
+/** `user`/`group` as names or numbers → spawn's uid/gid, read from /etc/passwd and /etc/group. */
+export function resolveIds(user: string | null, group: string | null): { uid?: number; gid?: number } {
+  const out: { uid?: number; gid?: number } = {};
+  const lookup = (file: string, name: string, idField: number): { id: number; gid?: number } | null => {
+    if (/^\d+$/.test(name)) return { id: Number(name) };
+    try {
+      for (const line of readFileSync(file, 'utf8').split('\n')) {
+        const f = line.split(':');
+        if (f[0] === name) return { id: Number(f[idField]), gid: Number(f[3]) };
+      }
+    } catch {
+      /* no such file: names cannot be resolved */
+    }
+    return null;
+  };
+  if (user) {
+    const u = lookup('/etc/passwd', user, 2);
+    if (!u) throw new Error(`unknown user "${user}"`);
+    out.uid = u.id;
+    if (u.gid !== undefined && !group) out.gid = u.gid;
+  }
+  if (group) {
+    const g = lookup('/etc/group', group, 2);
+    if (!g) throw new Error(`unknown group "${group}"`);
+    out.gid = g.id;
+  }
+  return out;
+}

@@ -1,0 +1,44 @@
+/**
+ * The master↔worker protocol. Every message on the IPC channel is one of these; both
+ * sides switch on `t`. Keep them small: heartbeats cross the channel every second.
+ */
+
+/** What a worker has done so far; shipped with every heartbeat. */
+export interface WorkerCounters {
+  /** HTTP requests answered, or tasks finished (any outcome). */
+  requests: number;
+  /** Requests or tasks being worked on right now. */
+  active: number;
+  /** Responses by status class, HTTP classes only: index 1..5 for 1xx..5xx. */
+  statuses?: number[];
+  /** Task classes only. */
+  tasks?: TaskCounters;
+  /** Resident set size in bytes. */
+  rss: number;
+}
+
+export interface TaskCounters {
+  processed: number;
+  failed: number;
+  retried: number;
+  dead: number;
+  /** Per task name: count and total milliseconds. */
+  durations: Record<string, { count: number; totalMs: number; maxMs: number }>;
+}
+
+/** What the worker is busy with, for the WORKER TIMEOUT line. */
+export interface CurrentWork {
+  /** "GET /slow" or "task sendEmail 42". */
+  what: string;
+  since: number;
+}
+
+export type WorkerMessage =
+  | { t: 'booted'; pid: number; appKind: 'node' | 'fetch' | 'task'; picked?: string }
+  | { t: 'heartbeat'; counters: WorkerCounters; current?: CurrentWork }
+  | { t: 'retire'; reason: 'max-requests' | 'memory'; detail: string }
+  | { t: 'bootError'; message: string; detail?: string };
+
+export type MasterMessage =
+  | { t: 'stop'; graceful: boolean }
+  | { t: 'reopenLogs' };

@@ -1,0 +1,476 @@
+/**
+ * The settings table: every setting arbiter has, declared once.
+ *
+ * This one table drives the CLI and `--help` (cli.ts), config-file and env validation
+ * (config.ts), `--print-config`, the man page and the README table (docs.ts), and the
+ * `ArbiterConfig` type users get from `defineConfig()`. Adding a setting means adding a
+ * row here and nothing else.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { parseBytes } from './cpus.js';
+
+export type Section =
+  | 'app'
+  | 'server'
+  | 'workers'
+  | 'http'
+  | 'tls'
+  | 'process'
+  | 'logging'
+  | 'reload'
+  | 'task'
+  | 'control'
+  | 'config'
+  | 'hooks';
+
+export const SECTION_TITLES: Record<Section, string> = {
+  app: 'Application',
+  server: 'Listening sockets',
+  workers: 'Workers',
+  http: 'HTTP limits',
+  tls: 'TLS',
+  process: 'Process',
+  logging: 'Logging',
+  reload: 'Code reload',
+  task: 'Task workers',
+  control: 'Control and metrics',
+  config: 'Config file and checks',
+  hooks: 'Hooks (config file only)',
+};
+
+/** How a raw value (a CLI word, an env string, a config-file value) becomes a typed one. */
+export type Kind =
+  | 'string'
+  | 'int'
+  | 'seconds'
+  | 'boolean'
+  | 'enum'
+  | 'list'
+  | 'bytes'
+  | 'workers'
+  | 'env'
+  | 'octal'
+  | 'hook';
+
+export interface SettingSpec {
+  name: string;
+  kind: Kind;
+  default: unknown;
+  section: Section;
+  doc: string;
+  /** Short CLI flag, without the dash (`b` for `-b`). */
+  short?: string;
+  /** Further long flags, as Gunicorn spells them (`keep-alive`, `pid`). */
+  aliases?: string[];
+  /** Placeholder for help and the man page. */
+  meta?: string;
+  choices?: readonly string[];
+  /** Smallest accepted number, for int and seconds. */
+  min?: number;
+  /** May be null (unset) — e.g. a pidfile path nobody asked for. */
+  nullable?: boolean;
+  /** False for settings that only make sense in a config file (hooks). */
+  cli?: boolean;
+  /** Which process runs a hook and with what, for the docs. */
+  hookSignature?: string;
+}
+
+const GUNICORN_ACCESS_FORMAT = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"';
+
+export const SETTINGS = [
+  // app
+  { name: 'app', kind: 'string', default: null, nullable: true, section: 'app', meta: 'MODULE[:EXPORT]',
+    doc: 'The app to serve: a file (.js .mjs .cjs .ts .mts, extension optional) or package, and the export to use (default `default`). Also the first positional argument.' },
+  { name: 'interface', kind: 'enum', default: 'auto', choices: ['auto', 'node', 'fetch'], section: 'app',
+    doc: 'How to call the app: `node` (req, res) listener, `fetch` (Request) => Response, or `auto` to pick by shape.' },
+  { name: 'chdir', kind: 'string', default: null, nullable: true, section: 'app', meta: 'DIR',
+    doc: 'Change to this directory before loading the app; the app module is resolved from here.' },
+  { name: 'env', kind: 'env', default: {}, short: 'e', section: 'app', meta: 'KEY=VALUE',
+    doc: 'Set an environment variable in the master and workers (repeatable).' },
+
+  // server
+  { name: 'bind', kind: 'list', default: ['127.0.0.1:8000'], short: 'b', section: 'server', meta: 'ADDRESS',
+    doc: 'Where to listen (repeatable): `HOST:PORT`, `[V6]:PORT`, `PORT`, `unix:PATH`, `fd://N`. With no bind and `PORT` set, `0.0.0.0:$PORT`.' },
+  { name: 'backlog', kind: 'int', default: 2048, min: 1, section: 'server', meta: 'INT',
+    doc: 'Maximum number of pending connections queued on each listener.' },
+  { name: 'reusePort', kind: 'boolean', default: false, section: 'server',
+    doc: 'Set SO_REUSEPORT on TCP listeners (needs Node >= 22.12; ignored with a warning before).' },
+
+  // workers
+  { name: 'workers', kind: 'workers', default: 1, short: 'w', section: 'workers', meta: 'INT|auto',
+    doc: 'Number of worker processes: a number, `auto` (the CPUs the container may use), or in a config file `(cpus) => n`. With no value and `WEB_CONCURRENCY` set, that.' },
+  { name: 'workerClass', kind: 'string', default: 'http', short: 'k', section: 'workers', meta: 'CLASS',
+    doc: 'Worker class: `http` (Node\'s server), `h11` (arbiter\'s own HTTP/1.1 engine), `task` (task consumer), or a module path exporting a custom class.' },
+  { name: 'workerConnections', kind: 'int', default: 1000, min: 1, section: 'workers', meta: 'INT',
+    doc: 'Maximum simultaneous connections per worker; further connections wait in the backlog for another worker.' },
+  { name: 'timeout', kind: 'seconds', default: 30, min: 0, short: 't', section: 'workers', meta: 'SECONDS',
+    doc: 'A worker whose event loop has been silent this long is killed and replaced (0 disables).' },
+  { name: 'gracefulTimeout', kind: 'seconds', default: 30, min: 0, section: 'workers', aliases: ['graceful-timeout'], meta: 'SECONDS',
+    doc: 'On a graceful stop, how long workers may finish in-flight work before they are killed.' },
+  { name: 'keepalive', kind: 'seconds', default: 5, min: 0, section: 'workers', aliases: ['keep-alive'], meta: 'SECONDS',
+    doc: 'How long an idle keep-alive connection stays open (0 closes after each response).' },
+  { name: 'maxRequests', kind: 'int', default: 0, min: 0, section: 'workers', meta: 'INT',
+    doc: 'Retire a worker gracefully after this many requests or tasks (0 = never).' },
+  { name: 'maxRequestsJitter', kind: 'int', default: 0, min: 0, section: 'workers', meta: 'INT',
+    doc: 'Add a random 0..N to maxRequests per worker so they do not all retire at once.' },
+  { name: 'maxWorkerMemory', kind: 'bytes', default: 0, section: 'workers', meta: 'BYTES',
+    doc: 'Retire a worker gracefully when its RSS passes this (`512MB`, `1GiB`; 0 = off).' },
+  { name: 'heartbeatInterval', kind: 'seconds', default: 1, min: 0.05, section: 'workers', meta: 'SECONDS',
+    doc: 'How often workers report liveness and counters to the master.' },
+  { name: 'nodeArgs', kind: 'list', default: [], section: 'workers', meta: 'FLAG',
+    doc: 'Extra `node` flags for worker processes, e.g. `--max-old-space-size=512` (repeatable).' },
+
+  // http
+  { name: 'limitRequestLine', kind: 'int', default: 4094, min: 0, section: 'http', meta: 'BYTES',
+    doc: 'Longest request line accepted (414 beyond; 0 = Node\'s own limit only).' },
+  { name: 'limitRequestFields', kind: 'int', default: 100, min: 0, section: 'http', meta: 'INT',
+    doc: 'Most header fields accepted in a request (431 beyond).' },
+  { name: 'limitRequestFieldSize', kind: 'int', default: 8190, min: 0, section: 'http', aliases: ['limit-request-field_size'], meta: 'BYTES',
+    doc: 'Longest header field line accepted (431 beyond).' },
+  { name: 'limitRequestBody', kind: 'bytes', default: 0, section: 'http', meta: 'BYTES',
+    doc: 'Largest request body the h11 worker accepts (413 beyond; 0 = no limit).' },
+  { name: 'forwardedAllowIps', kind: 'list', default: ['127.0.0.1', '::1'], section: 'http', meta: 'IPS',
+    doc: 'Front-end addresses trusted to set X-Forwarded-For/-Proto (`*` trusts all); used for the access log\'s remote address.' },
+
+  // tls
+  { name: 'certfile', kind: 'string', default: null, nullable: true, section: 'tls', meta: 'FILE',
+    doc: 'TLS certificate (PEM); with keyfile, listeners speak HTTPS.' },
+  { name: 'keyfile', kind: 'string', default: null, nullable: true, section: 'tls', meta: 'FILE',
+    doc: 'TLS private key (PEM).' },
+
+  // process
+  { name: 'pidfile', kind: 'string', default: null, nullable: true, short: 'p', section: 'process', aliases: ['pid'], meta: 'FILE',
+    doc: 'Write the master\'s pid here; removed on exit (renamed `*.oldbin` during a USR2 upgrade).' },
+  { name: 'daemon', kind: 'boolean', default: false, short: 'D', section: 'process',
+    doc: 'Detach from the terminal and run in the background.' },
+  { name: 'user', kind: 'string', default: null, nullable: true, short: 'u', section: 'process', meta: 'USER',
+    doc: 'Run workers as this user (name or uid); the master keeps its privileges to bind.' },
+  { name: 'group', kind: 'string', default: null, nullable: true, short: 'g', section: 'process', meta: 'GROUP',
+    doc: 'Run workers as this group (name or gid).' },
+  { name: 'umask', kind: 'octal', default: null, nullable: true, short: 'm', section: 'process', meta: 'OCTAL',
+    doc: 'File mode creation mask for the master and workers, e.g. `0o027` or `027`.' },
+
+  // logging
+  { name: 'logLevel', kind: 'enum', default: 'info', choices: ['trace', 'debug', 'info', 'warn', 'error', 'fatal'], section: 'logging', meta: 'LEVEL',
+    doc: 'Lowest level of error-log lines written.' },
+  { name: 'errorLog', kind: 'string', default: '-', section: 'logging', aliases: ['error-logfile', 'log-file'], meta: 'FILE',
+    doc: 'Where the master and workers log (`-` = stderr). JSON lines; readable text when stderr is a TTY.' },
+  { name: 'accessLog', kind: 'string', default: null, nullable: true, section: 'logging', aliases: ['access-logfile'], meta: 'FILE',
+    doc: 'Access log file (`-` = stdout); none when unset.' },
+  { name: 'accessLogFormat', kind: 'string', default: GUNICORN_ACCESS_FORMAT, section: 'logging', aliases: ['access-logformat'], meta: 'FORMAT',
+    doc: 'Access log line: Gunicorn atoms such as `%(h)s %(r)s %(s)s %(D)s %({x-request-id}i)s`, or `json`.' },
+
+  // reload
+  { name: 'reload', kind: 'boolean', default: false, section: 'reload',
+    doc: 'Watch the app\'s source files and reload workers (as HUP does) when they change. For development.' },
+  { name: 'reloadExtraFiles', kind: 'list', default: [], section: 'reload', aliases: ['reload-extra-file'], meta: 'PATH',
+    doc: 'Further files or directories that trigger a reload (repeatable).' },
+
+  // task
+  { name: 'broker', kind: 'string', default: 'spool:.arbiter-spool', section: 'task', meta: 'URL',
+    doc: 'Task broker: `spool:PATH` (embedded, durable on one machine) or `redis://HOST:PORT/DB` (Redis Streams).' },
+  { name: 'queue', kind: 'string', default: 'default', section: 'task', meta: 'NAME',
+    doc: 'Queue the task workers consume.' },
+  { name: 'concurrency', kind: 'int', default: 10, min: 1, section: 'task', meta: 'INT',
+    doc: 'Tasks each worker runs at once.' },
+  { name: 'maxRetries', kind: 'int', default: 3, min: 0, section: 'task', meta: 'INT',
+    doc: 'Retries after a failed attempt, with exponential backoff and jitter, before the dead-letter queue.' },
+  { name: 'dlq', kind: 'string', default: null, nullable: true, section: 'task', meta: 'NAME',
+    doc: 'Dead-letter queue name (default `QUEUE:dead`).' },
+  { name: 'taskTimeout', kind: 'seconds', default: 0, min: 0, section: 'task', meta: 'SECONDS',
+    doc: 'Abort a task\'s signal after this long and count it as failed (0 = no limit).' },
+
+  // control
+  { name: 'controlSocket', kind: 'string', default: null, nullable: true, section: 'control', meta: 'PATH',
+    doc: 'Unix socket (mode 0600) for `arbiter status`, `reload`, `scale` and `stop`.' },
+  { name: 'metricsBind', kind: 'string', default: null, nullable: true, section: 'control', meta: 'ADDRESS',
+    doc: 'Serve Prometheus metrics from the master at `HOST:PORT/metrics`.' },
+
+  // config
+  { name: 'config', kind: 'string', default: null, nullable: true, short: 'c', section: 'config', meta: 'FILE',
+    doc: 'Config file (.ts .js .mjs .cjs .json .yaml); otherwise `arbiter.config.*`, `.arbiterrc*` or `package.json#arbiter` is searched for.' },
+  { name: 'checkConfig', kind: 'boolean', default: false, section: 'config',
+    doc: 'Load the config and the app, bind nothing, and exit 0 (fine) or 2 (with the reason).' },
+  { name: 'printConfig', kind: 'boolean', default: false, section: 'config',
+    doc: 'Print every effective setting and where it came from (default, file, env, cli), then exit.' },
+
+  // hooks — config file only
+  ...hooks([
+    ['onStarting', 'master', '(arbiter) — before the master binds and forks'],
+    ['onReload', 'master', '(arbiter) — on HUP, before new workers start'],
+    ['whenReady', 'master', '(arbiter) — once the first workers serve'],
+    ['preFork', 'master', '(arbiter, worker) — before a worker is spawned'],
+    ['postFork', 'worker', '(worker) — in the new worker, before the app loads'],
+    ['postWorkerInit', 'worker', '(worker) — in the worker, after the app loaded'],
+    ['workerInt', 'worker', '(worker) — in the worker, on INT or QUIT'],
+    ['workerAbort', 'master', '(arbiter, worker, report) — when a worker is killed for timeout (it cannot run code itself)'],
+    ['preExec', 'master', '(arbiter) — before a USR2 re-exec starts the new master'],
+    ['childExit', 'master', '(arbiter, worker) — after a worker exited'],
+    ['workerExit', 'worker', '(worker) — in the worker, just before it exits'],
+    ['nworkersChanged', 'master', '(arbiter, newValue, oldValue) — when the target worker count changes'],
+    ['onExit', 'master', '(arbiter) — just before the master exits'],
+    ['preRequest', 'worker', '(worker, req) — before each HTTP request is handed to the app'],
+    ['postRequest', 'worker', '(worker, req, res, durationMs) — after each HTTP response finished'],
+  ]),
+] as const satisfies readonly SettingSpec[];
+
+function hooks<const N extends string>(list: [N, 'master' | 'worker', string][]) {
+  return list.map(([name, where, sig]) => ({
+    name,
+    kind: 'hook' as const,
+    default: null,
+    nullable: true,
+    section: 'hooks' as const,
+    cli: false,
+    hookSignature: sig,
+    doc: `Runs in the ${where}: ${sig.replace(/^\([^)]*\) — /, '')}.`,
+  }) satisfies SettingSpec);
+}
+
+export type SettingName = (typeof SETTINGS)[number]['name'];
+export const SETTING_NAMES: readonly string[] = SETTINGS.map((s) => s.name);
+export const BY_NAME: ReadonlyMap<string, SettingSpec> = new Map(SETTINGS.map((s) => [s.name, s as SettingSpec]));
+export const HOOK_NAMES = SETTINGS.filter((s) => s.kind === 'hook').map((s) => s.name);
+
+// ---------------------------------------------------------------------------------------
+// Names in each face of the table.
+
+export function kebab(name: string): string {
+  return name.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase());
+}
+export function envName(name: string): string {
+  return 'ARBITER_' + name.replace(/[A-Z]/g, (c) => '_' + c).toUpperCase();
+}
+export function cliFlags(s: SettingSpec): string[] {
+  const flags = [`--${kebab(s.name)}`, ...(s.aliases ?? []).map((a) => `--${a}`)];
+  return s.short ? [`-${s.short}`, ...flags] : flags;
+}
+
+// ---------------------------------------------------------------------------------------
+// Typed values.
+
+export type Hook = (...args: any[]) => unknown;
+export type WorkersSpec = number | 'auto' | ((cpus: number) => number);
+export type NodeHandler = (req: IncomingMessage, res: ServerResponse) => unknown;
+
+/** The resolved settings, as the master and workers see them. */
+export interface Settings {
+  app: string | null;
+  interface: 'auto' | 'node' | 'fetch';
+  chdir: string | null;
+  env: Record<string, string>;
+  bind: string[];
+  backlog: number;
+  reusePort: boolean;
+  workers: WorkersSpec;
+  workerClass: string;
+  workerConnections: number;
+  timeout: number;
+  gracefulTimeout: number;
+  keepalive: number;
+  maxRequests: number;
+  maxRequestsJitter: number;
+  maxWorkerMemory: number;
+  heartbeatInterval: number;
+  nodeArgs: string[];
+  limitRequestLine: number;
+  limitRequestFields: number;
+  limitRequestFieldSize: number;
+  limitRequestBody: number;
+  forwardedAllowIps: string[];
+  certfile: string | null;
+  keyfile: string | null;
+  pidfile: string | null;
+  daemon: boolean;
+  user: string | null;
+  group: string | null;
+  umask: number | null;
+  logLevel: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal';
+  errorLog: string;
+  accessLog: string | null;
+  accessLogFormat: string;
+  reload: boolean;
+  reloadExtraFiles: string[];
+  broker: string;
+  queue: string;
+  concurrency: number;
+  maxRetries: number;
+  dlq: string | null;
+  taskTimeout: number;
+  controlSocket: string | null;
+  metricsBind: string | null;
+  config: string | null;
+  checkConfig: boolean;
+  printConfig: boolean;
+  onStarting: Hook | null;
+  onReload: Hook | null;
+  whenReady: Hook | null;
+  preFork: Hook | null;
+  postFork: Hook | null;
+  postWorkerInit: Hook | null;
+  workerInt: Hook | null;
+  workerAbort: Hook | null;
+  preExec: Hook | null;
+  childExit: Hook | null;
+  workerExit: Hook | null;
+  nworkersChanged: Hook | null;
+  onExit: Hook | null;
+  preRequest: Hook | null;
+  postRequest: Hook | null;
+}
+
+// The compiler checks the interface and the table name the same settings.
+type _SameNames = [SettingName] extends [keyof Settings] ? ([keyof Settings] extends [SettingName] ? true : never) : never;
+const _sameNames: _SameNames = true;
+void _sameNames;
+
+/** What a config file may contain: any subset of the settings, hooks typed loosely. */
+export type ArbiterConfig = Partial<Omit<Settings, 'maxWorkerMemory' | 'umask' | 'timeout'>> & {
+  maxWorkerMemory?: number | string;
+  umask?: number | string | null;
+  timeout?: number;
+};
+
+export const DEFAULTS: Settings = Object.fromEntries(
+  SETTINGS.map((s) => [s.name, structuredClone(s.default)]),
+) as unknown as Settings;
+
+// ---------------------------------------------------------------------------------------
+// Parsing and validation. Every failure is one line naming the setting, the value and
+// what was expected.
+
+export class SettingError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'SettingError';
+  }
+}
+
+function show(v: unknown): string {
+  if (typeof v === 'string') return JSON.stringify(v);
+  if (typeof v === 'function') return 'a function';
+  try {
+    return JSON.stringify(v) ?? String(v);
+  } catch {
+    return String(v);
+  }
+}
+
+function expected(s: SettingSpec, value: unknown, what: string, origin: string): SettingError {
+  return new SettingError(`invalid value ${show(value)} for ${s.name} (${origin}): expected ${what}`);
+}
+
+/**
+ * Turn a raw value into the setting's typed value. `raw` is a string from the CLI or the
+ * environment, or any JSON-ish value from a config file; `origin` names where it came from
+ * for the message ("--workers", "ARBITER_WORKERS", "arbiter.conf.ts").
+ */
+export function parseValue(s: SettingSpec, raw: unknown, origin: string): unknown {
+  if (raw === null && s.nullable) return null;
+  const fromText = typeof raw === 'string';
+  switch (s.kind) {
+    case 'string':
+      if (typeof raw !== 'string' || raw === '') throw expected(s, raw, 'a non-empty string', origin);
+      if (s.name === 'workerClass' || s.name === 'app') return raw.trim();
+      return raw;
+    case 'int': {
+      const n = fromText && /^\s*\d+\s*$/.test(raw) ? Number(raw) : raw;
+      if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < (s.min ?? 0))
+        throw expected(s, raw, `a whole number >= ${s.min ?? 0}`, origin);
+      return n;
+    }
+    case 'seconds': {
+      const n = fromText && /^\s*\d+(\.\d+)?\s*$/.test(raw) ? Number(raw) : raw;
+      if (typeof n !== 'number' || !Number.isFinite(n) || n < (s.min ?? 0))
+        throw expected(s, raw, `a number of seconds >= ${s.min ?? 0}`, origin);
+      return n;
+    }
+    case 'boolean':
+      if (typeof raw === 'boolean') return raw;
+      if (fromText && /^(1|true|yes|on)$/i.test(raw)) return true;
+      if (fromText && /^(0|false|no|off)$/i.test(raw)) return false;
+      throw expected(s, raw, 'true or false', origin);
+    case 'enum':
+      if (typeof raw !== 'string' || !s.choices!.includes(raw))
+        throw expected(s, raw, `one of ${s.choices!.join(', ')}`, origin);
+      return raw;
+    case 'list': {
+      const items = Array.isArray(raw) ? raw : fromText ? splitList(raw) : null;
+      if (!items || !items.every((x) => typeof x === 'string' && x !== ''))
+        throw expected(s, raw, 'a list of strings', origin);
+      return items;
+    }
+    case 'bytes':
+      try {
+        return parseBytes(raw as string | number);
+      } catch {
+        throw expected(s, raw, 'a size in bytes such as 536870912, 512MB or 1GiB', origin);
+      }
+    case 'workers': {
+      if (raw === 'auto' || typeof raw === 'function') return raw;
+      const n = fromText && /^\s*\d+\s*$/.test(raw) ? Number(raw) : raw;
+      if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 1)
+        throw expected(s, raw, 'a whole number >= 1, "auto", or (in a config file) a function of the CPU count', origin);
+      return n;
+    }
+    case 'env': {
+      const pairs = Array.isArray(raw) ? raw : fromText ? [raw] : null;
+      if (pairs) {
+        const out: Record<string, string> = {};
+        for (const p of pairs) {
+          const m = typeof p === 'string' ? /^([A-Za-z_][A-Za-z0-9_]*)=(.*)$/s.exec(p) : null;
+          if (!m) throw expected(s, p, 'KEY=VALUE', origin);
+          out[m[1]!] = m[2]!;
+        }
+        return out;
+      }
+      if (raw && typeof raw === 'object' && Object.values(raw).every((v) => typeof v === 'string'))
+        return { ...(raw as Record<string, string>) };
+      throw expected(s, raw, 'KEY=VALUE pairs or an object of strings', origin);
+    }
+    case 'octal': {
+      const n = typeof raw === 'number' ? raw : fromText && /^\s*(0o?)?[0-7]{1,4}\s*$/i.test(raw) ? parseInt(raw.trim().replace(/^0o/i, ''), 8) : NaN;
+      if (!Number.isInteger(n) || n < 0 || n > 0o777) throw expected(s, raw, 'an octal mode such as 027 or 0o027', origin);
+      return n;
+    }
+    case 'hook':
+      if (typeof raw !== 'function') throw expected(s, raw, 'a function', origin);
+      return raw;
+  }
+}
+
+function splitList(text: string): string[] {
+  return text.split(',').map((x) => x.trim()).filter((x) => x !== '');
+}
+
+/** Levenshtein distance, for "did you mean". */
+function distance(a: string, b: string): number {
+  const row = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    let prev = row[0]!;
+    row[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const cur = row[j]!;
+      row[j] = Math.min(row[j]! + 1, row[j - 1]! + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
+      prev = cur;
+    }
+  }
+  return row[b.length]!;
+}
+
+/** The closest of `candidates` to `word`, if it is close enough to be a likely typo. */
+export function closest(word: string, candidates: readonly string[]): string | undefined {
+  let best: string | undefined;
+  let bestD = Infinity;
+  const w = word.toLowerCase();
+  for (const c of candidates) {
+    const d = distance(w, c.toLowerCase());
+    if (d < bestD) [best, bestD] = [c, d];
+  }
+  return best !== undefined && bestD <= Math.max(2, Math.floor(word.length / 3)) ? best : undefined;
+}
+
+export function unknownSetting(key: string, origin: string, candidates: readonly string[] = SETTING_NAMES): SettingError {
+  const near = closest(key, candidates);
+  return new SettingError(`unknown setting "${key}" in ${origin}` + (near ? ` — did you mean "${near}"?` : ''));
+}

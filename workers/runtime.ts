@@ -1,0 +1,180 @@
+/**
+ * The worker process. The master spawns `node [nodeArgs] runtime.js` with the listening
+ * sockets on descriptors 4.. and a JSON boot description in ARBITER_WORKER. This file is
+ * the part every worker class shares: boot, heartbeats, recycling, signals and stop.
+ */
+import { AppLoadError, appStack, importApp, oneLine } from '../src/app.js';
+import { loadConfigFile } from '../src/config.js';
+import { createHooks } from '../src/hooks.js';
+import { createLogger, reopenErrorLog } from '../src/logging.js';
+import type { MasterMessage, WorkerMessage, CurrentWork } from '../src/messages.js';
+import type { InheritedListener } from '../src/sockets.js';
+import { loadWorkerClass } from './classes.js';
+import type { WorkerContext, WorkerInstance, WorkerSettings } from './contract.js';
+import { CURRENT, startWatchdog } from './watchdog.js';
+
+/** What the master puts in ARBITER_WORKER. */
+export interface WorkerBoot {
+  settings: WorkerSettings;
+  listeners: InheritedListener[];
+  configFile: string | null;
+  age: number;
+  /** Where the watchdog leaves its stack report for the master. */
+  reportFile: string;
+}
+
+/** Exit code that tells the master "the app cannot load": it stops everything with exit 3. */
+export const BOOT_ERROR_EXIT = 3;
+
+const boot: WorkerBoot = JSON.parse(process.env.ARBITER_WORKER ?? 'null');
+if (!boot) {
+  process.stderr.write('arbiter: workers/runtime.js is started by the arbiter master, not by hand\n');
+  process.exit(2);
+}
+delete process.env.ARBITER_WORKER;
+
+const settings = boot.settings;
+process.title = `arbiter worker [${settings.app ?? settings.workerClass}]`;
+const log = createLogger({ level: settings.logLevel, errorLog: settings.errorLog, role: 'worker' });
+
+function send(msg: WorkerMessage): void {
+  if (process.connected) process.send!(msg, undefined, undefined, () => {});
+}
+
+let instance: WorkerInstance | null = null;
+let stopping: Promise<void> | null = null;
+let served = 0;
+let retireAt = Infinity;
+let retiring = false;
+
+if (settings.maxRequests > 0) {
+  retireAt = settings.maxRequests + Math.floor(Math.random() * (settings.maxRequestsJitter + 1));
+}
+
+function retire(reason: 'max-requests' | 'memory', detail: string): void {
+  if (retiring) return;
+  retiring = true;
+  log.info({ event: 'worker_retiring', reason, detail }, `worker retiring: ${detail}`);
+  send({ t: 'retire', reason, detail });
+}
+
+const watchdog = settings.timeout > 0 ? startWatchdog(boot.reportFile, settings.timeout, settings.heartbeatInterval) : null;
+const slot = globalThis as unknown as Record<symbol, unknown>;
+
+function describeCurrent(): CurrentWork | undefined {
+  const c = slot[CURRENT] as string | { method?: string; url?: string } | null | undefined;
+  if (c == null) return undefined;
+  return { what: typeof c === 'string' ? c : `${c.method} ${c.url}`, since: 0 };
+}
+
+const ctx: WorkerContext = {
+  settings,
+  listeners: boot.listeners,
+  log,
+  hooks: createHooks({}, log),
+  age: boot.age,
+  done() {
+    if (++served >= retireAt) retire('max-requests', `served ${served} of maxRequests ${retireAt}`);
+  },
+  working(what) {
+    slot[CURRENT] = what;
+  },
+};
+
+function heartbeat(): void {
+  const rss = process.memoryUsage.rss();
+  watchdog?.beat();
+  const counters = { ...(instance?.counters() ?? { requests: 0, active: 0 }), rss };
+  send({ t: 'heartbeat', counters, current: describeCurrent() });
+  if (settings.maxWorkerMemory > 0 && rss > settings.maxWorkerMemory && !stopping)
+    retire('memory', `RSS ${rss} bytes is over maxWorkerMemory ${settings.maxWorkerMemory}`);
+}
+
+async function stop(graceful: boolean): Promise<void> {
+  if (stopping) {
+    if (graceful) return stopping;
+    // A quick stop overrides a graceful one already under way.
+  }
+  const work = (async () => {
+    log.debug({ event: 'worker_stopping', graceful }, graceful ? 'worker stopping gracefully' : 'worker stopping now');
+    // The master kills us after gracefulTimeout anyway; leaving on our own first is tidier.
+    const deadline = setTimeout(() => finish(0), Math.max(0, settings.gracefulTimeout * 1000 - 100));
+    deadline.unref();
+    try {
+      await instance?.stop(graceful);
+    } catch (err) {
+      log.error({ err }, 'error while stopping');
+    }
+    await finish(0);
+  })();
+  stopping = work;
+  return work;
+}
+
+let finishing = false;
+async function finish(code: number): Promise<void> {
+  if (finishing) return;
+  finishing = true;
+  await ctx.hooks.run('workerExit', workerInfo());
+  watchdog?.stop();
+  process.exit(code);
+}
+
+function workerInfo() {
+  return { pid: process.pid, age: boot.age, settings };
+}
+
+process.on('message', (msg: MasterMessage) => {
+  if (msg.t === 'stop') void stop(msg.graceful);
+  else if (msg.t === 'reopenLogs') {
+    reopenErrorLog();
+    instance?.reopenLogs?.();
+  }
+});
+// The master, or a process-group signal such as a terminal's Ctrl-C.
+process.on('SIGTERM', () => void stop(true));
+for (const sig of ['SIGINT', 'SIGQUIT'] as const)
+  process.on(sig, () => void ctx.hooks.run('workerInt', workerInfo()).then(() => stop(false)));
+// Handled by the master; a worker must not die of them.
+for (const sig of ['SIGHUP', 'SIGUSR1', 'SIGUSR2', 'SIGWINCH', 'SIGTTIN', 'SIGTTOU'] as const) process.on(sig, () => {});
+// The master is gone (SIGKILL, crash): nobody will replace us or stop us, so stop now.
+process.on('disconnect', () => void stop(true));
+
+process.on('uncaughtException', (err) => {
+  log.error({ event: 'worker_crashed', err }, `uncaught exception in worker: ${oneLine(err)}`);
+  process.exit(1);
+});
+process.on('unhandledRejection', (err) => {
+  log.error({ event: 'unhandled_rejection', err }, `unhandled rejection in worker: ${oneLine(err)}`);
+});
+
+async function main(): Promise<void> {
+  const cwd = process.cwd();
+  try {
+    if (boot.configFile) {
+      const { layer } = await loadConfigFile(boot.configFile, cwd);
+      ctx.hooks = createHooks(layer as Record<string, unknown>, log);
+    }
+    await ctx.hooks.run('postFork', workerInfo());
+    const cls = await loadWorkerClass(settings.workerClass, cwd);
+    const { value, where } = await importApp(settings.app!, cwd);
+    const { app } = await cls.adapt(value, settings, where);
+    instance = cls.create(ctx, app);
+    await instance.start();
+  } catch (err) {
+    const message = err instanceof AppLoadError || (err as Error)?.name === 'SettingError' ? (err as Error).message : `worker failed to boot: ${oneLine(err)}`;
+    const detail = err instanceof AppLoadError ? err.detail : appStack(err);
+    send({ t: 'bootError', message, detail });
+    log.error({ event: 'worker_boot_failed', detail }, message);
+    // Let the message reach the master before the exit code does.
+    setTimeout(() => process.exit(BOOT_ERROR_EXIT), 50);
+    return;
+  }
+  heartbeat();
+  const interval = setInterval(heartbeat, settings.heartbeatInterval * 1000);
+  interval.unref();
+  send({ t: 'booted', pid: process.pid, appKind: settings.workerClass === 'task' ? 'task' : 'node' });
+  await ctx.hooks.run('postWorkerInit', workerInfo());
+}
+
+void main();
