@@ -5,8 +5,9 @@
 import { existsSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { pathToFileURL } from 'node:url';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { ROOT } from './paths.js';
 import { closest } from './settings.js';
 
 /** Exit code 3 material: the app could not be loaded. `detail` is the app's own error, trimmed. */
@@ -147,13 +148,7 @@ export function oneLine(err: unknown): string {
   return String(err);
 }
 
-const ROOT = findRoot(path.dirname(fileURLToPath(import.meta.url)));
 const OUR_DIRS = ['dist', 'src', 'workers'].map((d) => path.join(ROOT, d) + path.sep);
-
-function findRoot(dir: string): string {
-  while (!existsSync(path.join(dir, 'package.json')) && path.dirname(dir) !== dir) dir = path.dirname(dir);
-  return dir;
-}
 
 /** The error's stack without Node's and arbiter's own frames: the part the user can act on. */
 export function appStack(err: unknown): string | undefined {

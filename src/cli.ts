@@ -8,15 +8,17 @@
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import yargs, { type Argv } from 'yargs';
-import { AppLoadError, importApp } from './app.js';
+import { AppLoadError } from './app.js';
+import { checkApp } from './appcheck.js';
+import type { WorkerSettings } from '../workers/contract.js';
 import {
   applyPlatformDefaults,
   checkCombination,
   envLayer,
   loadConfigFile,
   merge,
+  serializable,
   unknownEnv,
   type Layer,
   type Resolved,
@@ -25,6 +27,7 @@ import { detectCpus, resolveWorkers, type CpuFinding } from './cpus.js';
 import { createHooks } from './hooks.js';
 import { createLogger, fatalLine } from './logging.js';
 import { Arbiter } from './master.js';
+import { ROOT } from './paths.js';
 import { writePidfile, removePidfile } from './pidfile.js';
 import {
   BY_NAME,
@@ -38,9 +41,7 @@ import {
   type Settings,
 } from './settings.js';
 import { BindError, inheritedFromParent, openListeners, systemdListeners, type Listener } from './sockets.js';
-import { loadWorkerClass } from '../workers/classes.js';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const VERSION: string = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')).version;
 
 export const EXIT = { OK: 0, RUNTIME: 1, USAGE: 2, BOOT: 3 } as const;
@@ -247,22 +248,17 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<numb
   if (s.umask !== null) process.umask(s.umask);
   Object.assign(process.env, s.env);
 
-  // Load the app once here only to validate it, before anything is bound.
+  // Load the app once, only to validate it, before anything is bound.
   let picked: string;
   let listens = true;
   try {
-    const cls = await loadWorkerClass(s.workerClass, process.cwd());
-    listens = cls.listens !== false;
     if (!s.app) throw new SettingError('no app given');
-    const { value, where } = await importApp(s.app, process.cwd());
-    picked = (await cls.adapt(value, { ...s, workers: workers.workers }, where)).picked;
+    ({ picked, listens } = await checkApp({ ...serializable(s), workers: workers.workers } as WorkerSettings, process.cwd()));
   } catch (err) {
     if (err instanceof SettingError) return usageError(err);
-    const code = s.checkConfig ? EXIT.USAGE : EXIT.BOOT;
     fatalLine(err instanceof Error ? err.message : String(err));
     if (err instanceof AppLoadError && err.detail) process.stderr.write(indent(err.detail) + '\n');
-    else if (!(err instanceof AppLoadError) && err instanceof Error && err.stack) process.stderr.write(indent(err.stack) + '\n');
-    return code;
+    return s.checkConfig ? EXIT.USAGE : EXIT.BOOT;
   }
   if (s.checkConfig) {
     process.stdout.write(`config OK: ${s.app} (${picked}), ${workers.why}\n`);

@@ -197,7 +197,8 @@ export class Arbiter {
     }
     w.state = 'stopping';
     w.endedFor ??= 'stop';
-    this.send(w, { t: 'stop', graceful });
+    // Only a stop of the whole arbiter leaves nobody else to take new connections.
+    this.send(w, { t: 'stop', graceful, keepAccepting: graceful && this.stopping !== null });
     const grace = graceful ? this.settings.gracefulTimeout * 1000 : 1000;
     const timer = setTimeout(() => {
       if (w.child.exitCode === null && w.child.signalCode === null) {

@@ -40,5 +40,11 @@ export type WorkerMessage =
   | { t: 'bootError'; message: string; detail?: string };
 
 export type MasterMessage =
-  | { t: 'stop'; graceful: boolean }
+  /**
+   * `keepAccepting`: the whole arbiter is stopping and no other worker will take new
+   * connections, so keep accepting (answering with `Connection: close`) until clients stop
+   * coming; a client then never meets a refused or reset connection. When a replacement
+   * serves (reload, recycling, scale-down) the worker stops accepting at once.
+   */
+  | { t: 'stop'; graceful: boolean; keepAccepting?: boolean }
   | { t: 'reopenLogs' };

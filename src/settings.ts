@@ -102,7 +102,7 @@ export const SETTINGS = [
   { name: 'workerClass', kind: 'string', default: 'http', short: 'k', section: 'workers', meta: 'CLASS',
     doc: 'Worker class: `http` (Node\'s server), `h11` (arbiter\'s own HTTP/1.1 engine), `task` (task consumer), or a module path exporting a custom class.' },
   { name: 'workerConnections', kind: 'int', default: 1000, min: 1, section: 'workers', meta: 'INT',
-    doc: 'Maximum simultaneous connections per worker; further connections wait in the backlog for another worker.' },
+    doc: 'Maximum simultaneous connections per worker; with `http` a connection beyond it is closed at once (Node\'s maxConnections).' },
   { name: 'timeout', kind: 'seconds', default: 30, min: 0, short: 't', section: 'workers', meta: 'SECONDS',
     doc: 'A worker whose event loop has been silent this long is killed and replaced (0 disables).' },
   { name: 'gracefulTimeout', kind: 'seconds', default: 30, min: 0, section: 'workers', aliases: ['graceful-timeout'], meta: 'SECONDS',

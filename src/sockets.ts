@@ -13,6 +13,7 @@ import { connect } from 'node:net';
 import * as net from 'node:net';
 import { lookup } from 'node:dns/promises';
 import { existsSync, lstatSync, unlinkSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { getSystemErrorName } from 'node:util';
 import { SettingError } from './settings.js';
@@ -151,6 +152,13 @@ async function bindOne(text: string, opts: { reusePort: boolean; cwd: string }):
   const flags = opts.reusePort ? UV_TCP_REUSEPORT : 0;
   const h = createServerHandle(host, a.port, family, undefined, flags);
   if (typeof h === 'number') throw bindFailure(label, h);
+  // libuv defers EADDRINUSE from bind(2) to listen(2), which here happens in a worker, on
+  // a copy that would then listen on a random port. Check that the bind really took.
+  const out: { port?: number } = {};
+  if (h.getsockname?.(out) !== 0 || !out.port || (a.port !== 0 && out.port !== a.port)) {
+    h.close();
+    throw bindFailure(label, -os.constants.errno.EADDRINUSE);
+  }
   return { label: withRealPort(label, h), kind: 'tcp', fd: h.fd, handle: h };
 }
 

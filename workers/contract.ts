@@ -40,7 +40,7 @@ export interface WorkerInstance {
    * Graceful: stop accepting, finish what is in flight (HTTP responses carry
    * `Connection: close`), then resolve. Quick: drop everything now.
    */
-  stop(graceful: boolean): Promise<void>;
+  stop(graceful: boolean, opts?: { keepAccepting?: boolean }): Promise<void>;
   counters(): { requests: number; active: number; statuses?: number[]; tasks?: TaskCounters };
   /** USR1: reopen any log files the class writes itself. */
   reopenLogs?(): void;

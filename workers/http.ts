@@ -167,18 +167,16 @@ class HttpWorker implements WorkerInstance {
 
   private idle = new Set<Socket>();
 
-  async stop(graceful: boolean): Promise<void> {
+  async stop(graceful: boolean, opts: { keepAccepting?: boolean } = {}): Promise<void> {
     this.stopping = true;
-    const closed = Promise.all(
-      [this.server as net.Server, ...this.extra].map(
-        // net.Server's close, not http.Server's: Node's http close also drops idle
-        // keep-alive connections at once, which is the reset we are avoiding.
-        (srv) => new Promise<void>((resolve) => net.Server.prototype.close.call(srv, () => resolve())),
-      ),
-    );
+    const servers = [this.server as net.Server, ...this.extra];
+    // net.Server's close, not http.Server's: Node's http close also drops idle keep-alive
+    // connections at once, which is the reset we are avoiding.
+    const closeListeners = () =>
+      Promise.all(servers.map((srv) => new Promise<void>((resolve) => net.Server.prototype.close.call(srv, () => resolve()))));
     if (!graceful) {
       for (const s of this.sockets) s.destroy();
-      await closed;
+      await closeListeners();
       return;
     }
     for (const socket of this.sockets) {
@@ -186,16 +184,23 @@ class HttpWorker implements WorkerInstance {
       if (res && !res.headersSent) res.setHeader('Connection', 'close');
       else if (!res) this.idle.add(socket);
     }
-    // Sockets idle at the stop get IDLE_AFTER_STOP_MS to bring a request (which is then
-    // answered with Connection: close); after that they are closed. Responses that were
-    // already under way with keep-alive end as idle sockets and are caught the same way.
-    const sweep = setInterval(() => {
-      for (const socket of this.idle) socket.destroy();
-      this.idle.clear();
-      for (const socket of this.sockets) if (!(socket as any)._httpMessage) this.idle.add(socket);
-    }, IDLE_AFTER_STOP_MS);
-    await closed;
-    clearInterval(sweep);
+    let closing: Promise<unknown> | null = opts.keepAccepting ? null : closeListeners();
+    await new Promise<void>((resolve) => {
+      // Sockets idle at the stop get IDLE_AFTER_STOP_MS to bring a request (answered with
+      // Connection: close); then they are closed. Responses that were under way with
+      // keep-alive end as idle sockets and are caught the same way.
+      const sweep = setInterval(() => {
+        for (const socket of this.idle) socket.destroy();
+        this.idle.clear();
+        for (const socket of this.sockets) if (!(socket as any)._httpMessage) this.idle.add(socket);
+        if (this.sockets.size === 0) {
+          clearInterval(sweep);
+          resolve();
+        }
+      }, IDLE_AFTER_STOP_MS);
+    });
+    closing ??= closeListeners();
+    await closing;
     this.accessLog?.flush();
   }
 

@@ -90,7 +90,7 @@ function heartbeat(): void {
     retire('memory', `RSS ${rss} bytes is over maxWorkerMemory ${settings.maxWorkerMemory}`);
 }
 
-async function stop(graceful: boolean): Promise<void> {
+async function stop(graceful: boolean, keepAccepting = false): Promise<void> {
   if (stopping) {
     if (graceful) return stopping;
     // A quick stop overrides a graceful one already under way.
@@ -101,7 +101,7 @@ async function stop(graceful: boolean): Promise<void> {
     const deadline = setTimeout(() => finish(0), Math.max(0, settings.gracefulTimeout * 1000 - 100));
     deadline.unref();
     try {
-      await instance?.stop(graceful);
+      await instance?.stop(graceful, { keepAccepting });
     } catch (err) {
       log.error({ err }, 'error while stopping');
     }
@@ -125,7 +125,7 @@ function workerInfo() {
 }
 
 process.on('message', (msg: MasterMessage) => {
-  if (msg.t === 'stop') void stop(msg.graceful);
+  if (msg.t === 'stop') void stop(msg.graceful, msg.keepAccepting);
   else if (msg.t === 'reopenLogs') {
     reopenErrorLog();
     instance?.reopenLogs?.();

@@ -1,0 +1,156 @@
+/**
+ * Every arbiter setting, with its default. Copy what you need into arbiter.config.ts (or
+ * any file given with -c); leave out the rest. Durations are seconds; sizes take 512MB, 1GiB.
+ * This file is type-checked against defineConfig() by the test suite.
+ */
+import { defineConfig } from 'arbiter';
+
+export default defineConfig({
+  // Application
+  // The app to serve: a file (.js .mjs .cjs .ts .mts, extension optional) or package, and the export to use (default default). Also the first positional argument.
+  app: "examples/hello.js:handler",
+  // How to call the app: node (req, res) listener, fetch (Request) => Response, or auto to pick by shape.
+  interface: "auto",
+  // Change to this directory before loading the app; the app module is resolved from here.
+  chdir: null,
+  // Set an environment variable in the master and workers (repeatable).
+  env: {},
+
+  // Listening sockets
+  // Where to listen (repeatable): HOST:PORT, [V6]:PORT, PORT, unix:PATH, fd://N. With no bind and PORT set, 0.0.0.0:$PORT.
+  bind: ["127.0.0.1:8000"],
+  // Maximum number of pending connections queued on each listener.
+  backlog: 2048,
+  // Set SO_REUSEPORT on TCP listeners (needs Node >= 22.12; ignored with a warning before).
+  reusePort: false,
+
+  // Workers
+  // Number of worker processes: a number, auto (the CPUs the container may use), or in a config file (cpus) => n. With no value and WEB_CONCURRENCY set, that.
+  workers: (cpus) => cpus,
+  // Worker class: http (Node's server), h11 (arbiter's own HTTP/1.1 engine), task (task consumer), or a module path exporting a custom class.
+  workerClass: "http",
+  // Maximum simultaneous connections per worker; further connections wait in the backlog for another worker.
+  workerConnections: 1000,
+  // A worker whose event loop has been silent this long is killed and replaced (0 disables).
+  timeout: 30,
+  // On a graceful stop, how long workers may finish in-flight work before they are killed.
+  gracefulTimeout: 30,
+  // How long an idle keep-alive connection stays open (0 closes after each response).
+  keepalive: 5,
+  // Retire a worker gracefully after this many requests or tasks (0 = never).
+  maxRequests: 0,
+  // Add a random 0..N to maxRequests per worker so they do not all retire at once.
+  maxRequestsJitter: 0,
+  // Retire a worker gracefully when its RSS passes this (512MB, 1GiB; 0 = off).
+  maxWorkerMemory: 0,
+  // How often workers report liveness and counters to the master.
+  heartbeatInterval: 1,
+  // Extra node flags for worker processes, e.g. --max-old-space-size=512 (repeatable).
+  nodeArgs: [],
+
+  // HTTP limits
+  // Longest request line accepted (414 beyond; 0 = Node's own limit only).
+  limitRequestLine: 4094,
+  // Most header fields accepted in a request (431 beyond).
+  limitRequestFields: 100,
+  // Longest header field line accepted (431 beyond).
+  limitRequestFieldSize: 8190,
+  // Largest request body the h11 worker accepts (413 beyond; 0 = no limit).
+  limitRequestBody: 0,
+  // Front-end addresses trusted to set X-Forwarded-For/-Proto (* trusts all); used for the access log's remote address.
+  forwardedAllowIps: ["127.0.0.1","::1"],
+
+  // TLS
+  // TLS certificate (PEM); with keyfile, listeners speak HTTPS.
+  certfile: null,
+  // TLS private key (PEM).
+  keyfile: null,
+
+  // Process
+  // Write the master's pid here; removed on exit (renamed *.oldbin during a USR2 upgrade).
+  pidfile: null,
+  // Detach from the terminal and run in the background.
+  daemon: false,
+  // Run workers as this user (name or uid); the master keeps its privileges to bind.
+  user: null,
+  // Run workers as this group (name or gid).
+  group: null,
+  // File mode creation mask for the master and workers, e.g. 0o027 or 027.
+  umask: null,
+
+  // Logging
+  // Lowest level of error-log lines written.
+  logLevel: "info",
+  // Where the master and workers log (- = stderr). JSON lines; readable text when stderr is a TTY.
+  errorLog: "-",
+  // Access log file (- = stdout); none when unset.
+  accessLog: null,
+  // Access log line: Gunicorn atoms such as %(h)s %(r)s %(s)s %(D)s %({x-request-id}i)s, or json.
+  accessLogFormat: "%(h)s %(l)s %(u)s %(t)s \"%(r)s\" %(s)s %(b)s \"%(f)s\" \"%(a)s\"",
+
+  // Code reload
+  // Watch the app's source files and reload workers (as HUP does) when they change. For development.
+  reload: false,
+  // Further files or directories that trigger a reload (repeatable).
+  reloadExtraFiles: [],
+
+  // Task workers
+  // Task broker: spool:PATH (embedded, durable on one machine) or redis://HOST:PORT/DB (Redis Streams).
+  broker: "spool:.arbiter-spool",
+  // Queue the task workers consume.
+  queue: "default",
+  // Tasks each worker runs at once.
+  concurrency: 10,
+  // Retries after a failed attempt, with exponential backoff and jitter, before the dead-letter queue.
+  maxRetries: 3,
+  // Dead-letter queue name (default QUEUE:dead).
+  dlq: null,
+  // Abort a task's signal after this long and count it as failed (0 = no limit).
+  taskTimeout: 0,
+
+  // Control and metrics
+  // Unix socket (mode 0600) for arbiter status, reload, scale and stop.
+  controlSocket: null,
+  // Serve Prometheus metrics from the master at HOST:PORT/metrics.
+  metricsBind: null,
+
+  // Config file and checks
+  // Config file (.ts .js .mjs .cjs .json .yaml); otherwise arbiter.config.*, .arbiterrc* or package.json#arbiter is searched for.
+  config: null,
+  // Load the config and the app, bind nothing, and exit 0 (fine) or 2 (with the reason).
+  checkConfig: false,
+  // Print every effective setting and where it came from (default, file, env, cli), then exit.
+  printConfig: false,
+
+  // Hooks (config file only)
+  // Runs in the master: before the master binds and forks.
+  onStarting: (arbiter) => {},
+  // Runs in the master: on HUP, before new workers start.
+  onReload: (arbiter) => {},
+  // Runs in the master: once the first workers serve.
+  whenReady: (arbiter) => {},
+  // Runs in the master: before a worker is spawned.
+  preFork: (arbiter, worker) => {},
+  // Runs in the worker: in the new worker, before the app loads.
+  postFork: (worker) => {},
+  // Runs in the worker: in the worker, after the app loaded.
+  postWorkerInit: (worker) => {},
+  // Runs in the worker: in the worker, on INT or QUIT.
+  workerInt: (worker) => {},
+  // Runs in the master: when a worker is killed for timeout (it cannot run code itself).
+  workerAbort: (arbiter, worker, report) => { console.error("timed out:", worker.pid, report.working); },
+  // Runs in the master: before a USR2 re-exec starts the new master.
+  preExec: (arbiter) => {},
+  // Runs in the master: after a worker exited.
+  childExit: (arbiter, worker) => {},
+  // Runs in the worker: in the worker, just before it exits.
+  workerExit: (worker) => {},
+  // Runs in the master: when the target worker count changes.
+  nworkersChanged: (arbiter, newValue, oldValue) => {},
+  // Runs in the master: just before the master exits.
+  onExit: (arbiter) => {},
+  // Runs in the worker: before each HTTP request is handed to the app.
+  preRequest: (worker, req) => {},
+  // Runs in the worker: after each HTTP response finished.
+  postRequest: (worker, req, res, durationMs) => {},
+});

@@ -1,0 +1,22 @@
+/** The thread side of appcheck.ts: load the worker class and the app, report, and wait to be ended. */
+import { parentPort, workerData } from 'node:worker_threads';
+import { AppLoadError, appStack, importApp, oneLine } from './app.js';
+import { loadWorkerClass } from '../workers/classes.js';
+import type { WorkerSettings } from '../workers/contract.js';
+
+const { settings, cwd } = workerData as { settings: WorkerSettings; cwd: string };
+
+try {
+  const cls = await loadWorkerClass(settings.workerClass, cwd);
+  const { value, where } = await importApp(settings.app!, cwd);
+  const { picked } = await cls.adapt(value, settings, where);
+  parentPort!.postMessage({ ok: true, picked, listens: cls.listens !== false });
+} catch (err) {
+  const e = err as Error;
+  parentPort!.postMessage({
+    ok: false,
+    kind: e?.name === 'SettingError' ? 'SettingError' : 'AppLoadError',
+    message: err instanceof AppLoadError || e?.name === 'SettingError' ? e.message : `the app failed while loading: ${oneLine(err)}`,
+    detail: err instanceof AppLoadError ? err.detail : appStack(err),
+  });
+}

@@ -1,0 +1,40 @@
+/**
+ * Loading the app once before anything is bound, to fail early with a clear line.
+ *
+ * The load runs in a worker thread, not on the master's own thread: app modules do things
+ * when imported (start timers, open pools, call process.exit), and none of that may touch
+ * the master. The thread is ended as soon as the verdict is in.
+ */
+import { Worker } from 'node:worker_threads';
+import { AppLoadError } from './app.js';
+import { SettingError } from './settings.js';
+import type { WorkerSettings } from '../workers/contract.js';
+
+export interface AppCheck {
+  picked: string;
+  listens: boolean;
+}
+
+type Verdict = { ok: true; picked: string; listens: boolean } | { ok: false; kind: string; message: string; detail?: string };
+
+export async function checkApp(settings: WorkerSettings, cwd: string): Promise<AppCheck> {
+  const thread = new Worker(new URL('./appcheck-thread.js', import.meta.url), {
+    workerData: { settings, cwd },
+    stdout: false,
+    stderr: false,
+  });
+  try {
+    const verdict = await new Promise<Verdict>((resolve, reject) => {
+      thread.once('message', resolve);
+      thread.once('error', reject);
+      thread.once('exit', (code) =>
+        resolve({ ok: false, kind: 'AppLoadError', message: `the app ended the process (exit code ${code}) while loading` }),
+      );
+    });
+    if (verdict.ok) return { picked: verdict.picked, listens: verdict.listens };
+    if (verdict.kind === 'SettingError') throw new SettingError(verdict.message);
+    throw new AppLoadError(verdict.message, verdict.detail);
+  } finally {
+    void thread.terminate();
+  }
+}

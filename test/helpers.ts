@@ -1,0 +1,290 @@
+/**
+ * Test helpers: real arbiter processes on real loopback sockets. Every process a test starts
+ * is registered and killed by pid when the test file ends, whatever happened.
+ */
+import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
+import { mkdtempSync, readFileSync, readdirSync, writeFileSync, mkdirSync } from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { after } from 'node:test';
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+export const BIN = path.join(ROOT, 'bin', 'arbiter');
+export const EXAMPLES = path.join(ROOT, 'examples');
+export const FIXTURES = path.join(ROOT, 'test', 'fixtures');
+
+const started = new Set<number>();
+after(() => {
+  for (const pid of started) killTree(pid);
+});
+
+/** Kill a process and every descendant, by pid. */
+export function killTree(pid: number): void {
+  for (const child of descendants(pid)) safeKill(child, 'SIGKILL');
+  safeKill(pid, 'SIGKILL');
+}
+
+export function safeKill(pid: number, sig: NodeJS.Signals): boolean {
+  try {
+    process.kill(pid, sig);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return !/^\d+ \(.*\) Z/.test(stat);
+  } catch {
+    return false;
+  }
+}
+
+/** Direct children of a process, from /proc. */
+export function childrenOf(pid: number): number[] {
+  const out: number[] = [];
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      if (Number(fields[1]) === pid && fields[0] !== 'Z') out.push(Number(name));
+    } catch {
+      /* gone */
+    }
+  }
+  return out;
+}
+
+export function descendants(pid: number): number[] {
+  const out: number[] = [];
+  const queue = [pid];
+  while (queue.length) {
+    for (const c of childrenOf(queue.shift()!)) {
+      out.push(c);
+      queue.push(c);
+    }
+  }
+  return out;
+}
+
+export async function freePort(host = '127.0.0.1'): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, host, () => {
+      const port = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+export async function waitFor<T>(fn: () => T | Promise<T>, timeoutMs: number, what: string): Promise<NonNullable<T>> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  while (Date.now() < deadline) {
+    try {
+      const v = await fn();
+      if (v) return v as NonNullable<T>;
+    } catch (err) {
+      last = err;
+    }
+    await sleep(50);
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? ` (last error: ${last})` : ''}`);
+}
+
+export function tmpDir(prefix = 'arbiter-test-'): string {
+  return mkdtempSync(path.join(os.tmpdir(), prefix));
+}
+
+export function writeFiles(dir: string, files: Record<string, string>): void {
+  for (const [name, text] of Object.entries(files)) {
+    const file = path.join(dir, name);
+    mkdirSync(path.dirname(file), { recursive: true });
+    writeFileSync(file, text);
+  }
+}
+
+export interface LogLine {
+  level: string;
+  msg: string;
+  event?: string;
+  pid: number;
+  role?: string;
+  [k: string]: unknown;
+}
+
+export interface Running {
+  proc: ChildProcess;
+  pid: number;
+  stdout(): string;
+  stderr(): string;
+  /** Parsed JSON log lines from stderr. */
+  logs(): LogLine[];
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  waitLog(pred: (l: LogLine) => boolean, timeoutMs?: number, what?: string): Promise<LogLine>;
+  /** Worker pids that are children of the master now. */
+  workers(): number[];
+  signal(sig: NodeJS.Signals): void;
+}
+
+/** Start `arbiter ARGS` (or any command given as `cmd`), non-TTY so logs are JSON. */
+export function run(args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv; cmd?: string[]; stdio?: SpawnOptions['stdio'] } = {}): Running {
+  const cmd = opts.cmd ?? [process.execPath, BIN];
+  const proc = spawn(cmd[0]!, [...cmd.slice(1), ...args], {
+    cwd: opts.cwd ?? ROOT,
+    env: { ...cleanEnv(), ...opts.env },
+    stdio: opts.stdio ?? ['ignore', 'pipe', 'pipe'],
+  });
+  started.add(proc.pid!);
+  let out = '';
+  let err = '';
+  proc.stdout?.on('data', (d) => (out += d));
+  proc.stderr?.on('data', (d) => (err += d));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    proc.once('exit', (code, signal) => resolve({ code, signal })),
+  );
+  const logs = (): LogLine[] =>
+    err
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .map((l) => {
+        try {
+          return JSON.parse(l) as LogLine;
+        } catch {
+          return null;
+        }
+      })
+      .filter((l): l is LogLine => l !== null);
+  return {
+    proc,
+    pid: proc.pid!,
+    stdout: () => out,
+    stderr: () => err,
+    logs,
+    exited,
+    waitLog: (pred, timeoutMs = 10_000, what = 'a log line') =>
+      waitFor(() => logs().find(pred), timeoutMs, `${what}; stderr so far:\n${err.slice(-3000)}`),
+    workers: () => childrenOf(proc.pid!),
+    signal: (sig) => void safeKill(proc.pid!, sig),
+  };
+}
+
+/** The environment without anything that would change arbiter's behaviour by accident. */
+function cleanEnv(): NodeJS.ProcessEnv {
+  const env = { ...process.env };
+  for (const k of Object.keys(env)) if (k.startsWith('ARBITER_') || k.startsWith('LISTEN_') || k === 'PORT' || k === 'WEB_CONCURRENCY' || k === 'NODE_OPTIONS') delete env[k];
+  return env;
+}
+
+/** Start arbiter and wait until it logs `ready`. */
+export async function serve(args: string[], opts: Parameters<typeof run>[1] = {}): Promise<Running> {
+  const r = run(args, opts);
+  await Promise.race([
+    r.waitLog((l) => l.event === 'ready', 15_000, 'arbiter ready'),
+    r.exited.then(({ code }) => {
+      throw new Error(`arbiter exited with ${code} before ready:\n${r.stderr()}`);
+    }),
+  ]);
+  return r;
+}
+
+/** Stop with a signal and wait for the exit, bounded. */
+export async function stop(r: Running, sig: NodeJS.Signals = 'SIGTERM', timeoutMs = 15_000) {
+  r.signal(sig);
+  const res = await Promise.race([r.exited, sleep(timeoutMs).then(() => null)]);
+  if (!res) {
+    killTree(r.pid);
+    throw new Error(`arbiter did not exit within ${timeoutMs} ms after ${sig}`);
+  }
+  return res;
+}
+
+export interface Reply {
+  status: number;
+  headers: http.IncomingHttpHeaders;
+  body: string;
+}
+
+export function request(
+  target: { port: number; host?: string; socketPath?: string },
+  opts: { path?: string; method?: string; headers?: Record<string, string>; body?: string; agent?: http.Agent | false; timeoutMs?: number } = {},
+): Promise<Reply> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(
+      {
+        host: target.socketPath ? undefined : (target.host ?? '127.0.0.1'),
+        port: target.socketPath ? undefined : target.port,
+        socketPath: target.socketPath,
+        path: opts.path ?? '/',
+        method: opts.method ?? 'GET',
+        headers: opts.headers,
+        agent: opts.agent ?? false,
+      },
+      (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (d) => (body += d));
+        res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body }));
+        res.on('error', reject);
+      },
+    );
+    req.setTimeout(opts.timeoutMs ?? 5000, () => req.destroy(new Error('request timed out')));
+    req.on('error', reject);
+    req.end(opts.body);
+  });
+}
+
+export interface LoadResult {
+  ok: number;
+  non2xx: number;
+  errors: number;
+  errorKinds: Record<string, number>;
+  pids: Set<string>;
+}
+
+/**
+ * A bounded keep-alive load: `connections` loops, each sending requests one after another
+ * on one kept-alive connection, until `stopWhen()` or `maxMs`. Loopback only.
+ */
+export function load(port: number, opts: { connections?: number; maxMs?: number; path?: string; until?: Promise<unknown> } = {}): Promise<LoadResult> {
+  const connections = opts.connections ?? 20;
+  const agent = new http.Agent({ keepAlive: true, maxSockets: connections });
+  const result: LoadResult = { ok: 0, non2xx: 0, errors: 0, errorKinds: {}, pids: new Set() };
+  let done = false;
+  const deadline = setTimeout(() => (done = true), opts.maxMs ?? 10_000);
+  opts.until?.then(() => (done = true), () => (done = true));
+  const loop = async () => {
+    while (!done) {
+      try {
+        const r = await request({ port }, { path: opts.path ?? '/', agent, timeoutMs: 10_000 });
+        if (r.status >= 200 && r.status < 300) result.ok++;
+        else result.non2xx++;
+        const pid = r.headers['x-pid'];
+        if (typeof pid === 'string') result.pids.add(pid);
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+        // Nothing listens any more: the arbiter is gone, so the load is over.
+        if (code === 'ECONNREFUSED') break;
+        result.errors++;
+        result.errorKinds[code] = (result.errorKinds[code] ?? 0) + 1;
+      }
+    }
+  };
+  return Promise.all(Array.from({ length: connections }, loop)).then(() => {
+    clearTimeout(deadline);
+    agent.destroy();
+    return result;
+  });
+}

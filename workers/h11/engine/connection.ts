@@ -1,0 +1,241 @@
+/**
+ * H11Connection: one HTTP/1.1 server-side connection, sans IO.
+ * Bytes in -> events (receive / receiveEOF); calls -> bytes out (writeHead / writeBody / writeEnd / respond).
+ */
+import { LocalProtocolError } from './errors.js';
+import {
+  R_BODY, R_CHUNK_CR, R_CHUNK_DATA, R_CHUNK_LF, R_CHUNK_SIZE, R_CLOSED, R_ERROR, R_HEAD, R_TRAILERS, R_WAITING,
+  RequestReader,
+} from './parser.js';
+import {
+  EMPTY, F_CHUNKED, F_LENGTH, F_NONE, STATUS_TEXT, buildHead, buildInterim, buildLastChunk, frameChunk,
+  statusLine, toBuffer, type HeadPlan, type ResponseContext,
+} from './serializer.js';
+import type { H11Event, H11Options, OutgoingHeaders, ReadState, WriteState } from './types.js';
+
+const READ_STATE: ReadState[] = [];
+READ_STATE[R_HEAD] = 'head';
+READ_STATE[R_BODY] = READ_STATE[R_CHUNK_SIZE] = READ_STATE[R_CHUNK_DATA] = READ_STATE[R_CHUNK_CR] =
+  READ_STATE[R_CHUNK_LF] = READ_STATE[R_TRAILERS] = 'body';
+READ_STATE[R_WAITING] = 'waiting';
+READ_STATE[R_CLOSED] = 'closed';
+READ_STATE[R_ERROR] = 'error';
+
+function checkFinalStatus(status: number): void {
+  if (!Number.isInteger(status) || status < 100 || status > 599) throw new LocalProtocolError(`invalid status code ${status}`);
+  if (status < 200) throw new LocalProtocolError('1xx responses must be sent with writeInterim()');
+}
+
+export class H11Connection {
+  /** Date header provider (IMF-fixdate), or null for no Date header. Settable. */
+  date: (() => string) | null;
+
+  private readonly r: RequestReader;
+  private ws: WriteState = 'idle';
+  private closing = false;
+  private continueSent = false;
+  private remaining = 0;
+  private readonly plan: HeadPlan = { framing: F_NONE, close: false, length: -1 };
+  private readonly ctx: ResponseContext = { isHead: false, v10: false, keepAlive: true, closing: false };
+
+  constructor(opts: H11Options = {}) {
+    this.r = new RequestReader(opts);
+    this.date = opts.date ?? null;
+  }
+
+  // ------------------------------------------------------------------ input
+
+  /**
+   * Feed bytes from the socket. Call with no argument to continue parsing bytes held back
+   * while the previous response was in progress (after writeEnd()/respond() when !shouldClose).
+   * Body `data` chunks may alias `chunk` (do not reuse it).
+   */
+  receive(chunk?: Buffer): H11Event[] {
+    const out: H11Event[] = [];
+    const r = this.r;
+    if (r.rs >= R_CLOSED) return out;
+    r.receive(chunk, out);
+    if (r.newRequest) this.onRequest();
+    return out;
+  }
+
+  /** The peer half-closed its side. Returns the resulting events (possibly an `error`). */
+  receiveEOF(): H11Event[] {
+    const out: H11Event[] = [];
+    const r = this.r;
+    r.receiveEOF(out);
+    if (r.newRequest) this.onRequest();
+    return out;
+  }
+
+  private onRequest(): void {
+    this.r.newRequest = false;
+    this.ws = 'ready';
+    this.continueSent = false;
+  }
+
+  // ------------------------------------------------------------------ output
+
+  /** 1xx interim response (100, 102, 103). Returns EMPTY for HTTP/1.0 clients (RFC 9110 15.2). */
+  writeInterim(status: number, headers?: OutgoingHeaders | null): Buffer {
+    if (this.ws !== 'ready' || this.r.rs === R_ERROR) throw new LocalProtocolError('interim responses are only allowed before the final response head');
+    if (!Number.isInteger(status) || status < 100 || status > 199) throw new LocalProtocolError(`invalid interim status ${status}`);
+    if (status === 101) throw new LocalProtocolError('protocol upgrades (101) are not supported');
+    if (this.r.curV10) return EMPTY;
+    const b = toBuffer(buildInterim(status, headers), null, 0);
+    if (status === 100) this.continueSent = true;
+    return b;
+  }
+
+  /** `HTTP/1.1 100 Continue` if the current request expects it and it was not sent yet, else EMPTY. */
+  send100Continue(): Buffer {
+    if (this.ws !== 'ready' || !this.r.curExpect || this.continueSent || this.r.rs === R_ERROR) return EMPTY;
+    return this.writeInterim(100);
+  }
+
+  /**
+   * Final response head. Framing: the app's Content-Length if set; else `Transfer-Encoding: chunked`
+   * (HTTP/1.1) or close-delimited (HTTP/1.0). HEAD/204/304: no body. Adds `Connection: close`
+   * when the connection will close. Throws InvalidHeaderError (nothing written) on bad headers.
+   */
+  writeHead(status: number, headers?: OutgoingHeaders | null, reason?: string): Buffer {
+    this.beginFinal(status);
+    const head = buildHead(this.plan, this.ctx, status, reason, headers, -1, this.date !== null ? this.date() : null);
+    this.ws = 'body';
+    this.remaining = this.plan.length;
+    return toBuffer(head, null, 0);
+  }
+
+  /** Body bytes, framed for the response (chunked-encoded when chunked; EMPTY for bodiless responses). */
+  writeBody(chunk: Buffer | string): Buffer {
+    if (this.ws !== 'body') throw new LocalProtocolError('writeBody() before writeHead() or after writeEnd()');
+    const framing = this.plan.framing;
+    if (framing === F_NONE) return EMPTY;
+    if (framing === F_CHUNKED) return frameChunk(chunk);
+    const b = typeof chunk === 'string' ? Buffer.from(chunk, 'utf8') : chunk;
+    if (framing === F_LENGTH) {
+      if (b.length > this.remaining) throw new LocalProtocolError('response body exceeds the declared Content-Length');
+      this.remaining -= b.length;
+    }
+    return b;
+  }
+
+  /**
+   * Ends the response (last chunk + trailers when chunked; trailers are ignored otherwise).
+   * A Content-Length body that is too short forces the connection to close.
+   */
+  writeEnd(trailers?: OutgoingHeaders | null): Buffer {
+    if (this.ws !== 'body') throw new LocalProtocolError('writeEnd() before writeHead() or after writeEnd()');
+    let out = EMPTY;
+    let force = false;
+    const framing = this.plan.framing;
+    if (framing === F_CHUNKED) out = toBuffer(buildLastChunk(trailers), null, 0);
+    else if (framing === F_LENGTH && this.remaining > 0) force = true;
+    this.finish(force);
+    return out;
+  }
+
+  /** Complete response (head + body + end) in one Buffer. Sets Content-Length from the body. */
+  respond(status: number, headers?: OutgoingHeaders | null, body?: Buffer | string | null, reason?: string): Buffer {
+    this.beginFinal(status);
+    const bodyBytes = body == null ? 0 : typeof body === 'string' ? Buffer.byteLength(body) : body.length;
+    const head = buildHead(this.plan, this.ctx, status, reason, headers, bodyBytes, this.date !== null ? this.date() : null);
+    const out = toBuffer(head, body, this.plan.framing === F_NONE ? 0 : bodyBytes);
+    this.finish(false);
+    return out;
+  }
+
+  /**
+   * Complete minimal `text/plain` response with `Connection: close`, for rejecting a request
+   * (typically the status of an `error` event). Only valid while no response is in progress.
+   * Afterwards the connection is closed (shouldClose === true).
+   */
+  errorResponse(status: number, reason?: string): Buffer {
+    if (this.ws === 'body') throw new LocalProtocolError('errorResponse() while a response is in progress: close the connection instead');
+    if (!Number.isInteger(status) || status < 200 || status > 599) throw new LocalProtocolError(`invalid status code ${status}`);
+    const phrase = STATUS_TEXT[status] ?? 'Error';
+    const body = phrase + '\n';
+    const noBody = this.ws === 'ready' && this.r.curHead;
+    let head = statusLine(status, reason) + 'Content-Type: text/plain; charset=utf-8\r\nContent-Length: ' + body.length +
+      '\r\nConnection: close\r\n';
+    if (this.date !== null) head += 'Date: ' + this.date() + '\r\n';
+    head += '\r\n';
+    this.ws = 'closed';
+    this.r.close();
+    return toBuffer(head, body, noBody ? 0 : body.length);
+  }
+
+  /**
+   * Graceful stop: responses not yet started carry `Connection: close`, and the connection closes
+   * after the current response (immediately when idle).
+   */
+  startClosing(): void {
+    this.closing = true;
+    if (this.ws === 'idle') {
+      this.ws = 'closed';
+      this.r.close();
+    }
+  }
+
+  // ------------------------------------------------------------------ state
+
+  /** The socket must be closed once pending output is flushed; no further response will be produced. */
+  get shouldClose(): boolean {
+    const rs = this.r.rs;
+    return this.ws === 'closed' || rs === R_ERROR || (rs === R_CLOSED && this.ws === 'idle');
+  }
+
+  get readState(): ReadState {
+    return READ_STATE[this.r.rs]!;
+  }
+
+  get writeState(): WriteState {
+    return this.ws === 'idle' && this.r.rs >= R_CLOSED ? 'closed' : this.ws;
+  }
+
+  /** A final response head has been produced for the current request (and writeEnd not yet called). */
+  get responseStarted(): boolean {
+    return this.ws === 'body';
+  }
+
+  /** Bytes received but not yet parsed (held pipelined requests / partial lines). Pause reading when large. */
+  get bufferedBytes(): number {
+    return this.r.bufferedBytes;
+  }
+
+  get isClosing(): boolean {
+    return this.closing;
+  }
+
+  // ------------------------------------------------------------------ internals
+
+  private beginFinal(status: number): void {
+    if (this.ws !== 'ready') {
+      throw new LocalProtocolError(this.ws === 'body' ? 'response head already sent' : 'no request to respond to');
+    }
+    const r = this.r;
+    if (r.rs === R_ERROR) throw new LocalProtocolError('the request failed: use errorResponse() or close the connection');
+    checkFinalStatus(status);
+    if (r.curConnect && status < 300) throw new LocalProtocolError('CONNECT tunnels are not supported');
+    const ctx = this.ctx;
+    ctx.isHead = r.curHead;
+    ctx.v10 = r.curV10;
+    ctx.keepAlive = r.curKeepAlive;
+    ctx.closing = this.closing;
+  }
+
+  private finish(force: boolean): void {
+    const r = this.r;
+    let close = force || this.plan.close || this.closing || !r.requestComplete;
+    if (!close && r.eof && r.bufferedBytes === 0) close = true;
+    if (close) {
+      this.ws = 'closed';
+      r.close();
+    } else {
+      this.ws = 'idle';
+      r.resume();
+    }
+  }
+}
+
+

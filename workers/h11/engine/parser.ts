@@ -1,0 +1,917 @@
+/**
+ * Request side of the engine: bytes in, events out.
+ *
+ * Strategy: one request at a time. The head is parsed line by line with resumable byte
+ * scanners (each byte is classified once, in order, whatever the chunking), so the result
+ * (events, and which error) never depends on how the input was split. Once a request is
+ * complete the reader stops in the `waiting` state and only buffers further bytes until the
+ * connection calls `resume()` after the response is finished.
+ */
+import * as C from './chars.js';
+import type { EndEvent, H11Event, H11Options, HttpVersion, RejectStatus, RequestEvent } from './types.js';
+
+const { eqLower, isOWS, latin1, listHasToken } = C;
+const TOKEN = C.TOKEN, FIELD_CHAR = C.FIELD_CHAR, VCHAR = C.VCHAR, HEX_VAL = C.HEX_VAL, QDTEXT = C.QDTEXT, QPAIR = C.QPAIR;
+const REG_NAME = C.REG_NAME, IP_LITERAL = C.IP_LITERAL;
+const CR = 13, LF = 10, SP = 32, HTAB = 9, COLON = 58, COMMA = 44, SEMI = 59, EQUALS = 61, DQUOTE = 34, BACKSLASH = 92;
+
+// Read states (numeric for speed; >= R_CLOSED means "never parse again").
+export const R_HEAD = 0;
+export const R_BODY = 1;
+export const R_CHUNK_SIZE = 2;
+export const R_CHUNK_DATA = 3;
+export const R_CHUNK_CR = 4;
+export const R_CHUNK_LF = 5;
+export const R_TRAILERS = 6;
+export const R_WAITING = 7;
+export const R_CLOSED = 8;
+export const R_ERROR = 9;
+
+const NEED = -1;
+const BAD = -2;
+const MAX_SAFE = Number.MAX_SAFE_INTEGER;
+
+export const END_EVENT: EndEvent = Object.freeze({ type: 'end', trailers: null }) as EndEvent;
+
+// ---------------------------------------------------------------------------------------------
+// Interning of common method / header-name strings (avoids an allocation + toLowerCase per field)
+
+const METHODS = ['GET', 'PUT', 'POST', 'HEAD', 'PATCH', 'TRACE', 'DELETE', 'OPTIONS', 'CONNECT'];
+const METHOD_BY_LEN: string[][] = [];
+for (const m of METHODS) (METHOD_BY_LEN[m.length] ??= []).push(m);
+
+function internMethod(buf: Buffer, s: number, e: number): string {
+  const cands = METHOD_BY_LEN[e - s];
+  if (cands !== undefined) {
+    outer: for (let k = 0; k < cands.length; k++) {
+      const m = cands[k]!;
+      for (let i = 0; i < m.length; i++) if (buf[s + i] !== m.charCodeAt(i)) continue outer;
+      return m;
+    }
+  }
+  return latin1(buf, s, e);
+}
+
+const NAMES = [
+  'te', 'via', 'dnt', 'host', 'date', 'from', 'etag', 'vary', 'range', 'accept', 'cookie', 'expect', 'origin',
+  'pragma', 'referer', 'upgrade', 'trailer', 'priority', 'if-match', 'if-range', 'sec-ch-ua', 'x-real-ip',
+  'connection', 'user-agent', 'keep-alive', 'content-type', 'cache-control', 'authorization', 'if-none-match',
+  'content-length', 'accept-charset', 'sec-fetch-site', 'sec-fetch-mode', 'sec-fetch-dest', 'sec-fetch-user',
+  'accept-encoding', 'accept-language', 'x-forwarded-for', 'content-encoding', 'sec-ch-ua-mobile',
+  'x-requested-with', 'x-forwarded-host', 'transfer-encoding', 'x-forwarded-proto', 'if-modified-since',
+  'sec-ch-ua-platform', 'if-unmodified-since', 'upgrade-insecure-requests', 'proxy-authorization',
+];
+const NAME_BY_LEN: string[][] = [];
+for (const n of NAMES) (NAME_BY_LEN[n.length] ??= []).push(n);
+
+function internName(buf: Buffer, s: number, e: number): string {
+  const cands = NAME_BY_LEN[e - s];
+  if (cands !== undefined) {
+    outer: for (let k = 0; k < cands.length; k++) {
+      const m = cands[k]!;
+      // (b | 0x20) folds A-Z onto a-z; every other token byte that folds onto a letter or '-' is not a tchar.
+      for (let i = 0; i < m.length; i++) if ((buf[s + i]! | 0x20) !== m.charCodeAt(i)) continue outer;
+      return m;
+    }
+  }
+  return latin1(buf, s, e).toLowerCase();
+}
+
+// ---------------------------------------------------------------------------------------------
+// String-level validators (cold paths: only run on the few headers that need them)
+
+/** 1*DIGIT, no sign / space / comma, <= MAX_SAFE_INTEGER. Returns -1 when invalid. */
+export function parseContentLength(v: string): number {
+  const n = v.length;
+  if (n === 0 || n > 16) return -1;
+  let x = 0;
+  for (let i = 0; i < n; i++) {
+    const c = v.charCodeAt(i) - 0x30;
+    if (c < 0 || c > 9) return -1;
+    x = x * 10 + c;
+  }
+  return x > MAX_SAFE ? -1 : x;
+}
+
+function skipOWS(v: string, i: number): number {
+  const n = v.length;
+  while (i < n && isOWS(v.charCodeAt(i))) i++;
+  return i;
+}
+
+function skipToken(v: string, i: number): number {
+  const n = v.length;
+  while (i < n) {
+    const c = v.charCodeAt(i);
+    if (c > 127 || TOKEN[c] === 0) break;
+    i++;
+  }
+  return i;
+}
+
+/** Returns the index after a quoted-string starting at `i` (which must be a DQUOTE), or -1. */
+function skipQuoted(v: string, i: number): number {
+  const n = v.length;
+  i++;
+  while (i < n) {
+    const c = v.charCodeAt(i);
+    if (c === DQUOTE) return i + 1;
+    if (c > 255) return -1;
+    if (c === BACKSLASH) {
+      if (i + 1 >= n) return -1;
+      const d = v.charCodeAt(i + 1);
+      if (d > 255 || QPAIR[d] === 0) return -1;
+      i += 2;
+      continue;
+    }
+    if (QDTEXT[c] === 0) return -1;
+    i++;
+  }
+  return -1;
+}
+
+/** uri-host [ ":" port ] (RFC 9110 7.2 / RFC 3986). `requirePort` for CONNECT authority-form. */
+export function isValidHost(v: string, requirePort: boolean): boolean {
+  const n = v.length;
+  if (n === 0) return !requirePort;
+  let i = 0;
+  if (v.charCodeAt(0) === 0x5b /* [ */) {
+    i = 1;
+    while (i < n) {
+      const c = v.charCodeAt(i);
+      if (c === 0x5d /* ] */) break;
+      if (c > 127 || IP_LITERAL[c] === 0) return false;
+      i++;
+    }
+    if (i >= n || i < 3) return false; // no ']' or too short
+    i++;
+  } else {
+    while (i < n) {
+      const c = v.charCodeAt(i);
+      if (c === COLON) break;
+      if (c === 0x25 /* % */) {
+        if (i + 2 >= n || HEX_VAL[v.charCodeAt(i + 1) & 0xff]! < 0 || HEX_VAL[v.charCodeAt(i + 2) & 0xff]! < 0 ||
+          v.charCodeAt(i + 1) > 127 || v.charCodeAt(i + 2) > 127) return false;
+        i += 3;
+        continue;
+      }
+      if (c > 127 || REG_NAME[c] === 0) return false;
+      i++;
+    }
+    if (i === 0) return false; // empty host with a port
+  }
+  if (i === n) return !requirePort;
+  if (v.charCodeAt(i) !== COLON) return false;
+  i++;
+  const digits = n - i;
+  if (digits > 5 || (requirePort && digits === 0)) return false;
+  for (; i < n; i++) {
+    const c = v.charCodeAt(i);
+    if (c < 0x30 || c > 0x39) return false;
+  }
+  return true;
+}
+
+/** Validates a request-target string (already known to be VCHAR-only) for `method`. Returns a reason or null. */
+function checkTarget(method: string, t: string): string | null {
+  const n = t.length;
+  const c0 = t.charCodeAt(0);
+  if (method === 'CONNECT') {
+    return isValidHost(t, true) ? null : 'CONNECT requires an authority-form request target';
+  }
+  if (c0 === 0x2a /* * */) {
+    if (n !== 1) return 'invalid request target';
+    return method === 'OPTIONS' ? null : 'asterisk-form request target is only allowed for OPTIONS';
+  }
+  let i = 0;
+  if (c0 !== 0x2f /* / */) {
+    // absolute-form: scheme "://" ... (authority-form is only valid for CONNECT)
+    const a = c0 | 0x20;
+    if (a < 0x61 || a > 0x7a) return 'invalid request target';
+    i = 1;
+    while (i < n) {
+      const c = t.charCodeAt(i);
+      const l = c | 0x20;
+      if ((l >= 0x61 && l <= 0x7a) || (c >= 0x30 && c <= 0x39) || c === 0x2b || c === 0x2d || c === 0x2e) i++;
+      else break;
+    }
+    if (i + 3 > n || t.charCodeAt(i) !== COLON || t.charCodeAt(i + 1) !== 0x2f || t.charCodeAt(i + 2) !== 0x2f) {
+      return 'invalid request target (authority-form is only allowed for CONNECT)';
+    }
+    i += 3;
+  }
+  for (; i < n; i++) {
+    const c = t.charCodeAt(i);
+    if (c === 0x23 /* # */) return 'fragment in request target';
+    if (c === 0x25 /* % */) {
+      if (i + 2 >= n || HEX_VAL[t.charCodeAt(i + 1)]! < 0 || HEX_VAL[t.charCodeAt(i + 2)]! < 0) {
+        return 'invalid percent-encoding in request target';
+      }
+      i += 2;
+    }
+  }
+  return null;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+function hardLimit(v: number | undefined, def: number, cap: number, name: string): number {
+  if (v === undefined) return def;
+  if (!Number.isInteger(v) || v < 0) throw new RangeError(`${name} must be a non-negative integer`);
+  return v === 0 ? cap : v;
+}
+
+export class RequestReader {
+  /** Current read state (R_*). */
+  rs = R_HEAD;
+  /** The peer half-closed (receiveEOF). */
+  eof = false;
+
+  readonly lineLimit: number;
+  readonly fieldsLimit: number;
+  readonly fieldSizeLimit: number;
+  readonly maxBody: number;
+
+  // Byte queue for bytes not yet consumed (partial lines, held pipelined requests).
+  private q: Buffer | null = null;
+  private qs = 0;
+  private qe = 0;
+
+  // Resumable line-scanner state (offsets relative to the start of the current line).
+  private scanOff = 0;
+  private mark1 = -1;
+  private mark2 = -1;
+
+  // Head-in-progress.
+  private haveLine = false;
+  private method = '';
+  private target = '';
+  private version: HttpVersion = '1.1';
+  private headers: string[] = [];
+  private nFields = 0;
+  private clCount = 0;
+  private clValue = '';
+  private te: string | null = null;
+  private hostCount = 0;
+  private hostValue = '';
+  private connValue: string | null = null;
+  private expect100 = false;
+
+  // Current request, as seen by the response side.
+  /** Set when a request event is emitted; cleared by the connection. */
+  newRequest = false;
+  curHead = false;
+  curConnect = false;
+  curV10 = false;
+  curKeepAlive = true;
+  curExpect = false;
+
+  // Body.
+  private remaining = 0;
+  private received = 0;
+  private trailers: string[] | null = null;
+
+  // Last error.
+  private errStatus: RejectStatus = 400;
+  private errReason = '';
+
+  constructor(opts: H11Options) {
+    this.lineLimit = hardLimit(opts.limitRequestLine, 4094, 65536, 'limitRequestLine');
+    this.fieldsLimit = hardLimit(opts.limitRequestFields, 100, 32768, 'limitRequestFields');
+    this.fieldSizeLimit = hardLimit(opts.limitRequestFieldSize, 8190, 65536, 'limitRequestFieldSize');
+    const mb = opts.maxBodySize ?? Infinity;
+    if (typeof mb !== 'number' || Number.isNaN(mb) || mb < 0) throw new RangeError('maxBodySize must be a number >= 0');
+    this.maxBody = mb;
+  }
+
+  get bufferedBytes(): number {
+    return this.qe - this.qs;
+  }
+
+  /** Feed bytes (or nothing, to continue with buffered bytes). */
+  receive(chunk: Buffer | undefined, out: H11Event[]): void {
+    const rs = this.rs;
+    if (rs >= R_CLOSED) return;
+    if (chunk !== undefined && chunk.length > 0) {
+      if (rs === R_WAITING) {
+        this.enqueue(chunk, 0, chunk.length);
+        return;
+      }
+      if (this.qe > this.qs) {
+        this.enqueue(chunk, 0, chunk.length);
+        this.runQueue(out);
+      } else {
+        const p = this.run(chunk, 0, chunk.length, out, false);
+        if (p < chunk.length && this.rs < R_CLOSED) this.enqueue(chunk, p, chunk.length);
+      }
+    } else if (rs !== R_WAITING && this.qe > this.qs) {
+      this.runQueue(out);
+    }
+    if (this.eof) this.checkEOF(out);
+  }
+
+  receiveEOF(out: H11Event[]): void {
+    if (this.rs >= R_CLOSED) return;
+    this.eof = true;
+    this.receive(undefined, out);
+  }
+
+  /** Response finished and the connection persists: parse the next request on the next receive(). */
+  resume(): void {
+    if (this.rs === R_WAITING) this.rs = R_HEAD;
+  }
+
+  /** Stop reading for good (keeps R_ERROR if set). */
+  close(): void {
+    if (this.rs < R_CLOSED) this.rs = R_CLOSED;
+    this.q = null;
+    this.qs = this.qe = 0;
+  }
+
+  /** Whether the current request's body has been completely received. */
+  get requestComplete(): boolean {
+    return this.rs === R_WAITING;
+  }
+
+  // -------------------------------------------------------------------------------------------
+
+  private enqueue(buf: Buffer, s: number, e: number): void {
+    const n = e - s;
+    let q = this.q;
+    if (q === null) {
+      q = this.q = Buffer.allocUnsafeSlow(n > 4096 ? n : 4096);
+      this.qs = this.qe = 0;
+    } else if (q.length - this.qe < n) {
+      const live = this.qe - this.qs;
+      if (q.length - live >= n && this.qs >= live) {
+        q.copy(q, 0, this.qs, this.qe); // compact (live data is small relative to the freed space)
+      } else {
+        let cap = q.length * 2;
+        while (cap < live + n) cap *= 2;
+        const nq = Buffer.allocUnsafeSlow(cap);
+        q.copy(nq, 0, this.qs, this.qe);
+        q = this.q = nq;
+      }
+      this.qs = 0;
+      this.qe = live;
+    }
+    buf.copy(q, this.qe, s, e);
+    this.qe += n;
+  }
+
+  private runQueue(out: H11Event[]): void {
+    const p = this.run(this.q!, this.qs, this.qe, out, true);
+    if (this.rs >= R_CLOSED) return;
+    this.qs = p;
+    if (p === this.qe) {
+      this.qs = this.qe = 0;
+      if (this.q!.length > 65536) this.q = null; // drop large buffers once drained
+    }
+  }
+
+  private checkEOF(out: H11Event[]): void {
+    const rs = this.rs;
+    if (rs === R_HEAD) {
+      if (this.qe === this.qs && !this.haveLine) {
+        this.close();
+      } else {
+        this.fail(400, 'connection closed in the middle of a request head');
+        this.emitError(out);
+      }
+    } else if (rs < R_WAITING) {
+      this.fail(400, 'connection closed before the request body was complete');
+      this.emitError(out);
+    }
+  }
+
+  private fail(status: RejectStatus, reason: string): number {
+    this.errStatus = status;
+    this.errReason = reason;
+    this.rs = R_ERROR;
+    return BAD;
+  }
+
+  private failed(status: RejectStatus, reason: string): false {
+    this.fail(status, reason);
+    return false;
+  }
+
+  private emitError(out: H11Event[]): void {
+    out.push({ type: 'error', status: this.errStatus, reason: this.errReason });
+    this.q = null;
+    this.qs = this.qe = 0;
+    this.headers = [];
+    this.trailers = null;
+  }
+
+  /** Main loop. Returns the offset up to which `buf` was consumed. */
+  private run(buf: Buffer, pos: number, end: number, out: H11Event[], copy: boolean): number {
+    for (;;) {
+      const rs = this.rs;
+      if (rs === R_HEAD) {
+        pos = this.parseHead(buf, pos, end, out);
+        if (this.rs === R_HEAD) return pos; // needs more bytes
+      } else if (rs === R_BODY) {
+        const avail = end - pos;
+        if (avail === 0) return pos;
+        const rem = this.remaining;
+        const take = avail < rem ? avail : rem;
+        const sub = buf.subarray(pos, pos + take);
+        out.push({ type: 'data', chunk: copy ? Buffer.from(sub) : sub });
+        pos += take;
+        if ((this.remaining = rem - take) === 0) {
+          out.push(END_EVENT);
+          this.rs = R_WAITING;
+        }
+      } else if (rs === R_CHUNK_SIZE) {
+        const n = this.scanChunkLine(buf, pos, end);
+        if (n === NEED) return pos;
+        if (n === BAD) break;
+        if (!this.parseChunkLine(buf, pos, pos + n)) break;
+        pos += n + 2;
+        this.scanOff = 0;
+      } else if (rs === R_CHUNK_DATA) {
+        const avail = end - pos;
+        if (avail === 0) return pos;
+        const rem = this.remaining;
+        const take = avail < rem ? avail : rem;
+        const sub = buf.subarray(pos, pos + take);
+        out.push({ type: 'data', chunk: copy ? Buffer.from(sub) : sub });
+        pos += take;
+        if ((this.remaining = rem - take) === 0) this.rs = R_CHUNK_CR;
+      } else if (rs === R_CHUNK_CR) {
+        if (pos >= end) return pos;
+        if (buf[pos] !== CR) {
+          this.fail(400, 'chunk data not followed by CRLF');
+          break;
+        }
+        pos++;
+        this.rs = R_CHUNK_LF;
+      } else if (rs === R_CHUNK_LF) {
+        if (pos >= end) return pos;
+        if (buf[pos] !== LF) {
+          this.fail(400, 'chunk data not followed by CRLF');
+          break;
+        }
+        pos++;
+        this.rs = R_CHUNK_SIZE;
+      } else if (rs === R_TRAILERS) {
+        const n = this.scanField(buf, pos, end);
+        if (n === NEED) return pos;
+        if (n === BAD) break;
+        pos += n + 2;
+        this.scanOff = 0;
+        this.mark1 = -1;
+        if (n === 0) {
+          const t = this.trailers;
+          this.trailers = null;
+          out.push(t === null ? END_EVENT : { type: 'end', trailers: t });
+          this.rs = R_WAITING;
+        } else {
+          const t = (this.trailers ??= []);
+          if (t.length >= this.fieldsLimit * 2) {
+            this.fail(431, 'too many trailer fields');
+            break;
+          }
+          this.pushField(buf, pos - n - 2, n, t);
+        }
+      } else {
+        return pos; // waiting / closed / error
+      }
+      if (this.rs === R_ERROR) break;
+    }
+    this.emitError(out);
+    return end;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Head
+
+  private parseHead(buf: Buffer, pos: number, end: number, out: H11Event[]): number {
+    for (;;) {
+      if (!this.haveLine) {
+        if (this.scanOff === 0) {
+          // RFC 9112 2.2: ignore empty lines (CRLF) received before the request-line.
+          while (pos < end) {
+            const c = buf[pos];
+            if (c === CR) {
+              if (pos + 1 >= end) return pos;
+              if (buf[pos + 1] !== LF) return this.fail(400, 'bare CR'), pos;
+              pos += 2;
+            } else if (c === LF) {
+              return this.fail(400, 'bare LF line ending'), pos;
+            } else break;
+          }
+          if (pos >= end) return pos;
+        }
+        const n = this.scanRequestLine(buf, pos, end);
+        if (n < 0) return pos;
+        if (!this.requestLine(buf, pos, pos + n)) return pos;
+        pos += n + 2;
+        this.scanOff = 0;
+        this.mark1 = this.mark2 = -1;
+        this.haveLine = true;
+        continue;
+      }
+      const n = this.scanField(buf, pos, end);
+      if (n < 0) return pos;
+      const ls = pos;
+      pos += n + 2;
+      this.scanOff = 0;
+      this.mark1 = -1;
+      if (n === 0) {
+        this.finishHead(out);
+        return pos;
+      }
+      if (this.nFields >= this.fieldsLimit) return this.fail(431, 'too many header fields'), pos;
+      this.nFields++;
+      this.pushField(buf, ls, n, this.headers);
+    }
+  }
+
+  /**
+   * Scans `method SP request-target SP HTTP-version CRLF`.
+   * Returns the line length (CR at pos+n, LF at pos+n+1), NEED or BAD.
+   */
+  private scanRequestLine(buf: Buffer, pos: number, end: number): number {
+    const lim = pos + this.lineLimit;
+    const stop = end < lim ? end : lim;
+    let p = pos + this.scanOff;
+    let c: number;
+    if (this.mark1 < 0) {
+      while (p < stop && TOKEN[buf[p]!] !== 0) p++;
+      if (p >= end) return (this.scanOff = p - pos), NEED;
+      c = buf[p]!;
+      if (p === lim && c !== CR) return this.fail(414, 'request line too long');
+      if (c !== SP || p === pos) {
+        return this.fail(400, c === LF ? 'bare LF line ending' : c === CR ? 'malformed request line' : 'invalid character in method');
+      }
+      this.mark1 = p - pos;
+      p++;
+    }
+    if (this.mark2 < 0) {
+      while (p < stop && VCHAR[buf[p]!] !== 0) p++;
+      if (p >= end) return (this.scanOff = p - pos), NEED;
+      c = buf[p]!;
+      if (p === lim && c !== CR) return this.fail(414, 'request line too long');
+      if (c !== SP || p === pos + this.mark1 + 1) {
+        return this.fail(400,
+          c === SP ? 'empty request target or repeated SP' :
+          c === CR ? 'missing HTTP version' :
+          c === LF ? 'bare LF line ending' :
+          c === HTAB ? 'HTAB in request line' : 'invalid character in request target');
+      }
+      this.mark2 = p - pos;
+      p++;
+    }
+    while (p < stop && VCHAR[buf[p]!] !== 0) p++;
+    if (p >= end) return (this.scanOff = p - pos), NEED;
+    c = buf[p]!;
+    if (c === CR) {
+      if (p + 1 >= end) return (this.scanOff = p - pos), NEED;
+      if (buf[p + 1] !== LF) return this.fail(400, 'bare CR');
+      if (p === pos + this.mark2 + 1) return this.fail(400, 'missing HTTP version');
+      return p - pos;
+    }
+    if (p === lim) return this.fail(414, 'request line too long');
+    return this.fail(400, c === SP ? 'extra SP in request line' : c === LF ? 'bare LF line ending' : 'invalid character in request line');
+  }
+
+  /** Structural checks of a complete request line [s, e). */
+  private requestLine(buf: Buffer, s: number, e: number): boolean {
+    const ms = s, me = s + this.mark1;
+    const ts = me + 1, te = s + this.mark2;
+    const vs = te + 1;
+    // HTTP-version = "HTTP/" DIGIT "." DIGIT (case-sensitive)
+    if (e - vs !== 8 || buf[vs] !== 0x48 || buf[vs + 1] !== 0x54 || buf[vs + 2] !== 0x54 || buf[vs + 3] !== 0x50 ||
+      buf[vs + 4] !== 0x2f || buf[vs + 6] !== 0x2e) {
+      this.fail(400, 'invalid HTTP version');
+      return false;
+    }
+    const maj = buf[vs + 5]! - 0x30, min = buf[vs + 7]! - 0x30;
+    if (maj < 0 || maj > 9 || min < 0 || min > 9) {
+      this.fail(400, 'invalid HTTP version');
+      return false;
+    }
+    if (maj !== 1 || min > 1) {
+      this.fail(505, 'HTTP version not supported');
+      return false;
+    }
+    this.version = min === 1 ? '1.1' : '1.0';
+    const method = (this.method = internMethod(buf, ms, me));
+    // Fast path for the overwhelmingly common "/..." target.
+    let target: string;
+    if (buf[ts] === 0x2f) {
+      let bad = false;
+      for (let i = ts + 1; i < te; i++) {
+        const c = buf[i];
+        if (c === 0x23 || c === 0x25) {
+          bad = true;
+          break;
+        }
+      }
+      target = latin1(buf, ts, te);
+      if (bad || method === 'CONNECT') {
+        const why = checkTarget(method, target);
+        if (why !== null) {
+          this.fail(400, why);
+          return false;
+        }
+      }
+    } else {
+      target = latin1(buf, ts, te);
+      const why = checkTarget(method, target);
+      if (why !== null) {
+        this.fail(400, why);
+        return false;
+      }
+    }
+    this.target = target;
+    return true;
+  }
+
+  /**
+   * Scans `field-name ":" OWS field-value OWS CRLF` (also used for trailers).
+   * Returns the line length (0 = the empty line ending the section), NEED or BAD.
+   */
+  private scanField(buf: Buffer, pos: number, end: number): number {
+    const lim = pos + this.fieldSizeLimit;
+    const stop = end < lim ? end : lim;
+    let p = pos + this.scanOff;
+    let c: number;
+    if (this.mark1 < 0) {
+      while (p < stop && TOKEN[buf[p]!] !== 0) p++;
+      if (p >= end) return (this.scanOff = p - pos), NEED;
+      c = buf[p]!;
+      if (c === CR && p === pos) {
+        if (p + 1 >= end) return (this.scanOff = 0), NEED;
+        if (buf[p + 1] !== LF) return this.fail(400, 'bare CR');
+        return 0;
+      }
+      if (p === lim && c !== CR) return this.fail(431, 'header field line too long');
+      if (c !== COLON || p === pos) {
+        return this.fail(400,
+          p === pos && (c === SP || c === HTAB) ? 'obsolete line folding or leading whitespace in field line' :
+          c === SP || c === HTAB ? 'whitespace between field name and colon' :
+          c === COLON ? 'empty field name' :
+          c === LF ? 'bare LF line ending' :
+          c === CR ? 'field line without colon' : 'invalid character in field name');
+      }
+      this.mark1 = p - pos;
+      p++;
+    }
+    while (p < stop && FIELD_CHAR[buf[p]!] !== 0) p++;
+    if (p >= end) return (this.scanOff = p - pos), NEED;
+    c = buf[p]!;
+    if (c === CR) {
+      if (p + 1 >= end) return (this.scanOff = p - pos), NEED;
+      if (buf[p + 1] !== LF) return this.fail(400, 'bare CR');
+      return p - pos;
+    }
+    if (p === lim) return this.fail(431, 'header field line too long');
+    return this.fail(400, c === LF ? 'bare LF line ending' : c === 0 ? 'NUL in field value' : 'invalid character in field value');
+  }
+
+  /** Push the name/value of a scanned field line [ls, ls+n) (colon at mark1, already reset to -1 by caller: use scan). */
+  private pushField(buf: Buffer, ls: number, n: number, into: string[]): void {
+    // Colon position: first ':' in the line (names are tokens, which cannot contain ':').
+    let colon = ls;
+    while (buf[colon] !== COLON) colon++;
+    const name = internName(buf, ls, colon);
+    let vs = colon + 1;
+    let ve = ls + n;
+    while (vs < ve && (buf[vs] === SP || buf[vs] === HTAB)) vs++;
+    while (ve > vs && (buf[ve - 1] === SP || buf[ve - 1] === HTAB)) ve--;
+    const value = vs < ve ? latin1(buf, vs, ve) : '';
+    into.push(name, value);
+    if (into !== this.headers) return;
+    switch (name) {
+      case 'host':
+        this.hostCount++;
+        this.hostValue = value;
+        break;
+      case 'content-length':
+        this.clCount++;
+        this.clValue = value;
+        break;
+      case 'transfer-encoding':
+        this.te = this.te === null ? value : this.te + ',' + value;
+        break;
+      case 'connection':
+        this.connValue = this.connValue === null ? value : this.connValue + ',' + value;
+        break;
+      case 'expect':
+        if (eqLower(value, 0, value.length, '100-continue')) this.expect100 = true;
+        break;
+    }
+  }
+
+  private finishHead(out: H11Event[]): void {
+    const v10 = this.version === '1.0';
+    let bodyKind: 'none' | 'length' | 'chunked' = 'none';
+    let contentLength: number | null = 0;
+    if (this.te !== null) {
+      if (v10) return void this.fail(400, 'Transfer-Encoding in an HTTP/1.0 request');
+      if (this.clCount > 0) return void this.fail(400, 'both Transfer-Encoding and Content-Length');
+      if (!this.checkTE(this.te)) return;
+      bodyKind = 'chunked';
+      contentLength = null;
+    } else if (this.clCount > 0) {
+      if (this.clCount > 1) return void this.fail(400, 'duplicate Content-Length');
+      const cl = parseContentLength(this.clValue);
+      if (cl < 0) return void this.fail(400, 'invalid Content-Length');
+      bodyKind = 'length';
+      contentLength = cl;
+    }
+    if (this.hostCount === 0) {
+      if (!v10) return void this.fail(400, 'missing Host header');
+    } else if (this.hostCount > 1) {
+      return void this.fail(400, 'duplicate Host header');
+    } else if (!isValidHost(this.hostValue, false)) {
+      return void this.fail(400, 'invalid Host header');
+    }
+    if (contentLength !== null && contentLength > this.maxBody) return void this.fail(413, 'request body too large');
+
+    const conn = this.connValue;
+    let keepAlive: boolean;
+    if (conn === null) keepAlive = !v10;
+    else if (listHasToken(conn, 'close')) keepAlive = false;
+    else keepAlive = !v10 || listHasToken(conn, 'keep-alive');
+    const method = this.method;
+    const expectContinue = this.expect100 && !v10 && bodyKind !== 'none';
+    const ev: RequestEvent = {
+      type: 'request', method, target: this.target, version: this.version, headers: this.headers,
+      keepAlive, expectContinue, bodyKind, contentLength,
+    };
+    out.push(ev);
+    this.newRequest = true;
+    this.curHead = method === 'HEAD';
+    this.curConnect = method === 'CONNECT';
+    this.curV10 = v10;
+    this.curKeepAlive = keepAlive;
+    this.curExpect = expectContinue;
+    // Reset head state for the next request.
+    this.haveLine = false;
+    this.headers = [];
+    this.nFields = 0;
+    this.clCount = 0;
+    this.te = null;
+    this.hostCount = 0;
+    this.connValue = null;
+    this.expect100 = false;
+    if (bodyKind === 'none' || contentLength === 0) {
+      out.push(END_EVENT);
+      this.rs = R_WAITING;
+    } else if (bodyKind === 'length') {
+      this.remaining = contentLength!;
+      this.rs = R_BODY;
+    } else {
+      this.received = 0;
+      this.trailers = null;
+      this.rs = R_CHUNK_SIZE;
+    }
+  }
+
+  /** Transfer-Encoding of a request. 400 for anything not ending in a single `chunked`; 501 for other codings. */
+  private checkTE(v: string): boolean {
+    const n = v.length;
+    let codings = 0, chunked = 0, other = false, lastChunked = false;
+    let i = 0;
+    while (i < n) {
+      i = skipOWS(v, i);
+      if (i >= n) break;
+      if (v.charCodeAt(i) === COMMA) {
+        i++;
+        continue;
+      }
+      const s = i;
+      i = skipToken(v, i);
+      if (i === s) return this.failed(400, 'invalid Transfer-Encoding');
+      const isChunked = eqLower(v, s, i, 'chunked');
+      let params = false;
+      for (;;) {
+        const j = skipOWS(v, i);
+        if (j < n && v.charCodeAt(j) === SEMI) {
+          params = true;
+          let k = skipOWS(v, j + 1);
+          const ks = k;
+          k = skipToken(v, k);
+          if (k === ks) return this.failed(400, 'invalid Transfer-Encoding parameter');
+          k = skipOWS(v, k);
+          if (k >= n || v.charCodeAt(k) !== EQUALS) return this.failed(400, 'invalid Transfer-Encoding parameter');
+          k = skipOWS(v, k + 1);
+          if (k < n && v.charCodeAt(k) === DQUOTE) {
+            k = skipQuoted(v, k);
+            if (k < 0) return this.failed(400, 'invalid Transfer-Encoding parameter');
+          } else {
+            const vs = k;
+            k = skipToken(v, k);
+            if (k === vs) return this.failed(400, 'invalid Transfer-Encoding parameter');
+          }
+          i = k;
+        } else {
+          i = j;
+          break;
+        }
+      }
+      if (i < n && v.charCodeAt(i) !== COMMA) return this.failed(400, 'invalid Transfer-Encoding');
+      i++;
+      codings++;
+      if (isChunked) {
+        chunked++;
+        if (params) return this.failed(400, 'chunked transfer-coding with parameters');
+      } else other = true;
+      lastChunked = isChunked;
+    }
+    if (codings === 0) return this.failed(400, 'empty Transfer-Encoding');
+    if (!lastChunked) return this.failed(400, 'final transfer-coding is not chunked');
+    if (chunked > 1) return this.failed(400, 'chunked applied more than once');
+    if (other) return this.failed(501, 'unsupported transfer-coding');
+    return true;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Chunked body
+
+  /** Scans a chunk-size line; returns its length, NEED or BAD. */
+  private scanChunkLine(buf: Buffer, pos: number, end: number): number {
+    const lim = pos + this.fieldSizeLimit;
+    const stop = end < lim ? end : lim;
+    let p = pos + this.scanOff;
+    while (p < stop && FIELD_CHAR[buf[p]!] !== 0) p++;
+    if (p >= end) return (this.scanOff = p - pos), NEED;
+    const c = buf[p]!;
+    if (c === CR) {
+      if (p + 1 >= end) return (this.scanOff = p - pos), NEED;
+      if (buf[p + 1] !== LF) return this.fail(400, 'bare CR in chunk-size line');
+      return p - pos;
+    }
+    if (p === lim) return this.fail(400, 'chunk-size line too long');
+    return this.fail(400, c === LF ? 'bare LF in chunk-size line' : 'invalid character in chunk-size line');
+  }
+
+  /** chunk-size [ chunk-ext ] on [s, e). */
+  private parseChunkLine(buf: Buffer, s: number, e: number): boolean {
+    let p = s;
+    let size = 0;
+    while (p < e) {
+      const d = HEX_VAL[buf[p]!]!;
+      if (d < 0) break;
+      size = size * 16 + d;
+      p++;
+      if (p - s > 16 || size > MAX_SAFE) return this.failed(400, 'chunk size too large');
+    }
+    if (p === s) return this.failed(400, 'invalid chunk size');
+    // chunk-ext = *( BWS ";" BWS ext-name [ BWS "=" BWS ext-val ] )
+    while (p < e) {
+      let q = p;
+      while (q < e && (buf[q] === SP || buf[q] === HTAB)) q++;
+      if (q >= e || buf[q] !== SEMI) return this.failed(400, 'invalid chunk extension');
+      q++;
+      while (q < e && (buf[q] === SP || buf[q] === HTAB)) q++;
+      const ns = q;
+      while (q < e && TOKEN[buf[q]!] !== 0) q++;
+      if (q === ns) return this.failed(400, 'invalid chunk extension');
+      let r = q;
+      while (r < e && (buf[r] === SP || buf[r] === HTAB)) r++;
+      if (r < e && buf[r] === EQUALS) {
+        r++;
+        while (r < e && (buf[r] === SP || buf[r] === HTAB)) r++;
+        if (r < e && buf[r] === DQUOTE) {
+          r++;
+          for (;;) {
+            if (r >= e) return this.failed(400, 'invalid chunk extension');
+            const c = buf[r]!;
+            if (c === DQUOTE) {
+              r++;
+              break;
+            }
+            if (c === BACKSLASH) {
+              if (r + 1 >= e || QPAIR[buf[r + 1]!] === 0) return this.failed(400, 'invalid chunk extension');
+              r += 2;
+            } else if (QDTEXT[c] === 0) {
+              return this.failed(400, 'invalid chunk extension');
+            } else r++;
+          }
+        } else {
+          const vs = r;
+          while (r < e && TOKEN[buf[r]!] !== 0) r++;
+          if (r === vs) return this.failed(400, 'invalid chunk extension');
+        }
+        q = r;
+      }
+      p = q; // whitespace after a name without '=' must be followed by ';' (checked on next iteration)
+    }
+    if (size === 0) {
+      this.rs = R_TRAILERS;
+      this.mark1 = -1;
+      return true;
+    }
+    const total = this.received + size;
+    if (total > this.maxBody) return this.failed(413, 'request body too large');
+    this.received = total;
+    this.remaining = size;
+    this.rs = R_CHUNK_DATA;
+    return true;
+  }
+}

@@ -1,0 +1,299 @@
+/**
+ * Response side of the engine: response heads, chunk framing, trailers.
+ * Validates everything that comes from the application and throws `InvalidHeaderError`
+ * before producing any bytes.
+ */
+import * as C from './chars.js';
+import { InvalidHeaderError } from './errors.js';
+import type { OutgoingHeaders } from './types.js';
+
+const { eqLower, isFieldValueString, isOWS, isTokenString, listHasToken, writeLatin1, writeUtf8 } = C;
+const FIELD_CHAR = C.FIELD_CHAR;
+const CR = 13, LF = 10;
+
+export const F_NONE = 0; // no body bytes (HEAD, 1xx, 204, 304)
+export const F_LENGTH = 1; // Content-Length framed
+export const F_CHUNKED = 2; // Transfer-Encoding: chunked
+export const F_CLOSE = 3; // delimited by closing the connection (HTTP/1.0, unknown length)
+
+export const STATUS_TEXT: Readonly<Record<number, string>> = {
+  100: 'Continue', 101: 'Switching Protocols', 102: 'Processing', 103: 'Early Hints',
+  200: 'OK', 201: 'Created', 202: 'Accepted', 203: 'Non-Authoritative Information', 204: 'No Content',
+  205: 'Reset Content', 206: 'Partial Content', 207: 'Multi-Status', 208: 'Already Reported', 226: 'IM Used',
+  300: 'Multiple Choices', 301: 'Moved Permanently', 302: 'Found', 303: 'See Other', 304: 'Not Modified',
+  305: 'Use Proxy', 307: 'Temporary Redirect', 308: 'Permanent Redirect',
+  400: 'Bad Request', 401: 'Unauthorized', 402: 'Payment Required', 403: 'Forbidden', 404: 'Not Found',
+  405: 'Method Not Allowed', 406: 'Not Acceptable', 407: 'Proxy Authentication Required', 408: 'Request Timeout',
+  409: 'Conflict', 410: 'Gone', 411: 'Length Required', 412: 'Precondition Failed', 413: 'Content Too Large',
+  414: 'URI Too Long', 415: 'Unsupported Media Type', 416: 'Range Not Satisfiable', 417: 'Expectation Failed',
+  418: "I'm a Teapot", 421: 'Misdirected Request', 422: 'Unprocessable Content', 423: 'Locked', 424: 'Failed Dependency',
+  425: 'Too Early', 426: 'Upgrade Required', 428: 'Precondition Required', 429: 'Too Many Requests',
+  431: 'Request Header Fields Too Large', 451: 'Unavailable For Legal Reasons',
+  500: 'Internal Server Error', 501: 'Not Implemented', 502: 'Bad Gateway', 503: 'Service Unavailable',
+  504: 'Gateway Timeout', 505: 'HTTP Version Not Supported', 506: 'Variant Also Negotiates',
+  507: 'Insufficient Storage', 508: 'Loop Detected', 510: 'Not Extended', 511: 'Network Authentication Required',
+};
+
+const STATUS_LINE: string[] = [];
+for (const k of Object.keys(STATUS_TEXT)) STATUS_LINE[+k] = `HTTP/1.1 ${k} ${STATUS_TEXT[+k]}\r\n`;
+
+export const EMPTY: Buffer = Buffer.alloc(0);
+
+export function statusLine(status: number, reason: string | undefined): string {
+  if (reason === undefined) {
+    const cached = STATUS_LINE[status];
+    if (cached !== undefined) return cached;
+    return `HTTP/1.1 ${status} \r\n`;
+  }
+  // reason-phrase = 1*( HTAB / SP / VCHAR / obs-text )
+  if (!isFieldValueString(reason)) throw new InvalidHeaderError('invalid characters in status reason phrase');
+  return `HTTP/1.1 ${status} ${reason}\r\n`;
+}
+
+/** Request facts the head builder needs. */
+export interface ResponseContext {
+  isHead: boolean;
+  v10: boolean;
+  keepAlive: boolean;
+  closing: boolean;
+}
+
+/** Result of buildHead (reused object). */
+export interface HeadPlan {
+  framing: number;
+  close: boolean;
+  /** Declared Content-Length (F_LENGTH) or -1. */
+  length: number;
+}
+
+function checkName(name: string): void {
+  if (!isTokenString(name)) throw new InvalidHeaderError(`invalid header name ${JSON.stringify(name)}`, name);
+}
+
+function checkValue(name: string, v: string): void {
+  const n = v.length;
+  for (let i = 0; i < n; i++) {
+    const c = v.charCodeAt(i);
+    if (c > 255 || FIELD_CHAR[c] === 0) {
+      throw new InvalidHeaderError(
+        `invalid character ${c === CR ? 'CR' : c === LF ? 'LF' : c === 0 ? 'NUL' : `U+${c.toString(16).padStart(4, '0')}`} in value of header ${JSON.stringify(name)}`,
+        name,
+      );
+    }
+  }
+}
+
+function parseOutgoingLength(name: string, v: string): number {
+  const n = v.length;
+  if (n === 0 || n > 16) throw new InvalidHeaderError('invalid Content-Length value', name);
+  let x = 0;
+  for (let i = 0; i < n; i++) {
+    const c = v.charCodeAt(i) - 0x30;
+    if (c < 0 || c > 9) throw new InvalidHeaderError('invalid Content-Length value', name);
+    x = x * 10 + c;
+  }
+  if (x > Number.MAX_SAFE_INTEGER) throw new InvalidHeaderError('invalid Content-Length value', name);
+  return x;
+}
+
+/** Last element of a comma list (OWS-trimmed) is exactly `chunked` (case-insensitive). */
+function lastCodingIsChunked(v: string): boolean {
+  let e = v.length;
+  while (e > 0 && isOWS(v.charCodeAt(e - 1))) e--;
+  let s = e;
+  while (s > 0 && v.charCodeAt(s - 1) !== 0x2c) s--;
+  while (s < e && isOWS(v.charCodeAt(s))) s++;
+  return eqLower(v, s, e, 'chunked');
+}
+
+/** Per-call accumulator (module-level: the engine is synchronous and never re-entered). */
+const acc = {
+  s: '',
+  cl: -1,
+  te: false,
+  teChunked: false,
+  connClose: false,
+  connKeepAlive: false,
+  hasDate: false,
+  dropFraming: false, // 204: never send CL / TE
+  dropTE: false, // HTTP/1.0 recipient: never send TE (body is close-delimited)
+};
+
+function addHeader(name: string, value: string | number): void {
+  checkName(name);
+  const v = typeof value === 'string' ? value : String(value);
+  checkValue(name, v);
+  const len = name.length;
+  if (len === 14 || len === 17 || len === 10 || len === 4) {
+    const lower = name.toLowerCase();
+    if (lower === 'content-length') {
+      const x = parseOutgoingLength(name, v);
+      if (acc.cl !== -1) throw new InvalidHeaderError('duplicate Content-Length', name);
+      acc.cl = x;
+      if (acc.dropFraming) return;
+    } else if (lower === 'transfer-encoding') {
+      acc.te = true;
+      acc.teChunked = lastCodingIsChunked(v);
+      if (acc.dropFraming || acc.dropTE) return;
+    } else if (lower === 'connection') {
+      if (listHasToken(v, 'close')) acc.connClose = true;
+      if (listHasToken(v, 'keep-alive')) acc.connKeepAlive = true;
+    } else if (lower === 'date') {
+      acc.hasDate = true;
+    }
+  }
+  acc.s += name + ': ' + v + '\r\n';
+}
+
+function addAll(headers: OutgoingHeaders | null | undefined): void {
+  if (headers == null) return;
+  if (Array.isArray(headers)) {
+    const n = headers.length;
+    if (n === 0) return;
+    if (typeof headers[0] === 'string') {
+      const flat = headers as readonly string[];
+      if ((n & 1) !== 0) throw new InvalidHeaderError('flat header list must have an even length');
+      for (let i = 0; i < n; i += 2) addHeader(flat[i]!, flat[i + 1]!);
+    } else {
+      const tuples = headers as readonly (readonly [string, string | number])[];
+      for (let i = 0; i < n; i++) {
+        const t = tuples[i]!;
+        addHeader(t[0], t[1]);
+      }
+    }
+    return;
+  }
+  const rec = headers as Readonly<Record<string, string | number | readonly (string | number)[] | undefined>>;
+  for (const name in rec) {
+    const v = rec[name];
+    if (v === undefined) continue;
+    if (typeof v === 'object') {
+      for (let i = 0; i < v.length; i++) addHeader(name, v[i]!);
+    } else addHeader(name, v);
+  }
+}
+
+/**
+ * Builds a final response head (status 200-599).
+ * @param bodyLength  body size when the whole body is known (respond()), or -1 when streaming.
+ */
+export function buildHead(
+  plan: HeadPlan, ctx: ResponseContext, status: number, reason: string | undefined,
+  headers: OutgoingHeaders | null | undefined, bodyLength: number, date: string | null,
+): string {
+  const line = statusLine(status, reason);
+  const noBody = ctx.isHead || status === 204 || status === 304;
+  acc.s = line;
+  acc.cl = -1;
+  acc.te = false;
+  acc.teChunked = false;
+  acc.connClose = false;
+  acc.connKeepAlive = false;
+  acc.hasDate = false;
+  acc.dropFraming = status === 204;
+  acc.dropTE = ctx.v10; // RFC 9112 6.1: no Transfer-Encoding to HTTP/1.0 recipients
+  addAll(headers);
+  const cl = acc.cl;
+  if (acc.te && !acc.dropFraming) {
+    if (cl !== -1) throw new InvalidHeaderError('both Content-Length and Transfer-Encoding set', 'transfer-encoding');
+    if (!acc.teChunked) throw new InvalidHeaderError('Transfer-Encoding must end with chunked', 'transfer-encoding');
+    if (bodyLength >= 0) throw new InvalidHeaderError('respond() frames the body itself: do not set Transfer-Encoding', 'transfer-encoding');
+  }
+  let framing: number;
+  let length = -1;
+  if (noBody) {
+    framing = F_NONE;
+    if (bodyLength >= 0) {
+      if (cl !== -1 && cl !== bodyLength && bodyLength !== 0 && status !== 204) {
+        throw new InvalidHeaderError('Content-Length does not match the body length', 'content-length');
+      }
+      // HEAD: headers as for GET.
+      if (ctx.isHead && cl === -1 && !acc.te && status !== 204 && status !== 304) acc.s += 'Content-Length: ' + bodyLength + '\r\n';
+    }
+  } else if (cl !== -1) {
+    if (bodyLength >= 0 && cl !== bodyLength) {
+      throw new InvalidHeaderError('Content-Length does not match the body length', 'content-length');
+    }
+    framing = F_LENGTH;
+    length = cl;
+  } else if (bodyLength >= 0) {
+    acc.s += 'Content-Length: ' + bodyLength + '\r\n';
+    framing = F_LENGTH;
+    length = bodyLength;
+  } else if (ctx.v10) {
+    framing = F_CLOSE;
+  } else {
+    if (!acc.te) acc.s += 'Transfer-Encoding: chunked\r\n';
+    framing = F_CHUNKED;
+  }
+  const close = !ctx.keepAlive || ctx.closing || acc.connClose || framing === F_CLOSE;
+  if (close) {
+    if (!acc.connClose) acc.s += 'Connection: close\r\n';
+  } else if (ctx.v10 && !acc.connKeepAlive) {
+    acc.s += 'Connection: keep-alive\r\n';
+  }
+  if (date !== null && !acc.hasDate) acc.s += 'Date: ' + date + '\r\n';
+  plan.framing = framing;
+  plan.close = close;
+  plan.length = length;
+  const s = acc.s + '\r\n';
+  acc.s = '';
+  return s;
+}
+
+/** Interim (1xx) response head. */
+export function buildInterim(status: number, headers: OutgoingHeaders | null | undefined): string {
+  acc.s = statusLine(status, undefined);
+  acc.dropFraming = true;
+  acc.dropTE = true;
+  acc.cl = -1;
+  addAll(headers);
+  if (acc.cl !== -1 || acc.te) throw new InvalidHeaderError('1xx responses cannot carry framing headers');
+  const s = acc.s + '\r\n';
+  acc.s = '';
+  return s;
+}
+
+/** Trailer section for the last chunk: "0\r\n" *(field CRLF) "\r\n". */
+export function buildLastChunk(trailers: OutgoingHeaders | null | undefined): string {
+  if (trailers == null) return '0\r\n\r\n';
+  acc.s = '0\r\n';
+  acc.dropFraming = false;
+  acc.dropTE = false;
+  acc.cl = -1;
+  acc.te = false;
+  addAll(trailers);
+  if (acc.cl !== -1 || acc.te) throw new InvalidHeaderError('Content-Length / Transfer-Encoding are not allowed in trailers');
+  const s = acc.s + '\r\n';
+  acc.s = '';
+  return s;
+}
+
+/** Latin1 string (+ optional body) into one Buffer. */
+export function toBuffer(head: string, body: Buffer | string | null | undefined, bodyBytes: number): Buffer {
+  const hl = head.length;
+  const out = Buffer.allocUnsafe(hl + bodyBytes);
+  writeLatin1(out, head, 0);
+  if (bodyBytes > 0) {
+    if (typeof body === 'string') writeUtf8(out, body, hl, bodyBytes);
+    else (body as Buffer).copy(out, hl);
+  }
+  return out;
+}
+
+/** Frames `data` as one chunk. Returns EMPTY for an empty chunk (a 0-size chunk would end the body). */
+export function frameChunk(data: Buffer | string): Buffer {
+  const n = typeof data === 'string' ? Buffer.byteLength(data) : data.length;
+  if (n === 0) return EMPTY;
+  const hex = n.toString(16);
+  const hl = hex.length + 2;
+  const out = Buffer.allocUnsafe(hl + n + 2);
+  writeLatin1(out, hex, 0);
+  out[hl - 2] = CR;
+  out[hl - 1] = LF;
+  if (typeof data === 'string') writeUtf8(out, data, hl, n);
+  else data.copy(out, hl);
+  out[hl + n] = CR;
+  out[hl + n + 1] = LF;
+  return out;
+}
