@@ -21,9 +21,12 @@ interface Reopenable {
 }
 
 let destination: (DestinationStream & Reopenable) | null = null;
+/** Only a file can be reopened; stderr stays what it is. */
+let reopenable = false;
 
 export function createLogger(opts: LogOptions): Logger {
   const toStderr = opts.errorLog === '-';
+  reopenable = !toStderr;
   if (toStderr && process.stderr.isTTY) {
     destination = pretty({
       sync: true,
@@ -48,7 +51,7 @@ export function createLogger(opts: LogOptions): Logger {
 
 /** USR1: start a new file where the old one was (logrotate's `postrotate`). */
 export function reopenErrorLog(): void {
-  destination?.reopen?.();
+  if (reopenable) destination?.reopen?.();
 }
 
 /** Print a one-line error for the user, outside any logger: usage and config mistakes. */

@@ -101,17 +101,21 @@ class HttpWorker implements WorkerInstance {
     const started = Date.now();
     const t0 = process.hrtime.bigint();
     void this.ctx.hooks.run('preRequest', { pid: process.pid }, req);
+    const socket = req.socket;
+    const before = socket.bytesWritten;
     res.once('finish', () => {
       const micros = Number(process.hrtime.bigint() - t0) / 1000;
       this.statuses[Math.floor(res.statusCode / 100)]!++;
-      const len = res.getHeader('content-length');
+      // Body bytes: what went to the socket for this response, less its head.
+      const head = (res as unknown as { _header?: string })._header;
+      const sent = socket.bytesWritten - before - (head ? Buffer.byteLength(head) : 0);
       this.accessLog?.log({
         peer: req.socket.remoteAddress ?? '',
         method: req.method!,
         url: req.url!,
         version: req.httpVersion,
         status: res.statusCode,
-        bytes: len === undefined ? null : Number(len),
+        bytes: head && sent >= 0 ? sent : null,
         startedAt: started,
         durationMicros: micros,
         reqHeader: (name) => {
@@ -147,7 +151,8 @@ class HttpWorker implements WorkerInstance {
             // server can only listen once, so extra listeners feed the same handler.
             const srv = l === this.ctx.listeners[0] ? this.server : this.extraServer();
             srv.once('error', reject);
-            srv.listen({ fd: l.fd, backlog }, () => {
+            // The backlog goes as an argument: Node ignores options.backlog when listening on an fd.
+            srv.listen({ fd: l.fd }, backlog, () => {
               srv.off('error', reject);
               resolve();
             });
