@@ -8,9 +8,9 @@ const { settings, cwd } = workerData as { settings: WorkerSettings; cwd: string 
 
 try {
   const cls = await loadWorkerClass(settings.workerClass, cwd);
-  const { value, where } = await importApp(settings.app!, cwd);
+  const { value, where, file } = await importApp(settings.app!, cwd);
   const { picked } = await cls.adapt(value, settings, where);
-  parentPort!.postMessage({ ok: true, picked, listens: cls.listens !== false });
+  parentPort!.postMessage({ ok: true, picked, listens: cls.listens !== false, file });
 } catch (err) {
   const e = err as Error;
   parentPort!.postMessage({

@@ -13,9 +13,11 @@ import type { WorkerSettings } from '../workers/contract.js';
 export interface AppCheck {
   picked: string;
   listens: boolean;
+  /** The app module's file, for `reload`. */
+  file: string;
 }
 
-type Verdict = { ok: true; picked: string; listens: boolean } | { ok: false; kind: string; message: string; detail?: string };
+type Verdict = { ok: true; picked: string; listens: boolean; file: string } | { ok: false; kind: string; message: string; detail?: string };
 
 export async function checkApp(settings: WorkerSettings, cwd: string): Promise<AppCheck> {
   const thread = new Worker(new URL('./appcheck-thread.js', import.meta.url), {
@@ -31,7 +33,7 @@ export async function checkApp(settings: WorkerSettings, cwd: string): Promise<A
         resolve({ ok: false, kind: 'AppLoadError', message: `the app ended the process (exit code ${code}) while loading` }),
       );
     });
-    if (verdict.ok) return { picked: verdict.picked, listens: verdict.listens };
+    if (verdict.ok) return { picked: verdict.picked, listens: verdict.listens, file: verdict.file };
     if (verdict.kind === 'SettingError') throw new SettingError(verdict.message);
     throw new AppLoadError(verdict.message, verdict.detail);
   } finally {

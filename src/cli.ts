@@ -205,6 +205,11 @@ function daemonize(): never {
 }
 
 export async function main(argv: string[] = process.argv.slice(2)): Promise<number> {
+  if (argv[0] && ['reload', 'stop', 'upgrade'].includes(argv[0])) {
+    const { command } = await import('./commands.js');
+    return command(argv);
+  }
+
   const launchCwd = process.cwd();
   let resolved: Resolved;
   let src: Sources;
@@ -251,9 +256,10 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<numb
   // Load the app once, only to validate it, before anything is bound.
   let picked: string;
   let listens = true;
+  let appFile: string | undefined;
   try {
     if (!s.app) throw new SettingError('no app given');
-    ({ picked, listens } = await checkApp({ ...serializable(s), workers: workers.workers } as WorkerSettings, process.cwd()));
+    ({ picked, listens, file: appFile } = await checkApp({ ...serializable(s), workers: workers.workers } as WorkerSettings, process.cwd()));
   } catch (err) {
     if (err instanceof SettingError) return usageError(err);
     fatalLine(err instanceof Error ? err.message : String(err));
@@ -290,14 +296,21 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<numb
     log.info({ event: 'listening', listeners: listeners.map((l) => l.label) }, `listening at ${listeners.map((l) => l.label).join(', ')}`);
   }
 
-  if (s.pidfile) {
+  // A master started by USR2 claims the pidfile only once it serves, which is what
+  // `arbiter upgrade` waits for before it retires the old master.
+  const upgrade = process.env.ARBITER_UPGRADE_FROM;
+  delete process.env.ARBITER_UPGRADE_FROM;
+  const claimPidfile = (): boolean => {
+    if (!s.pidfile) return true;
     try {
       writePidfile(s.pidfile, process.pid);
+      return true;
     } catch (err) {
       fatalLine(err instanceof Error ? err.message : String(err));
-      return EXIT.RUNTIME;
+      return false;
     }
-  }
+  };
+  if (!upgrade && !claimPidfile()) return EXIT.RUNTIME;
 
   const arbiter = new Arbiter({
     resolved,
@@ -311,6 +324,9 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<numb
       const n = sizing(next.settings.workers);
       return { resolved: next, workers: n.workers, hooks: createHooks(next.settings as unknown as Record<string, unknown>, log) };
     },
+    onReady: upgrade ? () => void claimPidfile() : undefined,
+    launchCwd,
+    appFile,
   });
   arbiter.start();
   const code = await arbiter.done;

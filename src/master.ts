@@ -4,7 +4,8 @@
  * turns signals into lifecycle actions. It never runs app code on the request path.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import { moveAside } from './pidfile.js';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -50,6 +51,12 @@ export interface ArbiterOptions {
   hooks: Hooks;
   /** Re-read the config for HUP; throws a one-line error when the new config is bad. */
   reloadConfig: () => Promise<{ resolved: Resolved; workers: number; hooks: Hooks }>;
+  /** Called once, when the first `workers` workers serve. */
+  onReady?: () => void;
+  /** Where arbiter was started, for the new master of a USR2 re-exec. */
+  launchCwd: string;
+  /** Files to watch for `reload`: the app's own source tree. */
+  appFile?: string;
 }
 
 /** Public view for hooks, status and tests. */
@@ -83,6 +90,13 @@ export class Arbiter {
   readonly done = new Promise<number>((resolve) => (this.resolveDone = resolve));
   private readonly reloadConfig: ArbiterOptions['reloadConfig'];
   private reloading = false;
+  private initialTarget = 1;
+  private readonly onReady?: () => void;
+  private readonly launchCwd: string;
+  private readonly appFile?: string;
+  /** The new master started by USR2, while it runs. */
+  private reexecChild: ChildProcess | null = null;
+  private watcher: { close(): Promise<void> } | null = null;
 
   constructor(opts: ArbiterOptions) {
     this.settings = opts.resolved.settings;
@@ -92,6 +106,9 @@ export class Arbiter {
     this.log = opts.log;
     this.hooks = opts.hooks;
     this.reloadConfig = opts.reloadConfig;
+    this.onReady = opts.onReady;
+    this.launchCwd = opts.launchCwd;
+    this.appFile = opts.appFile;
   }
 
   info(w: WorkerHandle): WorkerInfo {
@@ -102,6 +119,30 @@ export class Arbiter {
     this.installSignals();
     this.maintain();
     this.tick = setInterval(() => this.supervise(), 100);
+    if (this.settings.reload) void this.watch();
+  }
+
+  /** `reload`: watch the app's source tree and reload as HUP does, once a burst of writes settles. */
+  private async watch(): Promise<void> {
+    const { watch } = await import('chokidar');
+    const roots = [this.appFile ? path.dirname(this.appFile) : process.cwd(), ...this.settings.reloadExtraFiles.map((f) => path.resolve(f))];
+    const watcher = watch(roots, {
+      ignoreInitial: true,
+      ignored: (p: string) => /(^|[/\\])(node_modules|\.git|dist)([/\\]|$)/.test(p) || p.endsWith('.log') || p.endsWith('.pid') || p.endsWith('.sock'),
+    });
+    this.watcher = watcher;
+    let timer: NodeJS.Timeout | null = null;
+    const changed: Set<string> = new Set();
+    watcher.on('all', (_event: string, file: string) => {
+      changed.add(path.relative(process.cwd(), file));
+      if (timer) clearTimeout(timer);
+      timer = setTimeout(() => {
+        this.log.info({ event: 'code_changed', files: [...changed] }, `changed: ${[...changed].slice(0, 5).join(', ')}; reloading`);
+        changed.clear();
+        void this.reload();
+      }, 200);
+    });
+    watcher.once('ready', () => this.log.info({ event: 'watching', roots }, `reload: watching ${roots.join(', ')}`));
   }
 
   // ------------------------------------------------------------------ workers
@@ -186,6 +227,7 @@ export class Arbiter {
       this.ready = true;
       this.log.info({ event: 'ready', workers: serving }, `ready: ${serving} worker${serving === 1 ? '' : 's'} serving`);
       void this.hooks.run('whenReady', this);
+      this.onReady?.();
     }
     if (this.reloading && retiring.length === 0 && serving >= this.target) this.reloading = false;
   }
@@ -198,7 +240,7 @@ export class Arbiter {
     w.state = 'stopping';
     w.endedFor ??= 'stop';
     // Only a stop of the whole arbiter leaves nobody else to take new connections.
-    this.send(w, { t: 'stop', graceful, keepAccepting: graceful && this.stopping !== null });
+    this.send(w, { t: 'stop', graceful, keepAccepting: graceful && this.stopping !== null && this.reexecChild === null });
     const grace = graceful ? this.settings.gracefulTimeout * 1000 : 1000;
     const timer = setTimeout(() => {
       if (w.child.exitCode === null && w.child.signalCode === null) {
@@ -330,7 +372,7 @@ export class Arbiter {
     on('SIGTTOU', () => this.scale(this.target - 1));
     on('SIGUSR1', () => this.reopenLogs());
     on('SIGWINCH', () => this.winch());
-    on('SIGUSR2', () => this.log.warn({ event: 'usr2_unsupported' }, 'USR2 re-exec is not supported in this build'));
+    on('SIGUSR2', () => void this.reexec());
   }
 
   scale(n: number): void {
@@ -351,6 +393,13 @@ export class Arbiter {
 
   /** WINCH: let every worker go, keep the master and its sockets (for a USR2 hand-over). */
   winch(): void {
+    if (!this.reexecChild) {
+      // Gunicorn ignores WINCH unless daemonized; without a new master, stopping every
+      // worker would just stop serving.
+      this.log.warn({ event: 'winch_ignored' }, 'WINCH ignored: no new master (USR2) is running to take over');
+      return;
+    }
+    this.initialTarget = this.target;
     this.target = 0;
     for (const w of this.workers.values()) {
       w.endedFor = 'scale-down';
@@ -425,6 +474,49 @@ export class Arbiter {
     return next;
   }
 
+  /**
+   * USR2: start a new master from the current binary and code, handing it every listener
+   * (ARBITER_FDS). Both masters serve until the operator sends WINCH and QUIT (or TERM) to
+   * the old one. If the new master dies first, the pidfile is given back.
+   */
+  async reexec(): Promise<void> {
+    if (this.stopping || this.reexecChild) {
+      this.log.warn({ event: 'reexec_refused' }, this.reexecChild ? `a new master (pid ${this.reexecChild.pid}) is already running` : 'stopping; not re-executing');
+      return;
+    }
+    const pidfile = this.settings.pidfile;
+    if (pidfile) {
+      try {
+        moveAside(pidfile);
+      } catch (err) {
+        this.log.warn({ event: 'pidfile_move_failed', err: String(err) }, `cannot move ${pidfile} aside: ${(err as Error).message}`);
+      }
+    }
+    await this.hooks.run('preExec', this);
+    const fds = this.listeners.map((l, i) => `${3 + i}=${l.label}`).join(',');
+    const child = spawn(process.execPath, [...process.execArgv, ...process.argv.slice(1)], {
+      cwd: this.launchCwd,
+      stdio: ['inherit', 'inherit', 'inherit', ...this.listeners.map((l) => l.fd)],
+      env: { ...process.env, ARBITER_FDS: fds, ARBITER_UPGRADE_FROM: String(process.pid) },
+    });
+    this.reexecChild = child;
+    this.log.info({ event: 'reexec', newMaster: child.pid, listeners: this.listeners.map((l) => l.label) }, `USR2: started a new master, pid ${child.pid}; send this master WINCH then QUIT (or TERM) when it serves`);
+    child.once('exit', (code, signal) => {
+      this.reexecChild = null;
+      this.log.error({ event: 'reexec_exit', newMaster: child.pid, code, signal }, `the new master ${child.pid} exited (${signal ?? `code ${code}`})`);
+      if (pidfile && !existsSync(pidfile) && existsSync(`${pidfile}.oldbin`)) {
+        renameSync(`${pidfile}.oldbin`, pidfile);
+        this.log.info({ event: 'pidfile_restored' }, `${pidfile} restored`);
+      }
+      if (this.target === 0 && !this.stopping) {
+        // WINCH had let our workers go for the new master, which is gone: serve again.
+        this.target = this.initialTarget;
+        this.maintain();
+      }
+    });
+    child.on('error', (err) => this.log.error({ event: 'reexec_failed', err: String(err) }, `USR2: cannot start a new master: ${err.message}`));
+  }
+
   // ------------------------------------------------------------------ stopping
 
   stop(graceful: boolean): void {
@@ -445,7 +537,10 @@ export class Arbiter {
   private maybeFinished(): void {
     if (this.workers.size > 0) return;
     if (this.tick) clearInterval(this.tick);
-    closeListeners(this.listeners, { unlink: true });
+    void this.watcher?.close();
+    // After USR2 the new master owns the sockets: close ours, but leave the files in place.
+    closeListeners(this.listeners, { unlink: this.reexecChild === null });
+    if (this.settings.pidfile && this.reexecChild) rmSync(`${this.settings.pidfile}.oldbin`, { force: true });
     rmSync(this.runDir, { recursive: true, force: true });
     void this.hooks.run('onExit', this).finally(() => this.resolveDone(this.exitCode ?? 0));
   }

@@ -26,13 +26,20 @@ interface CallFrame {
   callFrameId: string;
   functionName: string;
   url: string;
-  location: { lineNumber: number; columnNumber: number };
+  location: { scriptId: string; lineNumber: number; columnNumber: number };
 }
 
 async function capture(silentMs: number): Promise<void> {
   capturing = true;
   session = new Session();
   session.connectToMainThread();
+  // Call frames of ES modules carry only a script id; Debugger.enable announces every
+  // script, and with it the id's URL.
+  const urls = new Map<string, string>();
+  session.on('Debugger.scriptParsed', (m) => {
+    const p = m.params as { scriptId: string; url: string };
+    urls.set(p.scriptId, p.url);
+  });
   try {
     const paused = new Promise<CallFrame[]>((resolve) =>
       session.once('Debugger.paused', (m) => resolve((m.params as { callFrames: CallFrame[] }).callFrames)),
@@ -54,9 +61,10 @@ async function capture(silentMs: number): Promise<void> {
     }
     await post('Debugger.resume');
     await post('Debugger.disable');
-    const stack = frames.map(
-      (f) => `at ${f.functionName || '<anonymous>'} (${f.url.replace(/^file:\/\//, '')}:${f.location.lineNumber + 1}:${f.location.columnNumber + 1})`,
-    );
+    const stack = frames.map((f) => {
+      const url = (f.url || urls.get(f.location.scriptId) || '<unknown>').replace(/^file:\/\//, '');
+      return `at ${f.functionName || '<anonymous>'} (${url}:${f.location.lineNumber + 1}:${f.location.columnNumber + 1})`;
+    });
     const report: StuckReport = { pid: process.pid, silentMs, working, stack };
     writeFileSync(reportFile + '.tmp', JSON.stringify(report));
     renameSync(reportFile + '.tmp', reportFile);
