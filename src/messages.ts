@@ -15,7 +15,17 @@ export interface WorkerCounters {
   tasks?: TaskCounters;
   /** Resident set size in bytes. */
   rss: number;
+  /**
+   * Request latency, HTTP classes only, and only while something observes requests
+   * (`metricsBind`, an access log or request hooks). Per-bucket counts (not cumulative) for
+   * the upper bounds in LATENCY_BUCKETS, then one count for +Inf, then the sum of all
+   * durations in seconds: length LATENCY_BUCKETS.length + 2.
+   */
+  latency?: number[];
 }
+
+/** Upper bounds, in seconds, of the request-latency histogram (Prometheus' defaults). */
+export const LATENCY_BUCKETS: readonly number[] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
 export interface TaskCounters {
   processed: number;

@@ -65,25 +65,39 @@ export async function writeResponse(res: ServerResponse, response: Response, onE
   });
   const cookies = response.headers.getSetCookie();
   if (cookies.length) headers['set-cookie'] = cookies;
-  res.writeHead(response.status, response.statusText || undefined, headers);
   const body = response.body;
   if (!body) {
+    res.writeHead(response.status, response.statusText || undefined, headers);
     res.end();
     return;
   }
   const reader = body.getReader();
   try {
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      if (!res.write(value)) await new Promise<void>((resolve) => {
-        res.once('drain', resolve);
-        res.once('close', resolve);
-      });
+    // Most app responses (text, JSON) arrive as one chunk: send those whole, with a
+    // Content-Length, in one write; stream the rest.
+    const first = await reader.read();
+    const second = first.done ? first : await reader.read();
+    if (second.done) {
+      const chunk = first.done ? undefined : first.value;
+      if (headers['content-length'] === undefined && headers['transfer-encoding'] === undefined) headers['content-length'] = String(chunk?.byteLength ?? 0);
+      res.writeHead(response.status, response.statusText || undefined, headers);
+      res.end(chunk);
+      return;
+    }
+    res.writeHead(response.status, response.statusText || undefined, headers);
+    res.write(first.value);
+    let next: { done: boolean; value?: Uint8Array } = second;
+    while (!next.done) {
+      if (!res.write(next.value))
+        await new Promise<void>((resolve) => {
+          res.once('drain', resolve);
+          res.once('close', resolve);
+        });
       if (res.destroyed) {
         await reader.cancel();
         return;
       }
+      next = await reader.read();
     }
     res.end();
   } catch (err) {

@@ -15,9 +15,12 @@ import { asHttpApp, oneLine, type HttpApp } from '../src/app.js';
 import { openAccessLog, type AccessLog } from './accesslog.js';
 import type { WorkerClass, WorkerContext, WorkerInstance } from './contract.js';
 import { fetchToNode } from './fetch.js';
+import { LATENCY_BUCKETS } from '../src/messages.js';
 
 /** How long a connection may sit idle after a graceful stop began before we close it. */
 const IDLE_AFTER_STOP_MS = 500;
+/** Still accepting at a whole-arbiter stop: leave once no client has come for this long. */
+const QUIET_MS = 1000;
 
 class HttpWorker implements WorkerInstance {
   private readonly server: http.Server;
@@ -25,7 +28,10 @@ class HttpWorker implements WorkerInstance {
   private requests = 0;
   private readonly statuses = [0, 0, 0, 0, 0, 0];
   private stopping = false;
+  private lastConnection = 0;
   private readonly accessLog: AccessLog | null;
+  /** Per-bucket latency counts, +Inf, then the sum in seconds (see WorkerCounters.latency); null unless metrics are on. */
+  private readonly latency: number[] | null;
 
   constructor(
     private readonly ctx: WorkerContext,
@@ -38,6 +44,7 @@ class HttpWorker implements WorkerInstance {
         ? app.handler
         : fetchToNode(app.fetch, { https: !!tls, onError: (err) => ctx.log.error({ err }, `app error: ${oneLine(err)}`) });
     this.accessLog = s.accessLog ? openAccessLog(s.accessLog, s.accessLogFormat, s.forwardedAllowIps) : null;
+    this.latency = s.metricsBind ? new Array<number>(LATENCY_BUCKETS.length + 2).fill(0) : null;
     const options: http.ServerOptions = {
       keepAliveTimeout: s.keepalive * 1000,
       // Node's own cap on the whole head; our finer limits are checked per request below.
@@ -50,6 +57,7 @@ class HttpWorker implements WorkerInstance {
     this.server.on('request', this.wrap(handler));
     this.server.on('connection', (socket: Socket) => {
       this.sockets.add(socket);
+      this.lastConnection = Date.now();
       socket.once('close', () => this.sockets.delete(socket));
     });
   }
@@ -62,7 +70,7 @@ class HttpWorker implements WorkerInstance {
     const fieldLimit = s.limitRequestFields;
     const fieldSize = s.limitRequestFieldSize;
     const noKeepalive = s.keepalive === 0;
-    const observe = this.accessLog !== null || ctx.hooks.has('postRequest') || ctx.hooks.has('preRequest');
+    const observe = this.accessLog !== null || this.latency !== null || ctx.hooks.has('postRequest') || ctx.hooks.has('preRequest');
     return (req: IncomingMessage, res: ServerResponse) => {
       this.requests++;
       ctx.working(req);
@@ -100,12 +108,22 @@ class HttpWorker implements WorkerInstance {
   private observe(req: IncomingMessage, res: ServerResponse): void {
     const started = Date.now();
     const t0 = process.hrtime.bigint();
-    void this.ctx.hooks.run('preRequest', { pid: process.pid }, req);
+    const hooks = this.ctx.hooks;
+    if (hooks.has('preRequest')) void hooks.run('preRequest', { pid: process.pid }, req);
     const socket = req.socket;
     const before = socket.bytesWritten;
     res.once('finish', () => {
       const micros = Number(process.hrtime.bigint() - t0) / 1000;
       this.statuses[Math.floor(res.statusCode / 100)]!++;
+      const latency = this.latency;
+      if (latency !== null) {
+        const seconds = micros / 1e6;
+        let i = 0;
+        while (i < LATENCY_BUCKETS.length && seconds > LATENCY_BUCKETS[i]!) i++;
+        latency[i]!++;
+        latency[LATENCY_BUCKETS.length + 1]! += seconds;
+      }
+      if (this.accessLog === null && !hooks.has('postRequest')) return;
       // Body bytes: what went to the socket for this response, less its head.
       const head = (res as unknown as { _header?: string })._header;
       const sent = socket.bytesWritten - before - (head ? Buffer.byteLength(head) : 0);
@@ -127,7 +145,7 @@ class HttpWorker implements WorkerInstance {
           return v === undefined ? undefined : String(v);
         },
       });
-      void this.ctx.hooks.run('postRequest', { pid: process.pid }, req, res, micros / 1000);
+      if (hooks.has('postRequest')) void hooks.run('postRequest', { pid: process.pid }, req, res, micros / 1000);
     });
   }
 
@@ -198,7 +216,7 @@ class HttpWorker implements WorkerInstance {
         for (const socket of this.idle) socket.destroy();
         this.idle.clear();
         for (const socket of this.sockets) if (!(socket as any)._httpMessage) this.idle.add(socket);
-        if (this.sockets.size === 0) {
+        if (this.sockets.size === 0 && (closing || Date.now() - this.lastConnection >= QUIET_MS)) {
           clearInterval(sweep);
           resolve();
         }
@@ -212,7 +230,9 @@ class HttpWorker implements WorkerInstance {
   counters() {
     let active = 0;
     for (const s of this.sockets) if ((s as any)._httpMessage) active++;
-    return { requests: this.requests, active, statuses: this.statuses };
+    return this.latency === null
+      ? { requests: this.requests, active, statuses: this.statuses }
+      : { requests: this.requests, active, statuses: this.statuses, latency: this.latency };
   }
 
   reopenLogs(): void {

@@ -1,0 +1,286 @@
+#!/usr/bin/env node
+// No-op task throughput: `arbiter -k task` on the spool and on Redis with 1 and N workers, and
+// BullMQ workers on the same Redis at the same total concurrency, in one run.
+//
+//   node bench/tasks.mjs [--tasks 20000] [--concurrency 16] [--workers 1,2] [--json]
+//
+// Method, the same for every row: start the consumers on an empty queue and wait until they
+// are all up; SIGSTOP them; pre-fill K no-op tasks; SIGCONT them and time until the queue is
+// empty (waiting, delayed and in flight all 0, polled every 20 ms, 50 ms for the spool whose
+// stats list directories). Boot time and enqueue time are not measured. BullMQ jobs are added
+// with removeOnComplete, as arbiter deletes acknowledged entries. BullMQ runs as N processes
+// of `concurrency` each, like arbiter's N workers.
+//
+// Starts its own redis-server on a free loopback port (no persistence); every process it
+// starts is killed by pid at the end, on Ctrl-C and on a crash. Needs a built dist/ (tsc).
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const BIN = path.join(ROOT, 'bin', 'arbiter');
+const HANDLERS = path.join(ROOT, 'examples', 'tasks.js') + ':handlers';
+const BULL_WORKER = path.join(ROOT, 'bench', 'tasks-bullmq-worker.mjs');
+const RUN_LIMIT_MS = 120_000;
+
+// ------------------------------------------------------------------ processes, by pid
+
+const started = new Set();
+function track(child) {
+  started.add(child.pid);
+  child.once('exit', () => started.delete(child.pid));
+  return child;
+}
+function childrenOf(pid) {
+  const out = [];
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      if (Number(f[1]) === pid && f[0] !== 'Z') out.push(Number(name));
+    } catch {}
+  }
+  return out;
+}
+function killTree(pid) {
+  for (const c of childrenOf(pid)) killTree(c);
+  try {
+    process.kill(pid, 'SIGKILL');
+  } catch {}
+}
+function killAll() {
+  for (const pid of [...started]) killTree(pid);
+}
+process.on('exit', killAll);
+for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => process.exit(130));
+function signalAll(pids, sig) {
+  for (const p of pids) {
+    try {
+      process.kill(p, sig);
+    } catch {}
+  }
+}
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+function exited(child) {
+  return child.exitCode !== null || child.signalCode !== null ? Promise.resolve() : new Promise((r) => child.once('exit', r));
+}
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+/** Resolves when `test(output so far)` holds; rejects on exit or after ms. */
+function waitOutput(child, stream, test, ms, what) {
+  return new Promise((resolve, reject) => {
+    let text = '';
+    const timer = setTimeout(() => done(new Error(`${what}: nothing after ${ms} ms\n${text.slice(-2000)}`)), ms);
+    const onData = (d) => {
+      text += d;
+      if (test(text)) done();
+    };
+    const onExit = (code) => done(new Error(`${what}: exited with ${code}\n${text.slice(-2000)}`));
+    function done(err) {
+      clearTimeout(timer);
+      child[stream].off('data', onData);
+      child.off('exit', onExit);
+      if (err) reject(err);
+      else resolve();
+    }
+    child[stream].on('data', onData);
+    child.once('exit', onExit);
+  });
+}
+
+async function startRedis() {
+  if (spawnSync('redis-server', ['--version']).error) throw new Error('redis-server is not on PATH (Debian: apt-get install redis-server)');
+  const port = await freePort();
+  const child = track(
+    spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', os.tmpdir()], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    }),
+  );
+  await waitOutput(child, 'stdout', (t) => t.includes('Ready to accept connections'), 10_000, 'redis-server');
+  child.stdout.resume();
+  return { url: `redis://127.0.0.1:${port}/0`, child };
+}
+
+/** Polls `depth()` until it is 0; returns the elapsed ms from `t0`. */
+async function drain(depth, t0, everyMs, what) {
+  for (;;) {
+    if ((await depth()) === 0) return performance.now() - t0;
+    if (performance.now() - t0 > RUN_LIMIT_MS) throw new Error(`${what}: queue not drained after ${RUN_LIMIT_MS} ms`);
+    await sleep(everyMs);
+  }
+}
+
+// ------------------------------------------------------------------ arbiter
+
+let seq = 0;
+async function runArbiter({ brokerUrl, kind, workers, concurrency, tasks }) {
+  const { openBroker } = await import(pathToFileURL(path.join(ROOT, 'dist/workers/task/brokers/broker.js')).href);
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'arbiter-bench-tasks-'));
+  const broker = kind === 'spool' ? `spool:${path.join(dir, 'spool')}` : brokerUrl;
+  const queue = `bench-${process.pid}-${seq++}`;
+  const child = track(
+    spawn(
+      process.execPath,
+      [BIN, HANDLERS, '-k', 'task', '-w', String(workers), '--concurrency', String(concurrency), '--broker', broker, '--queue', queue, '--timeout', '0'],
+      { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ARBITER_CMD_ARGS: '' } },
+    ),
+  );
+  const producer = await openBroker(broker, { queue, cwd: dir, consumer: `bench:${process.pid}` });
+  try {
+    await waitOutput(child, 'stderr', (t) => t.includes('"event":"ready"'), 30_000, `arbiter ${kind}`);
+    child.stderr.resume();
+    const pids = childrenOf(child.pid);
+    if (pids.length !== workers) throw new Error(`expected ${workers} workers, found ${pids.length}`);
+    // Let each worker settle into its idle fetch before it is frozen.
+    await sleep(300);
+    signalAll(pids, 'SIGSTOP');
+    for (let i = 0; i < tasks; i += 1000) {
+      await Promise.all(Array.from({ length: Math.min(1000, tasks - i) }, () => producer.enqueue('noop', null)));
+    }
+    const t0 = performance.now();
+    signalAll(pids, 'SIGCONT');
+    const ms = await drain(
+      async () => {
+        const s = await producer.stats();
+        return s.ready + s.delayed + s.inFlight;
+      },
+      t0,
+      kind === 'spool' ? 50 : 20,
+      `arbiter ${kind}`,
+    );
+    const dead = (await producer.stats()).dead;
+    if (dead) throw new Error(`arbiter ${kind}: ${dead} tasks dead-lettered`);
+    return ms;
+  } finally {
+    await producer.close();
+    child.kill('SIGTERM');
+    await Promise.race([exited(child), sleep(10_000)]);
+    killTree(child.pid);
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+// ------------------------------------------------------------------ BullMQ
+
+async function runBull({ brokerUrl, workers, concurrency, tasks }) {
+  const { Queue } = await import('bullmq');
+  const { Redis } = await import('ioredis');
+  const name = `bench-bull-${process.pid}-${seq++}`;
+  const connection = new Redis(brokerUrl, { maxRetriesPerRequest: null });
+  const queue = new Queue(name, { connection });
+  const children = [];
+  try {
+    for (let i = 0; i < workers; i++) {
+      children.push(track(spawn(process.execPath, [BULL_WORKER, brokerUrl, name, String(concurrency)], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] })));
+    }
+    await Promise.all(children.map((c) => waitOutput(c, 'stdout', (t) => t.includes('ready'), 30_000, 'bullmq worker')));
+    await sleep(300);
+    const pids = children.map((c) => c.pid);
+    signalAll(pids, 'SIGSTOP');
+    for (let i = 0; i < tasks; i += 1000) {
+      const n = Math.min(1000, tasks - i);
+      await queue.addBulk(Array.from({ length: n }, () => ({ name: 'noop', data: null, opts: { removeOnComplete: true, removeOnFail: true } })));
+    }
+    const t0 = performance.now();
+    signalAll(pids, 'SIGCONT');
+    return await drain(
+      async () => {
+        const c = await queue.getJobCounts('wait', 'active', 'delayed', 'prioritized', 'paused');
+        return c.wait + c.active + c.delayed + c.prioritized + c.paused;
+      },
+      t0,
+      20,
+      'bullmq',
+    );
+  } finally {
+    for (const c of children) killTree(c.pid);
+    await Promise.race([queue.obliterate({ force: true }).catch(() => {}), sleep(3000)]);
+    await Promise.race([queue.close().catch(() => {}), sleep(2000)]);
+    connection.disconnect();
+  }
+}
+
+// ------------------------------------------------------------------ the run
+
+/**
+ * Runs every row; returns [{ name, broker, workers, concurrency, tasks, seconds, perSecond }]
+ * and the arbiter-redis / BullMQ ratios at equal worker count and concurrency.
+ */
+export async function benchTasks({ tasks = 20_000, concurrency = 16, workerCounts = [1, 2], log = () => {} } = {}) {
+  const redis = await startRedis();
+  const rows = [];
+  try {
+    for (const workers of workerCounts) {
+      for (const [name, run] of [
+        ['arbiter spool', (o) => runArbiter({ ...o, kind: 'spool' })],
+        ['arbiter redis', (o) => runArbiter({ ...o, kind: 'redis' })],
+        ['bullmq', (o) => runBull(o)],
+      ]) {
+        log(`${name}, ${workers} worker${workers === 1 ? '' : 's'} × ${concurrency}: ${tasks} no-op tasks…`);
+        const ms = await run({ brokerUrl: redis.url, workers, concurrency, tasks });
+        rows.push({ name, workers, concurrency, tasks, seconds: ms / 1000, perSecond: tasks / (ms / 1000) });
+      }
+    }
+  } finally {
+    killTree(redis.child.pid);
+  }
+  const ratios = workerCounts.map((workers) => {
+    const a = rows.find((r) => r.name === 'arbiter redis' && r.workers === workers);
+    const b = rows.find((r) => r.name === 'bullmq' && r.workers === workers);
+    return { workers, concurrency, ratio: a.perSecond / b.perSecond };
+  });
+  return { rows, ratios };
+}
+
+function parseArgs(argv) {
+  const o = { tasks: 20_000, concurrency: 16, workerCounts: [1, 2], json: false };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === '--tasks') o.tasks = Number(argv[++i]);
+    else if (a === '--concurrency') o.concurrency = Number(argv[++i]);
+    else if (a === '--workers') o.workerCounts = argv[++i].split(',').map(Number);
+    else if (a === '--json') o.json = true;
+    else throw new Error(`unknown argument ${a}: node bench/tasks.mjs [--tasks K] [--concurrency C] [--workers 1,2] [--json]`);
+  }
+  return o;
+}
+
+async function main() {
+  const o = parseArgs(process.argv.slice(2));
+  const { rows, ratios } = await benchTasks({ ...o, log: (m) => process.stderr.write(m + '\n') });
+  if (o.json) {
+    process.stdout.write(JSON.stringify({ cpus: os.availableParallelism(), rows, ratios }, null, 2) + '\n');
+    return;
+  }
+  const table = [
+    ['consumer', 'workers', 'concurrency', 'tasks', 'seconds', 'tasks/s'],
+    ...rows.map((r) => [r.name, String(r.workers), String(r.concurrency), String(r.tasks), r.seconds.toFixed(2), Math.round(r.perSecond).toLocaleString('en-US')]),
+  ];
+  const widths = table[0].map((_, i) => Math.max(...table.map((r) => r[i].length)));
+  process.stdout.write(`\nno-op task throughput (${os.availableParallelism()} CPUs, node ${process.version})\n\n`);
+  for (const r of table) process.stdout.write(r.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ') + '\n');
+  process.stdout.write('\n');
+  for (const r of ratios) process.stdout.write(`arbiter-redis / BullMQ at ${r.workers} × ${r.concurrency}: ${r.ratio.toFixed(2)}×\n`);
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(path.resolve(process.argv[1])).href) {
+  main().then(
+    () => process.exit(0),
+    (err) => {
+      process.stderr.write(`bench/tasks.mjs: ${err.stack ?? err}\n`);
+      process.exit(1);
+    },
+  );
+}
