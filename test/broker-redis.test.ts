@@ -1,0 +1,127 @@
+import assert from 'node:assert/strict';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import net from 'node:net';
+import os from 'node:os';
+import { after, before, test } from 'node:test';
+import { Redis } from 'ioredis';
+import { openBroker } from '../workers/task/brokers/broker.js';
+import { brokerSuite, uniqueQueue } from './fixtures/brokers/suite.js';
+
+let server: ChildProcess | undefined;
+let port = 0;
+const url = (): string => `redis://127.0.0.1:${port}/0`;
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const p = (srv.address() as net.AddressInfo).port;
+      srv.close(() => resolve(p));
+    });
+  });
+}
+
+before(async () => {
+  // CI installs redis-server; a missing one is a broken environment, not a reason to skip.
+  const probe = spawnSync('redis-server', ['--version']);
+  if (probe.error) {
+    throw new Error('redis-server is not on PATH: the Redis broker tests need it (Debian: apt-get install redis-server)');
+  }
+  port = await freePort();
+  server = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', os.tmpdir()], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  let log = '';
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`redis-server did not start on port ${port}:\n${log}`)), 10_000);
+    server!.stdout!.on('data', (c: Buffer) => {
+      log += c.toString();
+      if (log.includes('Ready to accept connections')) {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+    server!.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`redis-server exited with ${code}:\n${log}`));
+    });
+  });
+  server.stdout!.resume();
+});
+
+after(() => {
+  if (server?.pid) process.kill(server.pid, 'SIGKILL');
+});
+
+async function withRedis<T>(fn: (r: Redis) => Promise<T>): Promise<T> {
+  const r = new Redis(port, '127.0.0.1');
+  try {
+    return await fn(r);
+  } finally {
+    r.disconnect();
+  }
+}
+
+brokerSuite('redis', {
+  url,
+  cwd: () => process.cwd(),
+  injectRaw: (queue, text) => withRedis(async (r) => void (await r.xadd(`arbiter:${queue}`, '*', 't', text))),
+});
+
+test('redis: acked entries leave the stream; keys are named after the queue', { timeout: 15_000 }, async () => {
+  const queue = uniqueQueue('keys');
+  const b = await openBroker(url(), { queue, consumer: 'k', leaseMs: 30_000 });
+  try {
+    for (let i = 0; i < 10; i++) await b.enqueue('t', { i });
+    await b.enqueue('t', {}, { delay: 60_000 });
+    await withRedis(async (r) => {
+      assert.equal(await r.xlen(`arbiter:${queue}`), 10);
+      assert.equal(await r.zcard(`arbiter:${queue}:delayed`), 1);
+    });
+    const got = await b.fetch(64, 1000);
+    assert.equal(got.length, 10);
+    await Promise.all(got.map((d) => b.ack(d)));
+    await withRedis(async (r) => {
+      assert.equal(await r.xlen(`arbiter:${queue}`), 0);
+      const pending = (await r.xpending(`arbiter:${queue}`, 'arbiter')) as [number];
+      assert.equal(pending[0], 0);
+    });
+  } finally {
+    await b.close();
+  }
+});
+
+test('redis: enqueue beyond maxLen is refused instead of trimming unacked entries', { timeout: 15_000 }, async () => {
+  const queue = uniqueQueue('cap');
+  const b = await openBroker(url(), { queue, consumer: 'cap', maxLen: 3 });
+  try {
+    for (let i = 0; i < 3; i++) await b.enqueue('t', { i });
+    await assert.rejects(b.enqueue('t', { i: 3 }), /is full/);
+    const got = await b.fetch(10, 1000);
+    assert.equal(got.length, 3);
+    await Promise.all(got.map((d) => b.ack(d)));
+    await b.enqueue('t', { i: 4 });
+  } finally {
+    await b.close();
+  }
+});
+
+test('redis: a dead-letter stream with a custom name; an unreachable server fails open()', { timeout: 15_000 }, async () => {
+  const queue = uniqueQueue('dlqname');
+  const b = await openBroker(url(), { queue, dlq: `${queue}-graveyard`, consumer: 'd' });
+  try {
+    await b.enqueue('t', {});
+    const [d] = await b.fetch(1, 1000);
+    await b.deadLetter(d!, 'nope');
+    await withRedis(async (r) => assert.equal(await r.xlen(`arbiter:${queue}-graveyard`), 1));
+    assert.equal((await b.stats()).dead, 1);
+  } finally {
+    await b.close();
+  }
+  const closed = await freePort();
+  await assert.rejects(
+    openBroker(`redis://127.0.0.1:${closed}/0`, { queue: 'x' }),
+    /cannot connect to redis:\/\/127\.0\.0\.1/,
+  );
+});

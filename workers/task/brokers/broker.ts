@@ -1,0 +1,246 @@
+/**
+ * The broker layer of the `task` worker class: one small interface, two implementations
+ * (`spool:PATH`, embedded, and `redis://…`, Redis Streams). Delivery is at-least-once: a
+ * delivery stays claimed until `ack`, `fail`, `deadLetter` or `release` settles it, and a
+ * claim whose process died (or stopped renewing) expires after `leaseMs` and the task is
+ * delivered again with `attempt + 1` and a "lease expired" history entry.
+ *
+ * While a delivery is outstanding the broker renews its lease in the background, so a slow
+ * handler is not redelivered to a second worker just because it runs longer than `leaseMs`;
+ * only a dead process — or one whose event loop is blocked for a whole lease — loses its claims.
+ */
+import { randomUUID } from 'node:crypto';
+import { hostname } from 'node:os';
+
+export interface TaskAttempt {
+  /** The attempt that ended (1-based). */
+  attempt: number;
+  /** When it ended, epoch ms. */
+  at: number;
+  error: string;
+}
+
+export interface TaskRecord {
+  id: string;
+  name: string;
+  /** JSON value. */
+  payload: unknown;
+  /**
+   * This delivery's attempt, 1-based. A lease expiry also counts as an attempt, so a task that
+   * crashes its worker every time still reaches its retry limit; the consumer should dead-letter
+   * a delivery whose attempt already exceeds `maxRetries + 1`.
+   */
+  attempt: number;
+  /** Per-task override of the worker's `maxRetries`. */
+  maxRetries?: number;
+  /** Epoch ms of the first enqueue. */
+  enqueuedAt: number;
+  /** One entry per earlier attempt that did not succeed. */
+  history: TaskAttempt[];
+}
+
+export interface Delivery {
+  task: TaskRecord;
+  /** Broker-specific claim handle; pass the Delivery back as is. */
+  receipt: unknown;
+  /**
+   * Set when the stored task could not be parsed; then `task.name` is '', `task.payload` is
+   * null and `task.id` is the broker's own handle for the entry. Dead-letter such deliveries.
+   */
+  raw?: string;
+}
+
+export interface EnqueueOptions {
+  /** Not before this many ms from now. */
+  delay?: number;
+  maxRetries?: number;
+  /** The task id (default: a random UUID). Ids are not deduplicated. */
+  id?: string;
+}
+
+export interface BrokerStats {
+  /** Waiting and due now. */
+  ready: number;
+  /** Waiting for their due time (delayed or backing off). */
+  delayed: number;
+  /** Claimed by a consumer and not yet settled. */
+  inFlight: number;
+  /** In the dead-letter queue. */
+  dead: number;
+}
+
+export interface DeadTask {
+  /** The task as of its last attempt; `history` ends with the error that killed it. */
+  task: TaskRecord;
+  error: string;
+  /** Epoch ms. */
+  deadAt: number;
+  /** The queue it came from; `retryDead` sends it back there. */
+  queue: string;
+  /** The unparsable stored form, when that is why it died. */
+  raw?: string;
+}
+
+export interface Broker {
+  /**
+   * Claims up to `max` due tasks. Waits up to `waitMs` for at least one (0: do not wait);
+   * resolves early with [] when `close()` is called.
+   */
+  fetch(max: number, waitMs: number): Promise<Delivery[]>;
+  /** The task is done; forget it. A claim lost to lease expiry is ignored (it ran twice). */
+  ack(d: Delivery): Promise<void>;
+  /** Schedules attempt `attempt + 1` at `retryAt` (epoch ms) with `error` added to the history. */
+  fail(d: Delivery, error: string, retryAt: number): Promise<void>;
+  /** Moves the task to the dead-letter queue with its last error and attempt history. */
+  deadLetter(d: Delivery, error: string): Promise<void>;
+  /**
+   * Gives back unfinished work (on shutdown) so it is delivered again soon, same attempt.
+   * Without it the claim would wait for its lease to expire.
+   */
+  release?(d: Delivery): Promise<void>;
+  enqueue(name: string, payload: unknown, opts?: EnqueueOptions): Promise<string>;
+  stats(): Promise<BrokerStats>;
+  /** Oldest first; default limit 100. */
+  listDead(limit?: number): Promise<DeadTask[]>;
+  /** Sends dead tasks (all, or those with these task ids) back to their queue as attempt 1. */
+  retryDead(ids?: string[]): Promise<number>;
+  /** Deletes dead tasks (all, or those with these task ids). */
+  purgeDead(ids?: string[]): Promise<number>;
+  /** Stops timers and blocking reads; does not settle outstanding deliveries (leases will). */
+  close(): Promise<void>;
+}
+
+export interface OpenBrokerOptions {
+  queue: string;
+  /** Dead-letter queue name; default `${queue}:dead`. */
+  dlq?: string;
+  /** This consumer's name, unique per process; default `${hostname}:${pid}`. */
+  consumer?: string;
+  /** How long a claim survives without renewal; default 30 000 ms. */
+  leaseMs?: number;
+  /** Base of a relative spool path; default process.cwd(). */
+  cwd?: string;
+  /** Redis: refuse to enqueue beyond this many waiting tasks; default 1 000 000 (0: no cap). */
+  maxLen?: number;
+}
+
+/** What the implementations get: every option resolved. */
+export interface ResolvedBrokerOptions {
+  queue: string;
+  dlq: string;
+  consumer: string;
+  leaseMs: number;
+  cwd: string;
+  maxLen: number;
+}
+
+export const DEFAULT_BROKER = 'spool:.arbiter-spool';
+
+/** Opens `spool:PATH` (relative to cwd) or `redis://host:port/db` (also `rediss://`). */
+export async function openBroker(url: string, opts: OpenBrokerOptions): Promise<Broker> {
+  const resolved = resolveOptions(opts);
+  if (url.startsWith('spool:')) {
+    const { SpoolBroker } = await import('./spool.js');
+    return SpoolBroker.open(url.slice('spool:'.length) || '.arbiter-spool', resolved);
+  }
+  if (/^rediss?:\/\//.test(url)) {
+    // Loaded on demand so spool users never load ioredis.
+    const { RedisBroker } = await import('./redis.js');
+    return RedisBroker.open(url, resolved);
+  }
+  throw new Error(`unknown broker "${url}" — expected spool:PATH or redis://host:port/db`);
+}
+
+const QUEUE_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.:@-]{0,199}$/;
+
+export function isQueueName(v: unknown): v is string {
+  return typeof v === 'string' && QUEUE_NAME.test(v);
+}
+
+export function resolveOptions(opts: OpenBrokerOptions): ResolvedBrokerOptions {
+  const dlq = opts.dlq ?? `${opts.queue}:dead`;
+  for (const [key, value] of [['queue', opts.queue], ['dlq', dlq]] as const) {
+    // Queue names become directory names and Redis keys; keep them boring.
+    if (!isQueueName(value)) {
+      throw new Error(
+        `invalid ${key} ${JSON.stringify(value)} — expected 1-200 characters of letters, digits, _ . : @ -, not starting with . : @ -`,
+      );
+    }
+  }
+  if (dlq === opts.queue) throw new Error(`dlq must differ from queue (both "${dlq}")`);
+  const leaseMs = opts.leaseMs ?? 30_000;
+  if (!Number.isFinite(leaseMs) || leaseMs < 50) throw new Error(`invalid leaseMs ${leaseMs} — expected at least 50`);
+  const maxLen = opts.maxLen ?? 1_000_000;
+  if (!Number.isInteger(maxLen) || maxLen < 0) throw new Error(`invalid maxLen ${maxLen} — expected a whole number >= 0`);
+  return {
+    queue: opts.queue,
+    dlq,
+    consumer: opts.consumer ?? `${hostname()}:${process.pid}`,
+    leaseMs,
+    cwd: opts.cwd ?? process.cwd(),
+    maxLen,
+  };
+}
+
+/** Validates producer input once, so both brokers reject the same things the same way. */
+export function newTask(name: string, payload: unknown, opts: EnqueueOptions = {}, now = Date.now()): { task: TaskRecord; dueAt: number } {
+  if (typeof name !== 'string' || name === '') throw new Error('task name must be a non-empty string');
+  if (opts.delay !== undefined && (!Number.isFinite(opts.delay) || opts.delay < 0)) {
+    throw new Error(`invalid delay ${opts.delay} — expected ms >= 0`);
+  }
+  if (opts.maxRetries !== undefined && (!Number.isInteger(opts.maxRetries) || opts.maxRetries < 0)) {
+    throw new Error(`invalid maxRetries ${opts.maxRetries} — expected a whole number >= 0`);
+  }
+  if (opts.id !== undefined && (typeof opts.id !== 'string' || opts.id === '' || opts.id.length > 200)) {
+    throw new Error('task id must be a string of 1-200 characters');
+  }
+  // Round-trip now so a payload JSON cannot hold (functions, BigInt, cycles) fails at the producer.
+  let json: string | undefined;
+  try {
+    json = JSON.stringify(payload);
+  } catch (err) {
+    throw new Error(`task payload is not JSON-serializable: ${(err as Error).message}`);
+  }
+  const task: TaskRecord = {
+    id: opts.id ?? randomUUID(),
+    name,
+    payload: json === undefined ? null : JSON.parse(json),
+    attempt: 1,
+    enqueuedAt: now,
+    history: [],
+  };
+  if (opts.maxRetries !== undefined) task.maxRetries = opts.maxRetries;
+  return { task, dueAt: now + Math.max(0, Math.round(opts.delay ?? 0)) };
+}
+
+/** Accepts only what a broker itself would have written; anything else is delivered as raw. */
+export function isTaskRecord(v: unknown): v is TaskRecord {
+  if (typeof v !== 'object' || v === null) return false;
+  const t = v as Record<string, unknown>;
+  return (
+    typeof t.id === 'string' &&
+    typeof t.name === 'string' &&
+    t.name !== '' &&
+    'payload' in t &&
+    Number.isInteger(t.attempt) &&
+    (t.attempt as number) >= 1 &&
+    typeof t.enqueuedAt === 'number' &&
+    Array.isArray(t.history) &&
+    (t.maxRetries === undefined || Number.isInteger(t.maxRetries))
+  );
+}
+
+export function rawTask(id: string): TaskRecord {
+  return { id, name: '', payload: null, attempt: 1, enqueuedAt: 0, history: [] };
+}
+
+/** The record for the next attempt: the history gains the attempt that just ended. */
+export function nextAttempt(task: TaskRecord, error: string, at = Date.now()): TaskRecord {
+  return { ...task, attempt: task.attempt + 1, history: [...task.history, { attempt: task.attempt, at, error }] };
+}
+
+export const LEASE_EXPIRED = 'lease expired (worker died?)';
+
+export function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

@@ -1,0 +1,629 @@
+/**
+ * `redis://host:port/db` — Redis Streams with one consumer group per queue.
+ *
+ *   arbiter:<queue>           stream; entries { a: attempt, h: history JSON, t: task JSON }
+ *   arbiter:<queue>:delayed   sorted set of not-yet-due tasks (score = due epoch ms)
+ *   arbiter:<dlq>             dead-letter stream { q, e, at, a, h, t | r }
+ *   group "arbiter"           one consumer per worker process
+ *
+ * The client is ioredis: mature, pipelines, reconnects by itself, and is what BullMQ uses, so
+ * the bench compares queue designs rather than clients.
+ *
+ * The attempt number and history travel in their own fields, not inside the task JSON, so the
+ * Lua scripts can bump them without decoding the payload (cjson would turn [] into {} and
+ * round big numbers). Every transition that must not half-happen (promote a delayed task,
+ * reclaim a dead consumer's entry, retry, dead-letter) is one script; the ones that settle a
+ * delivery start with XACK and stop if it returns 0, i.e. if a reaper already took the entry
+ * over and queued it again — so a slow worker's late fail() cannot queue a second copy.
+ *
+ * Stream length: acknowledged entries are XDEL'd at once, so the stream holds only waiting
+ * and in-flight tasks. It is bounded by refusing enqueue beyond `maxLen` (waiting + delayed)
+ * rather than by XADD MAXLEN, because trimming drops the oldest entries whether or not they
+ * were ever delivered — it would lose tasks, which is exactly what a queue must not do.
+ */
+import { createHash } from 'node:crypto';
+import { Redis } from 'ioredis';
+import {
+  type Broker,
+  type BrokerStats,
+  type DeadTask,
+  type Delivery,
+  type EnqueueOptions,
+  type ResolvedBrokerOptions,
+  type TaskRecord,
+  errorMessage,
+  isQueueName,
+  isTaskRecord,
+  LEASE_EXPIRED,
+  newTask,
+  nextAttempt,
+  rawTask,
+} from './broker.js';
+
+const GROUP = 'arbiter';
+/** Delayed tasks become visible within this long even if another producer added them. */
+const PROMOTE_POLL = 250;
+const PROMOTE_BATCH = 1000;
+const REAP_BATCH = 100;
+/** Consumers with nothing pending and idle this long are removed from the group. */
+const STALE_CONSUMER_MS = 3600_000;
+
+// Redis < 7 replicates scripts verbatim unless told otherwise, and then refuses writes after
+// the non-deterministic XADD * / XAUTOCLAIM; 7+ always replicates effects.
+const PRELUDE = 'if redis.replicate_commands then pcall(redis.replicate_commands) end\n';
+
+const ENQUEUE = `
+local cap = tonumber(ARGV[1])
+if cap > 0 then
+  local n = redis.call('XLEN', KEYS[1]) + redis.call('ZCARD', KEYS[2])
+  if n >= cap then return redis.error_reply('QUEUEFULL ' .. n .. ' tasks waiting (maxLen ' .. cap .. ')') end
+end
+if tonumber(ARGV[2]) > tonumber(ARGV[3]) then
+  redis.call('ZADD', KEYS[2], ARGV[2], ARGV[4] .. '\\n' .. ARGV[5] .. '\\n' .. ARGV[6])
+  return 0
+end
+redis.call('XADD', KEYS[1], '*', 'a', ARGV[4], 'h', ARGV[5], 't', ARGV[6])
+return 1`;
+
+const PROMOTE = `
+local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+for _, m in ipairs(due) do
+  local p1 = string.find(m, '\\n', 1, true)
+  local p2 = p1 and string.find(m, '\\n', p1 + 1, true)
+  if p2 then
+    redis.call('XADD', KEYS[1], '*', 'a', string.sub(m, 1, p1 - 1), 'h', string.sub(m, p1 + 1, p2 - 1), 't', string.sub(m, p2 + 1))
+  else
+    redis.call('XADD', KEYS[1], '*', 't', m)
+  end
+  redis.call('ZREM', KEYS[2], m)
+end
+local nxt = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+return {#due, nxt[2] or ''}`;
+
+// ARGV: group, consumer, minIdle, count, now, error, cursor
+const REAP = `
+local r = redis.call('XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[7], 'COUNT', ARGV[4])
+local n = 0
+for _, e in ipairs(r[2]) do
+  local id, f = e[1], e[2]
+  if type(f) == 'table' then
+    local a, h, t
+    for i = 1, #f, 2 do
+      if f[i] == 'a' then a = f[i + 1] elseif f[i] == 'h' then h = f[i + 1] elseif f[i] == 't' then t = f[i + 1] end
+    end
+    if t then
+      local att = tonumber(a or '1') or 1
+      local entry = '{"attempt":' .. string.format('%d', att) .. ',"at":' .. ARGV[5] .. ',"error":' .. cjson.encode(ARGV[6]) .. '}'
+      if h == nil or h == '[]' or string.sub(h, 1, 1) ~= '[' or string.sub(h, -1) ~= ']' then
+        h = '[' .. entry .. ']'
+      else
+        h = string.sub(h, 1, -2) .. ',' .. entry .. ']'
+      end
+      redis.call('XADD', KEYS[1], '*', 'a', string.format('%d', att + 1), 'h', h, 't', t)
+    else
+      redis.call('XADD', KEYS[1], '*', unpack(f))
+    end
+    n = n + 1
+  end
+  redis.call('XACK', KEYS[1], ARGV[1], id)
+  redis.call('XDEL', KEYS[1], id)
+end
+return {r[1], n}`;
+
+// ARGV: group, id, due, now, a, h, t
+const FAIL = `
+if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
+redis.call('XDEL', KEYS[1], ARGV[2])
+if tonumber(ARGV[3]) > tonumber(ARGV[4]) then
+  redis.call('ZADD', KEYS[2], ARGV[3], ARGV[5] .. '\\n' .. ARGV[6] .. '\\n' .. ARGV[7])
+else
+  redis.call('XADD', KEYS[1], '*', 'a', ARGV[5], 'h', ARGV[6], 't', ARGV[7])
+end
+return 1`;
+
+// ARGV: group, id, field, value, ...
+const DEAD = `
+if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
+redis.call('XDEL', KEYS[1], ARGV[2])
+redis.call('XADD', KEYS[2], '*', unpack(ARGV, 3))
+return 1`;
+
+const RELEASE = `
+local e = redis.call('XRANGE', KEYS[1], ARGV[2], ARGV[2])
+if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
+redis.call('XDEL', KEYS[1], ARGV[2])
+if e[1] then redis.call('XADD', KEYS[1], '*', unpack(e[1][2])) end
+return 1`;
+
+// XDEL first: of two operators retrying the same dead entry, only one re-queues it.
+const RETRY_DEAD = `
+if redis.call('XDEL', KEYS[1], ARGV[1]) == 0 then return 0 end
+redis.call('XADD', KEYS[2], '*', 'a', ARGV[2], 'h', ARGV[3], 't', ARGV[4])
+return 1`;
+
+const PURGE_ALL = `
+local n = redis.call('XLEN', KEYS[1])
+redis.call('DEL', KEYS[1])
+return n`;
+
+class Script {
+  readonly lua: string;
+  readonly sha: string;
+  constructor(body: string) {
+    this.lua = PRELUDE + body;
+    this.sha = createHash('sha1').update(this.lua).digest('hex');
+  }
+  async run(r: Redis, keys: string[], args: (string | number)[]): Promise<unknown> {
+    try {
+      return await r.call('EVALSHA', this.sha, keys.length, ...keys, ...args);
+    } catch (err) {
+      if (!errorMessage(err).startsWith('NOSCRIPT')) throw err;
+      return r.call('EVAL', this.lua, keys.length, ...keys, ...args);
+    }
+  }
+}
+
+const S = {
+  enqueue: new Script(ENQUEUE),
+  promote: new Script(PROMOTE),
+  reap: new Script(REAP),
+  fail: new Script(FAIL),
+  dead: new Script(DEAD),
+  release: new Script(RELEASE),
+  retryDead: new Script(RETRY_DEAD),
+  purgeAll: new Script(PURGE_ALL),
+};
+
+interface RedisReceipt {
+  id: string;
+  /** When the entry was delivered or last re-claimed by us (its PEL idle time restarted). */
+  claimedAt: number;
+  settled: boolean;
+  lost: boolean;
+}
+
+type StreamEntry = [id: string, fields: string[] | null];
+
+/** The parts of a task record that never change between attempts. */
+function taskBody(task: TaskRecord): string {
+  const body: Record<string, unknown> = { id: task.id, name: task.name, payload: task.payload, enqueuedAt: task.enqueuedAt };
+  if (task.maxRetries !== undefined) body.maxRetries = task.maxRetries;
+  return JSON.stringify(body);
+}
+
+function fieldMap(fields: string[]): Map<string, string> {
+  const m = new Map<string, string>();
+  for (let i = 0; i + 1 < fields.length; i += 2) m.set(fields[i]!, fields[i + 1]!);
+  return m;
+}
+
+/** Builds the record from an entry's fields; null when they do not hold a task. */
+function decodeTask(m: Map<string, string>): TaskRecord | null {
+  const t = m.get('t');
+  if (t === undefined) return null;
+  let body: unknown;
+  try {
+    body = JSON.parse(t);
+  } catch {
+    return null;
+  }
+  if (typeof body !== 'object' || body === null) return null;
+  let history: unknown = [];
+  try {
+    history = JSON.parse(m.get('h') ?? '[]');
+  } catch {
+    // A damaged history must not make a good task undeliverable.
+  }
+  const attempt = Number.parseInt(m.get('a') ?? '1', 10);
+  const task = {
+    ...(body as Record<string, unknown>),
+    attempt: Number.isFinite(attempt) && attempt >= 1 ? attempt : 1,
+    history: Array.isArray(history) ? history : [],
+  };
+  return isTaskRecord(task) ? task : null;
+}
+
+function rawOf(m: Map<string, string>): string {
+  return m.get('t') ?? JSON.stringify(Object.fromEntries(m));
+}
+
+export class RedisBroker implements Broker {
+  private readonly stream: string;
+  private readonly delayed: string;
+  private readonly dlqKey: string;
+  private blocking: Redis | null = null;
+  private groupReady: Promise<void> | null = null;
+  private closed = false;
+  private timers: NodeJS.Timeout[] = [];
+  private promoteTimer: NodeJS.Timeout | null = null;
+  private readonly outstanding = new Map<string, RedisReceipt>();
+  private ackIds: string[] = [];
+  private ackFlush: Promise<void> | null = null;
+  private reaping = false;
+  private lastConsumerSweep = 0;
+  /** Last failure of background work (promote, reap, renew); those retry on their next tick, so this is for diagnostics only. */
+  lastError: Error | null = null;
+
+  private constructor(
+    private readonly cmd: Redis,
+    private readonly opts: ResolvedBrokerOptions,
+  ) {
+    this.stream = `arbiter:${opts.queue}`;
+    this.delayed = `arbiter:${opts.queue}:delayed`;
+    this.dlqKey = `arbiter:${opts.dlq}`;
+  }
+
+  static async open(url: string, opts: ResolvedBrokerOptions): Promise<RedisBroker> {
+    const cmd = new Redis(url, { lazyConnect: true, enableAutoPipelining: true });
+    // Without a listener ioredis prints every reconnect error; failures reach callers anyway.
+    cmd.on('error', () => undefined);
+    try {
+      await cmd.connect();
+    } catch (err) {
+      cmd.disconnect();
+      throw new Error(`cannot connect to ${redactUrl(url)}: ${errorMessage(err)}`);
+    }
+    return new RedisBroker(cmd, opts);
+  }
+
+  // ---------------------------------------------------------------- consuming
+
+  async fetch(max: number, waitMs: number): Promise<Delivery[]> {
+    if (this.closed || !(max > 0)) return [];
+    await this.ensureGroup();
+    this.startTimers();
+    const blocking = (this.blocking ??= this.makeBlocking());
+    const args: (string | number)[] = ['GROUP', GROUP, this.opts.consumer, 'COUNT', Math.floor(max)];
+    // BLOCK 0 would mean "forever".
+    if (waitMs >= 1) args.push('BLOCK', Math.ceil(waitMs));
+    args.push('STREAMS', this.stream, '>');
+    let reply: unknown;
+    try {
+      reply = await blocking.call('XREADGROUP', ...args);
+    } catch (err) {
+      if (this.closed) return [];
+      if (errorMessage(err).startsWith('NOGROUP')) {
+        // The stream was deleted under us (FLUSHDB, DEL): recreate and let the caller retry.
+        this.groupReady = null;
+        return [];
+      }
+      throw err;
+    }
+    if (!Array.isArray(reply) || reply.length === 0) return [];
+    const entries = (reply[0] as [string, StreamEntry[]])[1] ?? [];
+    const now = Date.now();
+    const out: Delivery[] = [];
+    for (const [id, fields] of entries) {
+      const receipt: RedisReceipt = { id, claimedAt: now, settled: false, lost: false };
+      this.outstanding.set(id, receipt);
+      const m = fieldMap(fields ?? []);
+      const task = decodeTask(m);
+      out.push(task ? { task, receipt } : { task: rawTask(id), receipt, raw: rawOf(m) });
+    }
+    return out;
+  }
+
+  private makeBlocking(): Redis {
+    // A blocked XREADGROUP holds its connection; commands must not queue behind it.
+    const b = this.cmd.duplicate({ enableAutoPipelining: false, lazyConnect: false });
+    b.on('error', () => undefined);
+    return b;
+  }
+
+  private ensureGroup(): Promise<void> {
+    this.groupReady ??= (async () => {
+      try {
+        // From id 0, not $: tasks enqueued before the first consumer ever started count too.
+        await this.cmd.call('XGROUP', 'CREATE', this.stream, GROUP, '0', 'MKSTREAM');
+      } catch (err) {
+        if (!errorMessage(err).startsWith('BUSYGROUP')) {
+          this.groupReady = null;
+          throw err;
+        }
+      }
+    })();
+    return this.groupReady;
+  }
+
+  // ---------------------------------------------------------------- settling
+
+  ack(d: Delivery): Promise<void> {
+    const r = this.settle(d);
+    if (!r) return Promise.resolve();
+    this.ackIds.push(r.id);
+    // Everything acked in this turn of the event loop goes out as one XACK + one XDEL in a
+    // single round trip: a batch of no-op tasks finishes in the same turn.
+    this.ackFlush ??= new Promise<void>((resolve) => setImmediate(resolve)).then(async () => {
+      const ids = this.ackIds;
+      this.ackIds = [];
+      this.ackFlush = null;
+      const res = await this.cmd.pipeline().xack(this.stream, GROUP, ...ids).xdel(this.stream, ...ids).exec();
+      const failed = res?.find(([err]) => err);
+      if (failed) throw failed[0];
+    });
+    return this.ackFlush;
+  }
+
+  async fail(d: Delivery, error: string, retryAt: number): Promise<void> {
+    const r = this.settle(d);
+    if (!r) return;
+    const now = Date.now();
+    const next = d.raw === undefined ? nextAttempt(d.task, error, now) : null;
+    await S.fail.run(this.cmd, [this.stream, this.delayed], [
+      GROUP,
+      r.id,
+      Math.round(retryAt),
+      now,
+      next ? next.attempt : 1,
+      next ? JSON.stringify(next.history) : '[]',
+      next ? taskBody(next) : d.raw!,
+    ]);
+  }
+
+  async deadLetter(d: Delivery, error: string): Promise<void> {
+    const r = this.settle(d);
+    if (!r) return;
+    const now = Date.now();
+    const history = [...d.task.history, { attempt: d.task.attempt, at: now, error }];
+    const fields: (string | number)[] = ['q', this.opts.queue, 'e', error, 'at', now, 'a', d.task.attempt, 'h', JSON.stringify(history)];
+    if (d.raw === undefined) fields.push('t', taskBody(d.task));
+    else fields.push('r', d.raw);
+    await S.dead.run(this.cmd, [this.stream, this.dlqKey], [GROUP, r.id, ...fields]);
+  }
+
+  async release(d: Delivery): Promise<void> {
+    const r = this.settle(d);
+    if (!r) return;
+    await S.release.run(this.cmd, [this.stream], [GROUP, r.id]);
+  }
+
+  private settle(d: Delivery): RedisReceipt | null {
+    const r = d.receipt as RedisReceipt;
+    if (!r || typeof r.id !== 'string') throw new Error('not a delivery of this redis broker');
+    if (r.settled) return null;
+    r.settled = true;
+    this.outstanding.delete(r.id);
+    return r;
+  }
+
+  // ---------------------------------------------------------------- background work
+
+  private startTimers(): void {
+    if (this.timers.length > 0 || this.closed) return;
+    const lease = this.opts.leaseMs;
+    const reap = (): void => void this.reap().catch((err) => (this.lastError = err));
+    reap();
+    this.timers.push(setInterval(reap, Math.max(25, lease / 2)));
+    this.timers.push(setInterval(() => void this.renew().catch((err) => (this.lastError = err)), Math.max(10, lease / 6)));
+    for (const t of this.timers) t.unref();
+    this.schedulePromote(0);
+  }
+
+  private schedulePromote(ms: number): void {
+    if (this.closed) return;
+    this.promoteTimer = setTimeout(() => {
+      this.promote().then(
+        (next) => this.schedulePromote(next),
+        (err) => {
+          this.lastError = err;
+          this.schedulePromote(PROMOTE_POLL);
+        },
+      );
+    }, ms);
+    this.promoteTimer.unref();
+  }
+
+  /** Moves due delayed tasks into the stream; returns ms until the next run. */
+  private async promote(): Promise<number> {
+    for (;;) {
+      const now = Date.now();
+      const [moved, nextScore] = (await S.promote.run(this.cmd, [this.stream, this.delayed], [now, PROMOTE_BATCH])) as [number, string];
+      if (moved >= PROMOTE_BATCH && !this.closed) continue;
+      if (nextScore === '') return PROMOTE_POLL;
+      return Math.min(PROMOTE_POLL, Math.max(1, Number(nextScore) - Date.now()));
+    }
+  }
+
+  /** Requeues the entries of consumers that have not renewed them for a whole lease. */
+  private async reap(): Promise<void> {
+    if (this.reaping || this.closed) return;
+    this.reaping = true;
+    try {
+      let cursor = '0-0';
+      for (let i = 0; i < 50 && !this.closed; i++) {
+        const [next] = (await S.reap.run(this.cmd, [this.stream], [
+          GROUP,
+          this.opts.consumer,
+          Math.floor(this.opts.leaseMs),
+          REAP_BATCH,
+          Date.now(),
+          LEASE_EXPIRED,
+          cursor,
+        ])) as [string, number];
+        if (next === '0-0') break;
+        cursor = next;
+      }
+      if (Date.now() - this.lastConsumerSweep > 600_000) {
+        this.lastConsumerSweep = Date.now();
+        await this.sweepConsumers();
+      }
+    } finally {
+      this.reaping = false;
+    }
+  }
+
+  /** Each worker process has its own consumer name; without this the group's list only grows. */
+  private async sweepConsumers(): Promise<void> {
+    const list = (await this.cmd.call('XINFO', 'CONSUMERS', this.stream, GROUP)) as (string | number)[][];
+    const idleLimit = Math.max(STALE_CONSUMER_MS, this.opts.leaseMs * 10);
+    for (const row of list) {
+      const info = new Map<string, string | number>();
+      for (let i = 0; i + 1 < row.length; i += 2) info.set(String(row[i]), row[i + 1]!);
+      const name = String(info.get('name'));
+      // A live consumer removed by mistake is recreated by its next read; with nothing pending
+      // nothing is lost.
+      if (name !== this.opts.consumer && Number(info.get('pending')) === 0 && Number(info.get('idle')) > idleLimit) {
+        await this.cmd.call('XGROUP', 'DELCONSUMER', this.stream, GROUP, name);
+      }
+    }
+  }
+
+  /** Restarts the idle clock of our own long-running deliveries so reapers leave them alone. */
+  private async renew(): Promise<void> {
+    const now = Date.now();
+    const ids: string[] = [];
+    for (const r of this.outstanding.values()) if (now - r.claimedAt > this.opts.leaseMs / 3) ids.push(r.id);
+    if (ids.length === 0) return;
+    const kept = new Set((await this.cmd.call('XCLAIM', this.stream, GROUP, this.opts.consumer, 0, ...ids, 'JUSTID')) as string[]);
+    for (const id of ids) {
+      const r = this.outstanding.get(id);
+      if (!r) continue;
+      if (kept.has(id)) r.claimedAt = now;
+      else {
+        // Reaped already: it is queued again, and settling it here would be a no-op anyway.
+        r.lost = true;
+        this.outstanding.delete(id);
+      }
+    }
+  }
+
+  // ---------------------------------------------------------------- producing
+
+  async enqueue(name: string, payload: unknown, opts?: EnqueueOptions): Promise<string> {
+    if (this.closed) throw new Error('broker is closed');
+    const { task, dueAt } = newTask(name, payload, opts);
+    try {
+      await S.enqueue.run(this.cmd, [this.stream, this.delayed], [
+        this.opts.maxLen,
+        dueAt,
+        task.enqueuedAt,
+        task.attempt,
+        JSON.stringify(task.history),
+        taskBody(task),
+      ]);
+    } catch (err) {
+      const msg = errorMessage(err);
+      if (msg.startsWith('QUEUEFULL')) throw new Error(`queue "${this.opts.queue}" is full: ${msg.slice('QUEUEFULL '.length)}`);
+      throw err;
+    }
+    return task.id;
+  }
+
+  // ---------------------------------------------------------------- inspection
+
+  async stats(): Promise<BrokerStats> {
+    const res = await this.cmd
+      .pipeline()
+      .xlen(this.stream)
+      .zcard(this.delayed)
+      .xlen(this.dlqKey)
+      .call('XPENDING', this.stream, GROUP)
+      .exec();
+    if (!res) throw new Error('stats: no reply from redis');
+    const num = (i: number): number => {
+      const [err, v] = res[i]!;
+      if (err) throw err;
+      return Number(v);
+    };
+    const [pErr, pending] = res[3]!;
+    // NOGROUP: no consumer has started yet, so nothing is in flight.
+    if (pErr && !errorMessage(pErr).startsWith('NOGROUP')) throw pErr;
+    const inFlight = pErr ? 0 : Number((pending as [number])[0]);
+    return { ready: Math.max(0, num(0) - inFlight), delayed: num(1), inFlight, dead: num(2) };
+  }
+
+  async listDead(limit = 100): Promise<DeadTask[]> {
+    const out: DeadTask[] = [];
+    for await (const page of this.deadPages(Math.min(limit, 500))) {
+      for (const e of page) {
+        if (out.length >= limit) return out;
+        out.push(e.dead);
+      }
+    }
+    return out;
+  }
+
+  async retryDead(ids?: string[]): Promise<number> {
+    const wanted = ids ? new Set(ids) : null;
+    let n = 0;
+    for await (const page of this.deadPages(500)) {
+      for (const { entryId, dead } of page) {
+        if (wanted && !wanted.has(dead.task.id)) continue;
+        const target = `arbiter:${dead.queue}`;
+        const t = dead.raw ?? taskBody(dead.task);
+        n += Number(await S.retryDead.run(this.cmd, [this.dlqKey, target], [entryId, 1, JSON.stringify(dead.task.history), t]));
+      }
+    }
+    return n;
+  }
+
+  async purgeDead(ids?: string[]): Promise<number> {
+    if (!ids) return Number(await S.purgeAll.run(this.cmd, [this.dlqKey], []));
+    const wanted = new Set(ids);
+    let n = 0;
+    for await (const page of this.deadPages(500)) {
+      const doomed = page.filter((e) => wanted.has(e.dead.task.id)).map((e) => e.entryId);
+      if (doomed.length > 0) n += Number(await this.cmd.xdel(this.dlqKey, ...doomed));
+    }
+    return n;
+  }
+
+  private async *deadPages(pageSize: number): AsyncGenerator<{ entryId: string; dead: DeadTask }[]> {
+    let start = '-';
+    for (;;) {
+      const entries = (await this.cmd.call('XRANGE', this.dlqKey, start, '+', 'COUNT', pageSize)) as StreamEntry[];
+      if (entries.length === 0) return;
+      yield entries.map(([entryId, fields]) => ({ entryId, dead: this.decodeDead(entryId, fieldMap(fields ?? [])) }));
+      if (entries.length < pageSize) return;
+      start = `(${entries[entries.length - 1]![0]}`;
+    }
+  }
+
+  private decodeDead(entryId: string, m: Map<string, string>): DeadTask {
+    // 'h' holds the history up to and including the fatal attempt.
+    const decoded = decodeTask(m);
+    const task = decoded ?? rawTask(entryId);
+    if (!decoded) {
+      const a = Number.parseInt(m.get('a') ?? '1', 10);
+      if (a >= 1) task.attempt = a;
+      try {
+        const h: unknown = JSON.parse(m.get('h') ?? '[]');
+        if (Array.isArray(h)) task.history = h;
+      } catch {
+        // keep []
+      }
+    }
+    const deadAt = Number(m.get('at'));
+    const q = m.get('q');
+    const dead: DeadTask = {
+      task,
+      error: m.get('e') ?? 'unknown error',
+      deadAt: Number.isFinite(deadAt) ? deadAt : Number(entryId.split('-')[0]),
+      // Never trust the stored name to be a key we may write to.
+      queue: isQueueName(q) ? q : this.opts.queue,
+    };
+    if (!decoded) dead.raw = m.get('r') ?? rawOf(m);
+    return dead;
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const t of this.timers) clearInterval(t);
+    this.timers = [];
+    if (this.promoteTimer) clearTimeout(this.promoteTimer);
+    // Unblocks a pending XREADGROUP at once; fetch() then resolves with [].
+    this.blocking?.disconnect();
+    const quit = (async () => {
+      await this.ackFlush?.catch(() => undefined);
+      await this.cmd.quit();
+    })();
+    const timer = setTimeout(() => this.cmd.disconnect(), 2000);
+    await quit.catch(() => undefined);
+    clearTimeout(timer);
+  }
+}
+
+function redactUrl(url: string): string {
+  return url.replace(/\/\/[^@/]*@/, '//***@');
+}
