@@ -165,6 +165,71 @@ async function pm2ReloadTwice(server, seconds) {
 
 const HELLO = 'examples/hello.js:handler';
 
+/** Send the server's master `signal` at these fractions of the measured window. */
+function signalEvery(signal, fractions) {
+  return async (server, seconds) => {
+    const events = [];
+    const t0 = Date.now();
+    for (const at of fractions) {
+      await sleep(Math.max(0, t0 + at * seconds * 1000 - Date.now()));
+      try {
+        process.kill(server.pid, signal);
+        events.push({ action: signal, ok: true, atMs: Date.now() - t0, tookMs: 0 });
+      } catch (e) {
+        events.push({ action: signal, ok: false, error: String(e) });
+      }
+    }
+    return events;
+  };
+}
+
+/**
+ * `arbiter upgrade` (USR2, wait for the new master to serve, retire the old one) at 30% of
+ * the window. The new master outlives the row's root pid, so it is found and stopped through
+ * the pidfile; the CPU column covers the old master's tree only.
+ */
+function upgradeRow(name) {
+  const pidfile = path.join(mkdtempSync(path.join(os.tmpdir(), 'bench-usr2-')), 'arbiter.pid');
+  const row = arbiterRow(name, 'replace', HELLO, ['-k', 'http', '-w', String(N), '-p', pidfile], [
+    {
+      ...LOADS.keepalive,
+      minDuration: 8,
+      during: async (server, seconds) => {
+        await sleep(seconds * 300);
+        const t = Date.now();
+        const r = await new Promise((resolve) => {
+          const child = spawn(NODE, [ARBITER, 'upgrade', '-p', pidfile], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+          track(child.pid);
+          let out = '';
+          child.stdout.on('data', (d) => (out += d));
+          child.stderr.on('data', (d) => (out += d));
+          child.on('exit', (code) => resolve({ code, out }));
+        });
+        return [{ action: 'arbiter upgrade', ok: r.code === 0, atMs: seconds * 300, tookMs: Date.now() - t, detail: r.out.trim().split('\n').pop() }];
+      },
+    },
+  ]);
+  row.rootMayExit = true;
+  const start = row.start;
+  row.start = async (port) => {
+    const server = await start(port);
+    return {
+      ...server,
+      stop: async () => {
+        let next = null;
+        try {
+          next = Number(readFileSync(pidfile, 'utf8').trim());
+        } catch {}
+        const first = await server.stop();
+        const second = next && next !== server.pid ? await stopTree(next, { graceMs: 15000 }) : null;
+        rmSync(path.dirname(pidfile), { recursive: true, force: true });
+        return second ?? first;
+      },
+    };
+  };
+  return row;
+}
+
 export const ROWS = [
   // --- plain hello handler ---
   nodeRow('bare node:http', 'plain', 'bare.mjs', [], [LOADS.keepalive, LOADS.close, LOADS.pipeline8]),
@@ -186,6 +251,13 @@ export const ROWS = [
   arbiterRow('arbiter http -w 1', 'hono', 'examples/bench-hono.js', ['-k', 'http', '-w', '1'], [LOADS.keepalive, LOADS.close]),
   arbiterRow('arbiter h11 -w 1', 'hono', 'examples/bench-hono.js', ['-k', 'h11', '-w', '1'], [LOADS.keepalive, LOADS.close], { requires: 'h11' }),
 
-  // --- replacement under load (arbiter HUP / USR2 / maxRequests rows join here later) ---
+  // --- replacement under load: errors and non-2xx are what matter ---
+  arbiterRow(`arbiter http -w ${N}: HUP x4`, 'replace', HELLO, ['-k', 'http', '-w', String(N)], [
+    { ...LOADS.keepalive, during: signalEvery('SIGHUP', [0.15, 0.35, 0.55, 0.75]), minDuration: 8 },
+  ]),
+  upgradeRow(`arbiter http -w ${N}: arbiter upgrade (USR2)`),
+  arbiterRow(`arbiter http -w ${N}: maxRequests 200±50`, 'replace', HELLO, ['-k', 'http', '-w', String(N), '--max-requests', '200', '--max-requests-jitter', '50'], [
+    { ...LOADS.keepalive, minDuration: 8 },
+  ]),
   pm2Row(`pm2 cluster -i ${N}: reload x2`, 'replace', [{ ...LOADS.keepalive, during: pm2ReloadTwice, minDuration: 8 }]),
 ];

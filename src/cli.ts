@@ -328,6 +328,9 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<numb
     launchCwd,
     appFile,
   });
+  // The master outlives its own bugs as it outlives its workers': log loudly, keep supervising.
+  process.on('uncaughtException', (err) => log.error({ event: 'master_error', err }, `unexpected error in the master: ${err.message}`));
+  process.on('unhandledRejection', (err) => log.error({ event: 'master_error', err }, `unhandled rejection in the master: ${String(err)}`));
   arbiter.start();
   const code = await arbiter.done;
   if (s.pidfile) removePidfile(s.pidfile, process.pid);

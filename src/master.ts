@@ -186,6 +186,8 @@ export class Arbiter {
   }
 
   private onMessage(w: WorkerHandle, msg: WorkerMessage): void {
+    // A custom worker class may send anything; only our own messages mean something.
+    if (!msg || typeof msg !== 'object') return;
     w.lastSeen = Date.now();
     switch (msg.t) {
       case 'heartbeat':
