@@ -1,0 +1,316 @@
+/**
+ * One client connection of the `h11` worker: a raw `net`/`tls` socket driving an
+ * `H11Connection`. Both app interfaces (node.ts, fetch.ts) talk to it through a handful of
+ * methods: `send()` bytes, `finishExchange()` when a response ended, `bodyWanted()` when the
+ * app starts reading the request body, `bodyPaused()` for body backpressure.
+ *
+ * Output is batched: every byte produced while we process one `data` chunk (8 pipelined
+ * requests answered synchronously, for example) goes out with one `socket.write` at the end;
+ * bytes produced later (async apps, streamed bodies) are collected until the end of the tick.
+ */
+import type { Socket } from 'node:net';
+import { H11Connection, type H11Event, type H11Options, type RequestEvent } from './engine/index.js';
+
+/** What a request in progress looks like to the connection (node.ts / fetch.ts implement it). */
+export interface Exchange {
+  /** Request body bytes (already de-chunked). */
+  onData(chunk: Buffer): void;
+  onEnd(trailers: string[] | null): void;
+  /** The request failed (bad body bytes) or the client went away before the response ended. */
+  onAbort(err: Error): void;
+  /** After the final bytes of the response were handed to the socket (node: 'finish'/'close'). */
+  onFlushed?(status: number): void;
+}
+
+/** The worker side every connection reports to (worker.ts). */
+export interface ConnOwner {
+  readonly stopping: boolean;
+  readonly closeEach: boolean;
+  startRequest(conn: Conn, ev: RequestEvent): Exchange;
+  /** A response ended (status counted, one request less in progress). */
+  requestFinished(conn: Conn, status: number): void;
+  /** A request in progress ended without a response of its own. */
+  requestAborted(conn: Conn): void;
+  /** A rejection written by the connection itself. */
+  countStatus(status: number): void;
+  connClosed(conn: Conn): void;
+}
+
+/** Held (unparsed) pipelined bytes above which we stop reading the socket. */
+const MAX_HELD = 256 * 1024;
+/** Socket write buffer above which body writers are told to wait for 'drain'. */
+export const WRITE_HWM = 64 * 1024;
+
+export class Conn {
+  readonly h: H11Connection;
+  /** A request is in progress: its response has not ended yet. */
+  busy = false;
+  /** The current exchange (null between requests). */
+  ex: Exchange | null = null;
+  /** Coarse timestamp when the connection became idle (waiting for a request). */
+  idleSince: number;
+  /** Set when we decided to close (ended our side); the sweep destroys it after a while. */
+  closingSince = 0;
+  dead = false;
+
+  private batching = false;
+  private out: Buffer[] = [];
+  private outLen = 0;
+  private flushed: Exchange[] = [];
+  private flushedStatus: number[] = [];
+  private pauseHeld = false;
+  private pauseBody = false;
+  private waiters: (() => void)[] | null = null;
+
+  constructor(
+    readonly sock: Socket,
+    readonly owner: ConnOwner,
+    opts: H11Options,
+    now: number,
+  ) {
+    this.h = new H11Connection(opts);
+    this.idleSince = now;
+    sock.on('data', (b: Buffer) => this.onData(b));
+    sock.on('end', () => this.onEOF());
+    sock.on('error', noop);
+    sock.on('close', () => this.onClose());
+    sock.on('drain', () => this.onDrain());
+  }
+
+  // ------------------------------------------------------------------ input
+
+  private onData(chunk: Buffer): void {
+    if (this.closingSince !== 0) return; // draining a closed connection: discard
+    if (this.batching) {
+      this.pump(this.h.receive(chunk));
+      return;
+    }
+    this.batching = true;
+    this.pump(this.h.receive(chunk));
+    this.flush();
+  }
+
+  private onEOF(): void {
+    if (this.dead) return;
+    if (this.closingSince !== 0) {
+      this.sock.destroy();
+      return;
+    }
+    const wasBatching = this.batching;
+    this.batching = true;
+    this.pump(this.h.receiveEOF());
+    if (!wasBatching) this.flush();
+  }
+
+  /** Deliver events; continue with held pipelined requests while responses end synchronously. */
+  private pump(events: H11Event[]): void {
+    const h = this.h;
+    for (;;) {
+      for (let i = 0; i < events.length; i++) {
+        const ev = events[i]!;
+        switch (ev.type) {
+          case 'request':
+            this.busy = true;
+            this.ex = this.owner.startRequest(this, ev);
+            break;
+          case 'data':
+            this.ex?.onData(ev.chunk);
+            break;
+          case 'end':
+            this.ex?.onEnd(ev.trailers);
+            break;
+          case 'error':
+            this.protocolError(ev.status);
+            return;
+        }
+      }
+      if (this.busy || this.dead || h.shouldClose || h.bufferedBytes === 0) return;
+      events = h.receive();
+      if (events.length === 0) return;
+    }
+  }
+
+  private protocolError(status: number): void {
+    const h = this.h;
+    const ex = this.ex;
+    this.ex = null;
+    if (!h.responseStarted) {
+      this.send(h.errorResponse(status));
+      this.owner.countStatus(status);
+    } else {
+      // Mid-response: nothing sensible can follow; close once what we have is out.
+      this.hardClose = true;
+    }
+    if (this.busy) {
+      this.busy = false;
+      this.owner.requestAborted(this);
+    }
+    ex?.onAbort(Object.assign(new Error(`bad request body: ${status}`), { code: 'HPE_INVALID', status }));
+  }
+
+  private hardClose = false;
+
+  // ------------------------------------------------------------------ output
+
+  /** Queue response bytes; they go out at the end of the current batch (or tick). */
+  send(buf: Buffer): void {
+    const n = buf.length;
+    if (n === 0 || this.dead) return;
+    this.out.push(buf);
+    this.outLen += n;
+    if (!this.batching) {
+      this.batching = true;
+      process.nextTick(flushTick, this);
+    }
+  }
+
+  /** The response of `ex` ended (its last bytes were sent). */
+  finishExchange(ex: Exchange, status: number): void {
+    if (this.ex === ex) this.ex = null;
+    this.busy = false;
+    this.owner.requestFinished(this, status);
+    if (ex.onFlushed !== undefined) {
+      this.flushed.push(ex);
+      this.flushedStatus.push(status);
+    }
+    if (!this.batching) {
+      this.batching = true;
+      process.nextTick(flushTick, this);
+    }
+  }
+
+  /** The app gave up on the response (error after the head was sent): close the connection. */
+  abortExchange(ex: Exchange): void {
+    if (this.ex === ex) this.ex = null;
+    if (this.busy) {
+      this.busy = false;
+      this.owner.requestAborted(this);
+    }
+    this.hardClose = true;
+    if (!this.batching) {
+      this.batching = true;
+      process.nextTick(flushTick, this);
+    }
+  }
+
+  /** Write everything queued, continue with held requests, close when the engine says so. */
+  flush(): void {
+    const h = this.h;
+    // Responses that ended asynchronously: parse the next held (pipelined) request now.
+    if (!this.busy && !this.dead && !h.shouldClose && h.bufferedBytes > 0 && h.readState === 'head') {
+      this.pump(h.receive());
+    }
+    this.batching = false;
+    const sock = this.sock;
+    const n = this.out.length;
+    if (n !== 0 && !this.dead) {
+      if (n === 1) sock.write(this.out[0]!);
+      else sock.write(Buffer.concat(this.out, this.outLen));
+      this.out.length = 0;
+      this.outLen = 0;
+    }
+    if (this.flushed.length !== 0) {
+      const done = this.flushed;
+      const st = this.flushedStatus;
+      this.flushed = [];
+      this.flushedStatus = [];
+      for (let i = 0; i < done.length; i++) done[i]!.onFlushed!(st[i]!);
+    }
+    if (this.dead) return;
+    if (this.hardClose) {
+      this.closeNow();
+      return;
+    }
+    if (h.shouldClose) {
+      if (!this.busy) this.endGracefully();
+      return;
+    }
+    if (!this.busy) this.idleSince = clock.now;
+    const held = !this.busy ? false : h.bufferedBytes > MAX_HELD;
+    if (held !== this.pauseHeld) {
+      this.pauseHeld = held;
+      this.updatePause();
+    }
+  }
+
+  /** Body backpressure from the app side. */
+  bodyPaused(paused: boolean): void {
+    if (paused === this.pauseBody) return;
+    this.pauseBody = paused;
+    this.updatePause();
+  }
+
+  /** The app started reading the request body: send `100 Continue` if the client waits for it. */
+  bodyWanted(): void {
+    if (this.busy && !this.dead) this.send(this.h.send100Continue());
+    this.bodyPaused(false);
+  }
+
+  private updatePause(): void {
+    if (this.dead) return;
+    if (this.pauseHeld || this.pauseBody) this.sock.pause();
+    else this.sock.resume();
+  }
+
+  /** True when the socket buffers enough that a body writer should wait for drain(). */
+  get congested(): boolean {
+    return this.sock.writableLength > WRITE_HWM;
+  }
+
+  /** Resolves on 'drain' or close. */
+  drain(): Promise<void> {
+    return new Promise((resolve) => (this.waiters ??= []).push(resolve));
+  }
+
+  private onDrain(): void {
+    const w = this.waiters;
+    if (w) {
+      this.waiters = null;
+      for (const f of w) f();
+    }
+    const ex = this.ex as (Exchange & { onDrain?(): void }) | null;
+    ex?.onDrain?.();
+  }
+
+  // ------------------------------------------------------------------ closing
+
+  /** Close after flushing: half-close, discard what the peer still sends, destroy later (sweep). */
+  endGracefully(): void {
+    if (this.dead || this.closingSince !== 0) return;
+    this.closingSince = clock.now;
+    this.h.startClosing();
+    this.sock.end();
+    this.sock.resume();
+  }
+
+  closeNow(): void {
+    if (this.dead) return;
+    this.sock.destroy();
+  }
+
+  private onClose(): void {
+    if (this.dead) return;
+    this.dead = true;
+    this.out.length = 0;
+    const ex = this.ex;
+    this.ex = null;
+    if (this.busy) {
+      this.busy = false;
+      this.owner.requestAborted(this);
+      ex?.onAbort(Object.assign(new Error('aborted'), { code: 'ECONNRESET' }));
+    }
+    const w = this.waiters;
+    this.waiters = null;
+    if (w) for (const f of w) f();
+    this.owner.connClosed(this);
+  }
+}
+
+function flushTick(c: Conn): void {
+  c.flush();
+}
+
+function noop(): void {}
+
+/** A coarse clock (ms), advanced by the worker's sweep timer. */
+export const clock = { now: Date.now() };

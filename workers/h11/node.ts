@@ -1,0 +1,502 @@
+/**
+ * The node interface on the h11 engine: `req` is a real `http.IncomingMessage`; `res` is an
+ * object whose prototype is `http.ServerResponse.prototype` and whose whole API lives in
+ * OWN properties that drive the engine. Own properties matter: Express re-parents both
+ * objects (`Object.setPrototypeOf(res, app.response)`), which keeps own properties and drops
+ * anything put on a prototype of ours. Inherited getters (`headersSent`, `writableEnded`,
+ * `writableFinished`, `connection`) work from the plain fields we keep (`_header`,
+ * `finished`, `outputSize`, `socket`). See README.md for what is and is not supported.
+ */
+import http, { IncomingMessage, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import type { Conn, Exchange } from './conn.js';
+import { InvalidHeaderError, type RequestEvent } from './engine/index.js';
+import { isFieldValueString, isTokenString } from './engine/chars.js';
+
+type HeaderVal = string | number | readonly (string | number)[];
+type HeaderMap = Record<string, [string, HeaderVal]>;
+type Res = ServerResponse & Record<string, any> & { _h11: NodeEx };
+type Req = IncomingMessage & Record<string, any> & { _h11: NodeEx };
+
+const SR_PROTO = ServerResponse.prototype;
+
+// Node's lazy `req.headers` / `req.trailers` getters build from rawHeaders up to a count the
+// parser normally sets under an internal symbol; find it once (fallback: eager objects).
+const probe = new IncomingMessage(null as unknown as Socket);
+const symOf = (name: string) => Object.getOwnPropertySymbols(probe).find((s) => s.description === name);
+const kHeadersCount = symOf('kHeadersCount');
+const kTrailersCount = symOf('kTrailersCount');
+
+function headerObject(raw: string[]): Record<string, string | string[]> {
+  const m = new IncomingMessage(null as unknown as Socket) as any;
+  const dst: Record<string, string | string[]> = {};
+  for (let i = 0; i < raw.length; i += 2) m._addHeaderLine(raw[i], raw[i + 1], dst);
+  return dst;
+}
+/** `_header` once the head is committed (truthy: the inherited `headersSent` getter reads it). */
+const SENT = 'HTTP/1.1 (h11)\r\n';
+
+function headersSentError(what: string): Error {
+  return Object.assign(new Error(`Cannot ${what} after they are sent to the client`), { code: 'ERR_HTTP_HEADERS_SENT' });
+}
+
+function checkName(name: unknown): void {
+  if (typeof name !== 'string' || !isTokenString(name)) {
+    throw Object.assign(new InvalidHeaderError(`Header name must be a valid HTTP token ["${String(name)}"]`, String(name)), {
+      code: 'ERR_INVALID_HTTP_TOKEN',
+    });
+  }
+}
+
+function checkValue(name: string, value: unknown): void {
+  if (value === undefined) {
+    throw Object.assign(new TypeError(`Invalid value "undefined" for header "${name}"`), { code: 'ERR_HTTP_INVALID_HEADER_VALUE' });
+  }
+  if (typeof value === 'object' && value !== null && Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) checkValue(name, value[i]);
+    return;
+  }
+  if (typeof value !== 'number' && !isFieldValueString(String(value))) {
+    throw Object.assign(new InvalidHeaderError(`Invalid character in header content ["${name}"]`, name), { code: 'ERR_INVALID_CHAR' });
+  }
+}
+
+function checkRecord(headers: Record<string, unknown>): void {
+  for (const name in headers) {
+    const v = headers[name];
+    if (v === undefined) continue;
+    checkName(name);
+    checkValue(name, v);
+  }
+}
+
+/** Per-request state shared by req and res. */
+export class NodeEx implements Exchange {
+  /** Headers set with setHeader & co (lower name → [name, value]); null until the first one. */
+  hh: HeaderMap | null = null;
+  /** Headers given to writeHead while none were set before: passed to the engine as they are. */
+  wh: Record<string, HeaderVal> | null = null;
+  /** The engine produced the response head. */
+  started = false;
+  dead = false;
+  needDrain = false;
+  trailers: Record<string, HeaderVal> | null = null;
+  req: Req;
+  res: Res;
+
+  constructor(
+    readonly conn: Conn,
+    ev: RequestEvent,
+  ) {
+    const sock = conn.sock;
+    const req = new IncomingMessage(sock) as Req;
+    req._h11 = this;
+    req.method = ev.method;
+    req.url = ev.target;
+    const v = ev.version;
+    req.httpVersion = v;
+    req.httpVersionMajor = 1;
+    req.httpVersionMinor = v === '1.1' ? 1 : 0;
+    req.rawHeaders = ev.headers;
+    if (kHeadersCount !== undefined) req[kHeadersCount as any] = ev.headers.length;
+    else req.headers = headerObject(ev.headers) as any;
+    if (ev.bodyKind === 'none') {
+      req.complete = true;
+      req._read = readNoBody;
+    } else {
+      req._read = readBody;
+    }
+    this.req = req;
+    this.res = newRes(this, req, sock);
+  }
+
+  onData(chunk: Buffer): void {
+    if (!this.req.push(chunk)) this.conn.bodyPaused(true);
+  }
+
+  onEnd(trailers: string[] | null): void {
+    const req = this.req;
+    req.complete = true;
+    if (trailers !== null) {
+      req.rawTrailers = trailers;
+      if (kTrailersCount !== undefined) req[kTrailersCount as any] = trailers.length;
+      else req.trailers = headerObject(trailers) as any;
+    }
+    req.push(null);
+  }
+
+  onAbort(err: Error): void {
+    this.dead = true;
+    const res = this.res;
+    res.destroyed = true;
+    const req = this.req;
+    if (!req.complete || !req.readableEnded) {
+      // Node's own _destroy would destroy the socket, before our 400 is flushed.
+      req._destroy = reqDestroy;
+      req.destroy(err);
+    }
+    if (res._events !== undefined) process.nextTick(emitClose, res);
+  }
+
+  onFlushed(): void {
+    const res = this.res;
+    if (res._events !== undefined) {
+      res.emit('finish');
+      res.emit('close');
+    }
+    const req = this.req;
+    // Like Node: a body nobody read is dumped, so 'end'/'close' listeners hear about it.
+    if (req._eventsCount !== 0 && !req._consuming) req._dump();
+  }
+
+  onDrain(): void {
+    if (this.needDrain) {
+      this.needDrain = false;
+      this.res.emit('drain');
+    }
+  }
+
+  /** The headers to give the engine. */
+  out(): Record<string, HeaderVal> | (string | number)[] | null {
+    const hh = this.hh;
+    if (hh === null) return this.wh;
+    const flat: (string | number)[] = [];
+    for (const k in hh) {
+      const e = hh[k]!;
+      const v = e[1];
+      if (typeof v === 'object') for (let i = 0; i < v.length; i++) flat.push(e[0], v[i]!);
+      else flat.push(e[0], v);
+    }
+    return flat;
+  }
+
+  startHead(res: Res): void {
+    const head = this.conn.h.writeHead(res.statusCode, this.out() as any, reasonOf(res));
+    this.started = true;
+    res._header = SENT;
+    this.conn.send(head);
+  }
+}
+
+function reqDestroy(this: Req, err: Error | null, cb: (err?: Error | null) => void): void {
+  if (!this.readableEnded || !this.complete) {
+    this.aborted = true;
+    this.emit('aborted');
+  }
+  process.nextTick(cb, this.listenerCount('error') === 0 ? null : err);
+}
+
+function emitClose(res: Res): void {
+  res.emit('close');
+}
+
+function reasonOf(res: Res): string | undefined {
+  const m = res.statusMessage;
+  return m ? m : undefined;
+}
+
+function readNoBody(this: Req): void {
+  this._consuming = true;
+  this.push(null);
+}
+
+function readBody(this: Req): void {
+  this._consuming = true;
+  this._h11.conn.bodyWanted();
+}
+
+function toBuffer(chunk: unknown, encoding: unknown): Buffer | string {
+  if (typeof chunk === 'string') {
+    if (encoding === undefined || encoding === 'utf8' || encoding === 'utf-8' || encoding === null) return chunk;
+    return Buffer.from(chunk, encoding as BufferEncoding);
+  }
+  if (Buffer.isBuffer(chunk)) return chunk;
+  if (chunk instanceof Uint8Array) return Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+  throw Object.assign(new TypeError('The "chunk" argument must be of type string or an instance of Buffer or Uint8Array'), {
+    code: 'ERR_INVALID_ARG_TYPE',
+  });
+}
+
+// ---------------------------------------------------------------- the ServerResponse API
+
+function setHeader(this: Res, name: string, value: HeaderVal): Res {
+  const x = this._h11;
+  if (x.started || this.finished) throw headersSentError('set headers');
+  checkName(name);
+  checkValue(name, value);
+  (x.hh ??= Object.create(null) as HeaderMap)[name.toLowerCase()] = [name, value];
+  return this;
+}
+
+function appendHeader(this: Res, name: string, value: HeaderVal): Res {
+  const x = this._h11;
+  if (x.started || this.finished) throw headersSentError('append headers');
+  checkName(name);
+  checkValue(name, value);
+  const hh = (x.hh ??= Object.create(null) as HeaderMap);
+  const key = name.toLowerCase();
+  const e = hh[key];
+  if (e === undefined) hh[key] = [name, value];
+  else e[1] = ([] as (string | number)[]).concat(e[1] as any, value as any);
+  return this;
+}
+
+function setHeaders(this: Res, headers: Headers | Map<string, HeaderVal>): Res {
+  for (const [k, v] of headers as Iterable<[string, HeaderVal]>) setHeader.call(this, k, v);
+  return this;
+}
+
+function getHeader(this: Res, name: string): HeaderVal | undefined {
+  const hh = this._h11.hh;
+  if (hh === null) return undefined;
+  const e = hh[name.toLowerCase()];
+  return e === undefined ? undefined : e[1];
+}
+
+function getHeaders(this: Res): Record<string, HeaderVal> {
+  const out = Object.create(null) as Record<string, HeaderVal>;
+  const hh = this._h11.hh;
+  if (hh !== null) for (const k in hh) out[k] = hh[k]![1];
+  return out;
+}
+
+function getHeaderNames(this: Res): string[] {
+  const hh = this._h11.hh;
+  return hh === null ? [] : Object.keys(hh);
+}
+
+function getRawHeaderNames(this: Res): string[] {
+  const hh = this._h11.hh;
+  if (hh === null) return [];
+  const out: string[] = [];
+  for (const k in hh) out.push(hh[k]![0]);
+  return out;
+}
+
+function hasHeader(this: Res, name: string): boolean {
+  const hh = this._h11.hh;
+  return hh !== null && hh[name.toLowerCase()] !== undefined;
+}
+
+function removeHeader(this: Res, name: string): void {
+  const x = this._h11;
+  if (x.started || this.finished) throw headersSentError('remove headers');
+  if (x.hh !== null) delete x.hh[name.toLowerCase()];
+}
+
+function writeHead(this: Res, status: number, reason?: any, headers?: any): Res {
+  const x = this._h11;
+  if (x.started || this._header) throw headersSentError('write headers');
+  if (typeof reason === 'string') this.statusMessage = reason;
+  else headers = reason;
+  status |= 0;
+  if (status < 100 || status > 999) {
+    throw Object.assign(new RangeError(`Invalid status code: ${status}`), { code: 'ERR_HTTP_INVALID_STATUS_CODE' });
+  }
+  this.statusCode = status;
+  if (headers != null) {
+    if (Array.isArray(headers)) {
+      if (headers.length !== 0 && Array.isArray(headers[0])) {
+        for (const [k, v] of headers) appendHeader.call(this, k, v);
+      } else {
+        if ((headers.length & 1) !== 0) throw Object.assign(new TypeError('headers array must have an even length'), { code: 'ERR_INVALID_ARG_VALUE' });
+        for (let i = 0; i < headers.length; i += 2) appendHeader.call(this, headers[i], headers[i + 1]);
+      }
+    } else if (x.hh === null) {
+      checkRecord(headers);
+      x.wh = headers;
+    } else {
+      for (const k in headers) if (headers[k] !== undefined) setHeader.call(this, k, headers[k]);
+    }
+  }
+  this._header = SENT;
+  return this;
+}
+
+function write(this: Res, chunk: any, encoding?: any, cb?: any): boolean {
+  if (typeof encoding === 'function') {
+    cb = encoding;
+    encoding = undefined;
+  }
+  const x = this._h11;
+  if (this.finished) {
+    const err = Object.assign(new Error('write after end'), { code: 'ERR_STREAM_WRITE_AFTER_END' });
+    if (typeof cb === 'function') process.nextTick(cb, err);
+    if (this.listenerCount('error') > 0) process.nextTick(() => this.emit('error', err));
+    return false;
+  }
+  if (chunk === null) throw Object.assign(new TypeError('May not write null values to stream'), { code: 'ERR_STREAM_NULL_VALUES' });
+  const body = toBuffer(chunk, encoding);
+  if (x.dead) return false;
+  if (!x.started) x.startHead(this);
+  if (body.length !== 0) x.conn.send(x.conn.h.writeBody(body));
+  if (typeof cb === 'function') process.nextTick(cb);
+  if (x.conn.congested) {
+    x.needDrain = true;
+    return false;
+  }
+  return true;
+}
+
+function end(this: Res, chunk?: any, encoding?: any, cb?: any): Res {
+  if (typeof chunk === 'function') {
+    cb = chunk;
+    chunk = undefined;
+  } else if (typeof encoding === 'function') {
+    cb = encoding;
+    encoding = undefined;
+  }
+  if (this.finished) {
+    if (typeof cb === 'function') process.nextTick(cb);
+    return this;
+  }
+  const x = this._h11;
+  if (x.dead) {
+    this.finished = true;
+    return this;
+  }
+  const conn = x.conn;
+  const h = conn.h;
+  let buf: Buffer;
+  if (!x.started) {
+    // The whole response at once: one Buffer, Content-Length from the body.
+    buf = h.respond(this.statusCode, x.out() as any, chunk == null ? null : toBuffer(chunk, encoding), reasonOf(this));
+    x.started = true;
+    this._header = SENT;
+  } else {
+    if (chunk != null) {
+      const body = toBuffer(chunk, encoding);
+      if (body.length !== 0) conn.send(h.writeBody(body));
+    }
+    buf = h.writeEnd(x.trailers as any);
+  }
+  this.finished = true;
+  (this as any).writable = false;
+  conn.send(buf);
+  if (typeof cb === 'function') this.once('finish', cb);
+  conn.finishExchange(x, this.statusCode);
+  return this;
+}
+
+function flushHeaders(this: Res): void {
+  const x = this._h11;
+  if (!x.started && !x.dead && !this.finished) x.startHead(this);
+}
+
+function addTrailers(this: Res, headers: Record<string, HeaderVal> | [string, string][]): void {
+  const x = this._h11;
+  const t = (x.trailers ??= Object.create(null) as Record<string, HeaderVal>);
+  if (Array.isArray(headers)) for (const [k, v] of headers) t[k] = v;
+  else Object.assign(t, headers);
+}
+
+function writeContinue(this: Res, cb?: () => void): void {
+  const x = this._h11;
+  if (!x.dead && !x.started) x.conn.send(x.conn.h.send100Continue());
+  if (cb) process.nextTick(cb);
+}
+
+function writeProcessing(this: Res, cb?: () => void): void {
+  const x = this._h11;
+  if (!x.dead && !x.started) x.conn.send(x.conn.h.writeInterim(102));
+  if (cb) process.nextTick(cb);
+}
+
+function writeEarlyHints(this: Res, hints: Record<string, HeaderVal>, cb?: () => void): void {
+  const x = this._h11;
+  if (!x.dead && !x.started) x.conn.send(x.conn.h.writeInterim(103, hints as any));
+  if (cb) process.nextTick(cb);
+}
+
+function destroy(this: Res, err?: Error): Res {
+  const x = this._h11;
+  if (this.destroyed) return this;
+  this.destroyed = true;
+  if (!this.finished && !x.dead) {
+    x.dead = true;
+    x.conn.abortExchange(x);
+    if (this._events !== undefined) process.nextTick(emitClose, this);
+  }
+  void err;
+  return this;
+}
+
+function setTimeoutNoop(this: Res, _ms?: number, cb?: () => void): Res {
+  if (typeof cb === 'function') this.once('timeout', cb);
+  return this;
+}
+
+function noop(): void {}
+
+function implicitHeader(this: Res): void {
+  flushHeaders.call(this);
+}
+
+function newRes(x: NodeEx, req: Req, sock: Socket): Res {
+  return {
+    __proto__: SR_PROTO,
+    _events: undefined,
+    _eventsCount: 0,
+    _maxListeners: undefined,
+    _h11: x,
+    req,
+    socket: sock,
+    statusCode: 200,
+    statusMessage: undefined,
+    sendDate: true,
+    finished: false,
+    writable: true,
+    destroyed: false,
+    _header: null,
+    outputSize: 0,
+    outputData: EMPTY_LIST,
+    chunkedEncoding: false,
+    shouldKeepAlive: true,
+    useChunkedEncodingByDefault: true,
+    strictContentLength: false,
+    setHeader,
+    appendHeader,
+    setHeaders,
+    getHeader,
+    getHeaders,
+    getHeaderNames,
+    getRawHeaderNames,
+    hasHeader,
+    removeHeader,
+    writeHead,
+    write,
+    end,
+    flushHeaders,
+    addTrailers,
+    writeContinue,
+    writeProcessing,
+    writeEarlyHints,
+    destroy,
+    setTimeout: setTimeoutNoop,
+    cork: noop,
+    uncork: noop,
+    _implicitHeader: implicitHeader,
+  } as unknown as Res;
+}
+
+const EMPTY_LIST: never[] = [];
+void http;
+
+/** An app error: 500 when nothing was sent yet, else the connection is closed. */
+export function nodeAppError(x: NodeEx): void {
+  const res = x.res;
+  if (x.dead || res.finished) return;
+  if (!x.started) {
+    const conn = x.conn;
+    conn.h.startClosing();
+    const buf = conn.h.respond(500, { 'Content-Type': 'text/plain; charset=utf-8', Connection: 'close' }, 'Internal Server Error\n');
+    res.statusCode = 500;
+    res._header = SENT;
+    x.started = true;
+    res.finished = true;
+    conn.send(buf);
+    conn.finishExchange(x, 500);
+  } else {
+    destroy.call(res);
+  }
+}

@@ -1,0 +1,340 @@
+/**
+ * The `h11` worker class: arbiter's own HTTP/1.1 engine (./engine) over raw `net` sockets
+ * (`tls` with certfile/keyfile) on the inherited listeners. Same policies as `http`
+ * (limits, keepalive, graceful stop with `Connection: close`, access log, counters, hooks);
+ * see README.md beside this file.
+ */
+import net from 'node:net';
+import tls from 'node:tls';
+import { readFileSync } from 'node:fs';
+import type { Socket } from 'node:net';
+import { asHttpApp, oneLine, type HttpApp, type NodeHandler, type FetchHandler } from '../../src/app.js';
+import { openAccessLog, type AccessLog } from '../accesslog.js';
+import type { WorkerClass, WorkerContext, WorkerInstance } from '../contract.js';
+import { Conn, clock, type ConnOwner, type Exchange } from './conn.js';
+import type { H11Options, RequestEvent } from './engine/index.js';
+import { FetchEx, fetchAppError, installLightResponse, writeFetchResponse } from './fetch.js';
+import { NodeEx, nodeAppError } from './node.js';
+
+/** How long a connection may sit idle after a graceful stop began before we close it. */
+const IDLE_AFTER_STOP_MS = 500;
+/** A connection we half-closed is destroyed if the peer has not closed its side by then. */
+const LINGER_MS = 5000;
+/** Before the first request when keepalive is 0: how long a client may take to send a head. */
+const FIRST_REQUEST_MS = 10_000;
+
+class H11Worker implements WorkerInstance, ConnOwner {
+  private readonly servers: net.Server[] = [];
+  private readonly conns = new Set<Conn>();
+  private requests = 0;
+  private active = 0;
+  private readonly statuses = [0, 0, 0, 0, 0, 0];
+  stopping = false;
+  readonly closeEach: boolean;
+  private readonly accessLog: AccessLog | null;
+  private readonly observe: boolean;
+  private readonly opts: H11Options;
+  private readonly idleMs: number;
+  private readonly maxConns: number;
+  private readonly scheme: string;
+  private readonly tlsOpts: { cert: Buffer; key: Buffer } | null;
+  private readonly nodeHandler: NodeHandler | null;
+  private readonly fetchHandler: FetchHandler | null;
+  private sweepTimer: NodeJS.Timeout | null = null;
+  private dateStr = '';
+  private dateSec = -1;
+  private readonly onFetchError = (ex: FetchEx, err: unknown) => {
+    this.logAppError(err);
+    fetchAppError(ex);
+  };
+
+  constructor(
+    private readonly ctx: WorkerContext,
+    app: HttpApp,
+  ) {
+    const s = ctx.settings;
+    this.tlsOpts = s.certfile && s.keyfile ? { cert: readFileSync(s.certfile), key: readFileSync(s.keyfile) } : null;
+    this.scheme = this.tlsOpts ? 'https' : 'http';
+    this.accessLog = s.accessLog ? openAccessLog(s.accessLog, s.accessLogFormat, s.forwardedAllowIps) : null;
+    this.observe = this.accessLog !== null || ctx.hooks.has('preRequest') || ctx.hooks.has('postRequest');
+    this.closeEach = s.keepalive === 0;
+    this.idleMs = s.keepalive > 0 ? s.keepalive * 1000 : FIRST_REQUEST_MS;
+    this.maxConns = s.workerConnections > 0 ? s.workerConnections : Infinity;
+    this.tickClock();
+    this.opts = {
+      limitRequestLine: s.limitRequestLine,
+      limitRequestFields: s.limitRequestFields,
+      limitRequestFieldSize: s.limitRequestFieldSize,
+      maxBodySize: s.limitRequestBody > 0 ? s.limitRequestBody : Infinity,
+      date: () => this.dateStr,
+    };
+    if (app.kind === 'node') {
+      this.nodeHandler = app.handler;
+      this.fetchHandler = null;
+    } else {
+      this.nodeHandler = null;
+      this.fetchHandler = app.fetch;
+      if (process.env.ARBITER_H11_NATIVE_RESPONSE !== '1') installLightResponse();
+    }
+  }
+
+  /** The coarse clock and the Date header, advanced by the sweep timer (≤ 250 ms stale). */
+  private tickClock(): void {
+    const now = Date.now();
+    clock.now = now;
+    const sec = Math.floor(now / 1000);
+    if (sec !== this.dateSec) {
+      this.dateSec = sec;
+      this.dateStr = new Date(sec * 1000).toUTCString();
+    }
+  }
+
+  // ---------------------------------------------------------------- connections
+
+  private lastAccept = 0;
+
+  private onConnection = (sock: Socket): void => {
+    this.lastAccept = clock.now;
+    if (this.conns.size >= this.maxConns) {
+      // workerConnections reached: refuse (the client sees a reset / EOF and retries elsewhere).
+      sock.destroy();
+      return;
+    }
+    if (this.tlsOpts) sock.setNoDelay(true);
+    this.conns.add(new Conn(sock, this, this.opts, clock.now));
+  };
+
+  connClosed(conn: Conn): void {
+    this.conns.delete(conn);
+  }
+
+  // ---------------------------------------------------------------- requests
+
+  startRequest(conn: Conn, ev: RequestEvent): Exchange {
+    this.requests++;
+    this.active++;
+    const ctx = this.ctx;
+    ctx.done();
+    if (this.stopping || this.closeEach) conn.h.startClosing();
+    if (this.nodeHandler !== null) {
+      const x = new NodeEx(conn, ev);
+      ctx.working(x.req);
+      if (this.observe) this.observeNode(x);
+      try {
+        const r = this.nodeHandler(x.req, x.res) as Promise<unknown> | undefined;
+        if (r !== undefined && r !== null && typeof r.then === 'function') {
+          r.then(undefined, (err) => {
+            this.logAppError(err);
+            nodeAppError(x);
+          });
+        }
+      } catch (err) {
+        this.logAppError(err);
+        nodeAppError(x);
+      }
+      return x;
+    }
+    const ex = new FetchEx(conn, ev, this.scheme);
+    ctx.working(ex);
+    if (this.observe) this.observeFetch(ex);
+    let result: unknown;
+    try {
+      result = this.fetchHandler!(ex as unknown as Request);
+    } catch (err) {
+      this.onFetchError(ex, err);
+      return ex;
+    }
+    if (result !== null && typeof result === 'object' && typeof (result as Promise<unknown>).then === 'function' && !(result instanceof Response)) {
+      (result as Promise<Response>).then(
+        (res) => writeFetchResponse(ex, res, this.onFetchError),
+        (err) => this.onFetchError(ex, err),
+      );
+    } else {
+      writeFetchResponse(ex, result, this.onFetchError);
+    }
+    return ex;
+  }
+
+  requestFinished(_conn: Conn, status: number): void {
+    this.active--;
+    this.statuses[(status / 100) | 0]!++;
+  }
+
+  requestAborted(): void {
+    this.active--;
+  }
+
+  countStatus(status: number): void {
+    this.statuses[(status / 100) | 0]!++;
+  }
+
+  private logAppError(err: unknown): void {
+    this.ctx.log.error({ err }, `app error: ${oneLine(err)}`);
+  }
+
+  // ---------------------------------------------------------------- access log and hooks
+
+  private observeNode(x: NodeEx): void {
+    const started = Date.now();
+    const t0 = process.hrtime.bigint();
+    const { req, res } = x;
+    void this.ctx.hooks.run('preRequest', { pid: process.pid }, req);
+    res.once('finish', () => {
+      const micros = Number(process.hrtime.bigint() - t0) / 1000;
+      const len = res.getHeader('content-length');
+      this.accessLog?.log({
+        peer: x.conn.sock.remoteAddress ?? '',
+        method: req.method!,
+        url: req.url!,
+        version: req.httpVersion,
+        status: res.statusCode,
+        bytes: len === undefined ? null : Number(len),
+        startedAt: started,
+        durationMicros: micros,
+        reqHeader: (name) => {
+          const v = req.headers[name];
+          return Array.isArray(v) ? v.join(', ') : v;
+        },
+        resHeader: (name) => {
+          const v = res.getHeader(name);
+          return v === undefined ? undefined : String(v);
+        },
+      });
+      void this.ctx.hooks.run('postRequest', { pid: process.pid }, req, res, micros / 1000);
+    });
+  }
+
+  private observeFetch(ex: FetchEx): void {
+    const started = Date.now();
+    const t0 = process.hrtime.bigint();
+    void this.ctx.hooks.run('preRequest', { pid: process.pid }, ex);
+    const peer = ex._conn.sock.remoteAddress ?? '';
+    const ev = ex._ev;
+    (ex as Exchange).onFlushed = (status: number) => {
+      const micros = Number(process.hrtime.bigint() - t0) / 1000;
+      this.accessLog?.log({
+        peer,
+        method: ev.method,
+        url: ev.target,
+        version: ev.version,
+        status,
+        bytes: null,
+        startedAt: started,
+        durationMicros: micros,
+        reqHeader: (name) => ex.headers.get(name) ?? undefined,
+        resHeader: () => undefined,
+      });
+      void this.ctx.hooks.run('postRequest', { pid: process.pid }, ex, { status }, micros / 1000);
+    };
+  }
+
+  // ---------------------------------------------------------------- lifecycle
+
+  start(): Promise<void> {
+    const backlog = this.ctx.settings.backlog;
+    this.sweepTimer = setInterval(() => this.sweep(), 250);
+    this.sweepTimer.unref();
+    return Promise.all(
+      this.ctx.listeners.map(
+        (l) =>
+          new Promise<void>((resolve, reject) => {
+            const srv = this.tlsOpts
+              ? tls.createServer({ ...this.tlsOpts, allowHalfOpen: true }, this.onConnection)
+              : net.createServer({ allowHalfOpen: true, noDelay: true } as net.ServerOpts, this.onConnection);
+            srv.on('error', (err) => this.ctx.log.error({ err }, `listener error: ${oneLine(err)}`));
+            if (this.tlsOpts) srv.on('tlsClientError', noop);
+            this.servers.push(srv);
+            srv.once('error', reject);
+            srv.listen({ fd: l.fd, backlog }, () => {
+              srv.off('error', reject);
+              resolve();
+            });
+          }),
+      ),
+    ).then(() => undefined);
+  }
+
+  /** Every 250 ms: clock, Date header, idle keep-alive connections, lingering closes. */
+  private sweep(): void {
+    this.tickClock();
+    const now = clock.now;
+    const stopping = this.stopping;
+    let idle: Conn[] | null = null;
+    for (const c of this.conns) {
+      if (c.closingSince !== 0) {
+        if (now - c.closingSince > LINGER_MS) c.closeNow();
+      } else if (!c.busy) {
+        const held = c.h.bufferedBytes !== 0;
+        if (now - c.idleSince >= (stopping && !held ? IDLE_AFTER_STOP_MS : this.idleMs)) (idle ??= []).push(c);
+      }
+    }
+    // Close in the check phase, after this loop iteration's I/O was read: a request that
+    // already reached us makes the connection busy and saves it.
+    if (idle !== null) setImmediate(closeIdle, idle);
+  }
+
+  private closeListeners(): Promise<void> {
+    return Promise.all(this.servers.map((srv) => new Promise<void>((resolve) => srv.close(() => resolve())))).then(() => undefined);
+  }
+
+  async stop(graceful: boolean, opts: { keepAccepting?: boolean } = {}): Promise<void> {
+    this.stopping = true;
+    if (!graceful) {
+      for (const c of this.conns) c.closeNow();
+      await this.closeListeners();
+      return;
+    }
+    // Responses not yet started say `Connection: close`; idle connections get
+    // IDLE_AFTER_STOP_MS to bring a request (answered with Connection: close), then close.
+    for (const c of this.conns) {
+      if (c.busy) c.h.startClosing();
+      else c.idleSince = clock.now;
+    }
+    let closing: Promise<void> | null = opts.keepAccepting ? null : this.closeListeners();
+    await new Promise<void>((resolve) => {
+      const check = setInterval(() => {
+        // keepAccepting: "until clients stop coming" — no connection left and none accepted
+        // for a while; leaving earlier would strand connections in the accept queue.
+        if (this.conns.size === 0 && (closing !== null || Date.now() - this.lastAccept >= IDLE_AFTER_STOP_MS)) {
+          clearInterval(check);
+          resolve();
+        }
+      }, 50);
+    });
+    closing ??= this.closeListeners();
+    await closing;
+    if (this.sweepTimer) clearInterval(this.sweepTimer);
+    this.accessLog?.flush();
+  }
+
+  counters() {
+    return { requests: this.requests, active: this.active, statuses: this.statuses };
+  }
+
+  reopenLogs(): void {
+    this.accessLog?.reopen();
+  }
+}
+
+function noop(): void {}
+
+function closeIdle(conns: Conn[]): void {
+  const now = clock.now;
+  for (const c of conns) {
+    // Still idle, and not since a request it served in between (idleSince moved on).
+    if (!c.busy && !c.dead && c.closingSince === 0 && now - c.idleSince >= IDLE_AFTER_STOP_MS) c.endGracefully();
+  }
+}
+
+const h11Class: WorkerClass = {
+  name: 'h11',
+  async adapt(value, settings, where) {
+    const app = await asHttpApp(value, settings.interface, where);
+    return { app, picked: app.picked };
+  },
+  create(ctx, app) {
+    return new H11Worker(ctx, app as HttpApp);
+  },
+};
+
+export default h11Class;
