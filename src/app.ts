@@ -143,6 +143,12 @@ export async function asHttpApp(value: unknown, iface: 'auto' | 'node' | 'fetch'
   return { kind: 'fetch', fetch: fn as FetchHandler, picked: `fetch: a function of ${fn.length} parameter${fn.length === 1 ? '' : 's'}` };
 }
 
+/** The `adapt` step of both HTTP worker classes. */
+export async function adaptHttpApp(value: unknown, settings: { interface: 'auto' | 'node' | 'fetch' }, where: string): Promise<{ app: HttpApp; picked: string }> {
+  const app = await asHttpApp(value, settings.interface, where);
+  return { app, picked: app.picked };
+}
+
 export function oneLine(err: unknown): string {
   if (err instanceof Error) return `${err.name === 'Error' ? 'Error' : err.name}: ${err.message.split('\n')[0]}`;
   return String(err);

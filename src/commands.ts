@@ -3,22 +3,13 @@
  * deploys. They find the master through its pidfile (`-p FILE`, ARBITER_PIDFILE, or the
  * config file's `pidfile`).
  */
-import { readPid } from './pidfile.js';
+import { alive, readPid } from './pidfile.js';
 import { envLayer, loadConfigFile } from './config.js';
 import { SettingError } from './settings.js';
 import { parseArgs } from './cli.js';
 import { fatalLine } from './logging.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 async function waitUntil<T>(fn: () => T | null | undefined | false, timeoutMs: number): Promise<T | null> {
   const deadline = Date.now() + timeoutMs;

@@ -4,7 +4,7 @@
  */
 import { openSync, writeSync, closeSync, readFileSync, unlinkSync, renameSync } from 'node:fs';
 
-function alive(pid: number): boolean {
+export function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;

@@ -11,7 +11,7 @@ import https from 'node:https';
 import net from 'node:net';
 import { readFileSync } from 'node:fs';
 import type { Socket } from 'node:net';
-import { asHttpApp, oneLine, type HttpApp } from '../src/app.js';
+import { adaptHttpApp, oneLine, type HttpApp } from '../src/app.js';
 import { openAccessLog, type AccessLog } from './accesslog.js';
 import type { WorkerClass, WorkerContext, WorkerInstance } from './contract.js';
 import { fetchToNode } from './fetch.js';
@@ -242,10 +242,7 @@ class HttpWorker implements WorkerInstance {
 
 const httpClass: WorkerClass = {
   name: 'http',
-  async adapt(value, settings, where) {
-    const app = await asHttpApp(value, settings.interface, where);
-    return { app, picked: app.picked };
-  },
+  adapt: adaptHttpApp,
   create(ctx, app) {
     return new HttpWorker(ctx, app as HttpApp);
   },
