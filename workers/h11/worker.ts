@@ -8,7 +8,7 @@ import net from 'node:net';
 import tls from 'node:tls';
 import { readFileSync } from 'node:fs';
 import type { Socket } from 'node:net';
-import { asHttpApp, oneLine, type HttpApp, type NodeHandler, type FetchHandler } from '../../src/app.js';
+import { adaptHttpApp, oneLine, type HttpApp, type NodeHandler, type FetchHandler } from '../../src/app.js';
 import { openAccessLog, type AccessLog } from '../accesslog.js';
 import type { WorkerClass, WorkerContext, WorkerInstance } from '../contract.js';
 import { Conn, clock, type ConnOwner, type Exchange } from './conn.js';
@@ -328,10 +328,7 @@ function closeIdle(conns: Conn[]): void {
 
 const h11Class: WorkerClass = {
   name: 'h11',
-  async adapt(value, settings, where) {
-    const app = await asHttpApp(value, settings.interface, where);
-    return { app, picked: app.picked };
-  },
+  adapt: adaptHttpApp,
   create(ctx, app) {
     return new H11Worker(ctx, app as HttpApp);
   },
