@@ -290,9 +290,12 @@ export class Arbiter {
       // A reload (HUP, --reload) or a replacement brought code that does not load: the
       // workers already serving keep the old code and keep serving.
       this.log.error({ event: 'worker_boot_failed', worker: w.pid, detail: w.bootError?.detail }, `new worker failed to boot, keeping the running workers: ${reason}`);
-      for (const o of this.workers.values()) if (o.state === 'retiring' && o.generation < this.generation) o.state = 'serving';
+      for (const o of this.workers.values())
+        if (o.state === 'retiring' && o.endedFor === 'reload') {
+          o.state = 'serving';
+          o.endedFor = undefined;
+        }
       this.generation++;
-      this.target = Math.max(1, this.target);
       this.nextSpawnAt = Date.now() + 5000;
       this.reloading = false;
       return;
