@@ -23,10 +23,13 @@ import {
   type Layer,
   type Resolved,
 } from './config.js';
-import { detectCpus, resolveWorkers, type CpuFinding } from './cpus.js';
+import { detectCpus, detectMemoryLimit, resolveWorkers, type CpuFinding } from './cpus.js';
 import { createHooks } from './hooks.js';
 import { createLogger, fatalLine } from './logging.js';
 import { Arbiter } from './master.js';
+import { startControlServer, type ControlServer } from './control.js';
+import { startMetricsServer, watchMemoryFit, type MetricsServer } from './metrics.js';
+import * as sd from './notify.js';
 import { ROOT } from './paths.js';
 import { writePidfile, removePidfile } from './pidfile.js';
 import {
@@ -192,20 +195,59 @@ function sizing(workers: Settings['workers']): { workers: number; why: string; f
   }
 }
 
-/** Start again, detached, without --daemon; the parent returns at once. */
-function daemonize(): never {
+/**
+ * Start again, detached (a new session, no terminal, stdio on /dev/null), without --daemon,
+ * from the directory we were started in. Wait until the daemon serves, so that a daemon
+ * that cannot start (a live pidfile, a bind error, an app that does not boot) makes this
+ * command fail with its reason and exit code instead of vanishing.
+ */
+function daemonize(launchCwd: string): Promise<number> {
   const args = process.argv.slice(1).filter((a) => a !== '-D' && a !== '--daemon');
   const child = spawn(process.execPath, [...process.execArgv, ...args], {
+    cwd: launchCwd,
     detached: true,
-    stdio: 'ignore',
+    stdio: ['ignore', 'ignore', 'ignore', 'ipc'],
     env: { ...process.env, ARBITER_DAEMON: '0' },
   });
-  child.unref();
-  process.exit(0);
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => {
+      fatalLine(`the daemon (pid ${child.pid}) is not serving after 60 s; it keeps trying (see errorLog)`);
+      resolve(EXIT.RUNTIME);
+    }, 60_000);
+    child.on('message', (m: { t?: string; text?: string }) => {
+      if (m.t === 'stderr') process.stderr.write(String(m.text));
+      else if (m.t === 'ready') {
+        clearTimeout(timer);
+        resolve(EXIT.OK);
+      }
+    });
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      resolve(code || EXIT.RUNTIME);
+    });
+  }).then((code) => {
+    if (child.connected) child.disconnect();
+    child.unref();
+    return code as number;
+  });
+}
+
+/** In a daemon started by daemonize(): what goes to stderr before it serves also goes to the launcher. */
+const daemonLauncher = process.env.ARBITER_DAEMON === '0' && typeof process.send === 'function';
+if (daemonLauncher) {
+  const write = process.stderr.write.bind(process.stderr) as (chunk: unknown, ...rest: unknown[]) => boolean;
+  process.stderr.write = ((chunk: unknown, ...rest: unknown[]) => {
+    if (process.connected) process.send!({ t: 'stderr', text: String(chunk) }, undefined, undefined, () => {});
+    return write(chunk, ...rest);
+  }) as typeof process.stderr.write;
 }
 
 export async function main(argv: string[] = process.argv.slice(2)): Promise<number> {
-  if (argv[0] && ['reload', 'stop', 'upgrade'].includes(argv[0])) {
+  if (argv[0] && ['status', 'scale', 'reload', 'stop'].includes(argv[0])) {
+    const { controlCommand } = await import('./control-cli.js');
+    return controlCommand(argv);
+  }
+  if (argv[0] === 'upgrade') {
     const { command } = await import('./commands.js');
     return command(argv);
   }
@@ -270,7 +312,7 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<numb
     process.stdout.write(`config OK: ${s.app} (${picked}), ${workers.why}\n`);
     return EXIT.OK;
   }
-  if (s.daemon && process.env.ARBITER_DAEMON === undefined) daemonize();
+  if (s.daemon && process.env.ARBITER_DAEMON === undefined) return daemonize(launchCwd);
 
   const log = createLogger({ level: s.logLevel, errorLog: s.errorLog, role: 'master' });
   const hooks = createHooks(s as unknown as Record<string, unknown>, log);
@@ -324,15 +366,34 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<numb
       const n = sizing(next.settings.workers);
       return { resolved: next, workers: n.workers, hooks: createHooks(next.settings as unknown as Record<string, unknown>, log) };
     },
-    onReady: upgrade ? () => void claimPidfile() : undefined,
+    onReady: () => {
+      if (upgrade) void claimPidfile();
+      if (daemonLauncher && process.connected) process.send!({ t: 'ready' }, undefined, undefined, () => process.disconnect());
+      void (upgrade ? sd.mainpid(process.pid) : sd.ready());
+    },
     launchCwd,
     appFile,
   });
   // The master outlives its own bugs as it outlives its workers': log loudly, keep supervising.
   process.on('uncaughtException', (err) => log.error({ event: 'master_error', err }, `unexpected error in the master: ${err.message}`));
   process.on('unhandledRejection', (err) => log.error({ event: 'master_error', err }, `unhandled rejection in the master: ${String(err)}`));
+  let control: ControlServer | null = null;
+  let metrics: MetricsServer | null = null;
+  try {
+    if (s.controlSocket) control = await startControlServer(arbiter, s.controlSocket, log, { takeOver: !!upgrade });
+    if (s.metricsBind) metrics = await startMetricsServer(arbiter, s.metricsBind, log, { retryInUse: !!upgrade });
+  } catch (err) {
+    fatalLine(err instanceof Error ? err.message : String(err));
+    control?.close();
+    if (s.pidfile) removePidfile(s.pidfile, process.pid);
+    return EXIT.RUNTIME;
+  }
   arbiter.start();
+  const stopMemoryWatch = watchMemoryFit(arbiter, log, detectMemoryLimit());
   const code = await arbiter.done;
+  stopMemoryWatch();
+  control?.close();
+  metrics?.close();
   if (s.pidfile) removePidfile(s.pidfile, process.pid);
   log.info({ event: 'exit', code }, `arbiter exiting with code ${code}`);
   return code;

@@ -19,6 +19,7 @@ import { reopenErrorLog } from './logging.js';
 import type { Settings } from './settings.js';
 import type { StuckReport } from '../workers/watchdog.js';
 import { decide, type Policy } from './policy.js';
+import * as sd from './notify.js';
 
 const RUNTIME = fileURLToPath(new URL('../workers/runtime.js', import.meta.url));
 /** Matches BOOT_ERROR_EXIT in workers/runtime.ts. */
@@ -231,7 +232,10 @@ export class Arbiter {
       void this.hooks.run('whenReady', this);
       this.onReady?.();
     }
-    if (this.reloading && retiring.length === 0 && serving >= this.target) this.reloading = false;
+    if (this.reloading && !retiring.some((w) => w.state === 'retiring') && serving >= this.target) {
+      this.reloading = false;
+      void sd.ready();
+    }
   }
 
   private stopWorker(w: WorkerHandle, graceful: boolean): void {
@@ -263,6 +267,7 @@ export class Arbiter {
     if (expected) this.log.info(fields, `worker ${w.pid} exited (${how}, ${w.endedFor})`);
     else this.log.error(fields, `worker ${w.pid} died unexpectedly (${how}) after ${(lived / 1000).toFixed(1)} s`);
     void this.hooks.run('childExit', this, this.info(w));
+    if (w.endedFor === 'reload') this.restarts.reload!++;
 
     if (this.stopping) return this.maybeFinished();
 
@@ -297,6 +302,7 @@ export class Arbiter {
         }
       this.generation++;
       this.nextSpawnAt = Date.now() + 5000;
+      if (this.reloading) void sd.ready();
       this.reloading = false;
       return;
     }
@@ -415,11 +421,13 @@ export class Arbiter {
   /** HUP: new config, new code, new workers; old workers leave as new ones are ready. */
   async reload(): Promise<void> {
     if (this.stopping) return;
+    void sd.reloading();
     let next: Awaited<ReturnType<ArbiterOptions['reloadConfig']>>;
     try {
       next = await this.reloadConfig();
     } catch (err) {
       this.log.error({ event: 'reload_failed', err: String(err) }, `reload failed, keeping the running config: ${err instanceof Error ? err.message : String(err)}`);
+      void sd.ready();
       return;
     }
     await this.hooks.run('onReload', this);
@@ -430,6 +438,7 @@ export class Arbiter {
         this.listeners = await this.rebind(s);
       } catch (err) {
         this.log.error({ event: 'reload_failed', err: String(err) }, `reload failed, keeping the running config: ${err instanceof Error ? err.message : String(err)}`);
+        void sd.ready();
         return;
       }
     }
@@ -527,6 +536,8 @@ export class Arbiter {
   stop(graceful: boolean): void {
     if (this.stopping === 'quick' || (this.stopping === 'graceful' && graceful)) return;
     this.stopping = graceful ? 'graceful' : 'quick';
+    // After a USR2 hand-over the new master is systemd's main process; do not stop the unit.
+    if (this.reexecChild === null) void sd.stopping();
     this.log.info({ event: 'stopping', graceful }, graceful ? `stopping gracefully (up to ${this.settings.gracefulTimeout} s)` : 'stopping now');
     for (const w of this.workers.values()) this.stopWorker(w, graceful);
     this.maybeFinished();

@@ -1,0 +1,248 @@
+/**
+ * The control socket: a unix socket (mode 0600) in the master for `arbiter status`,
+ * `scale`, `reload` and `stop`. One JSON request per line, one JSON reply per line:
+ *
+ *   {"cmd":"status"}            → {"ok":true,"status":{...}}
+ *   {"cmd":"reload"}            → {"ok":true}                      (as HUP)
+ *   {"cmd":"scale","n":3}       → {"ok":true,"from":2,"to":3}      (as TTIN/TTOU)
+ *   {"cmd":"stop"}              → {"ok":true,"pid":1234}           (as TERM; "graceful":false as INT)
+ *   anything else               → {"ok":false,"error":"..."}
+ *
+ * Nothing a client sends can take the master down: bad JSON, unknown commands, huge lines
+ * and clients that vanish mid-reply all end in an error reply or a closed connection.
+ */
+import net from 'node:net';
+import { chmodSync, lstatSync, readFileSync, statSync, unlinkSync } from 'node:fs';
+import path from 'node:path';
+import type { Logger } from 'pino';
+import type { Arbiter, WorkerHandle } from './master.js';
+import { ROOT } from './paths.js';
+
+/** Longest request line accepted. */
+const MAX_LINE = 64 * 1024;
+/** Most workers `scale` may ask for: a typo should not fork-bomb the machine. */
+export const MAX_SCALE = 1024;
+
+export const VERSION: string = (() => {
+  try {
+    return String(JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')).version);
+  } catch {
+    return 'unknown';
+  }
+})();
+
+export interface WorkerStatus {
+  pid: number;
+  age: number;
+  state: string;
+  /** Seconds since the worker started serving (or since it was spawned, while booting). */
+  uptime: number;
+  /** HTTP requests answered, or tasks finished. */
+  requests: number;
+  tasks?: { processed: number; failed: number; retried: number; dead: number };
+  active: number;
+  /** Bytes; null before the first heartbeat. */
+  rss: number | null;
+  /** Seconds since the master last heard from the worker. */
+  heartbeatAgo: number;
+}
+
+export interface Status {
+  pid: number;
+  /** Seconds. */
+  uptime: number;
+  version: string;
+  workerClass: string;
+  app: string | null;
+  listeners: string[];
+  target: number;
+  restarts: Record<string, number>;
+  workers: WorkerStatus[];
+}
+
+const secs = (ms: number) => Math.round(ms / 100) / 10;
+
+function workerStatus(w: WorkerHandle, now: number): WorkerStatus {
+  const c = w.counters;
+  const out: WorkerStatus = {
+    pid: w.pid,
+    age: w.age,
+    state: w.state,
+    uptime: secs(now - (w.bootedAt ?? w.spawnedAt)),
+    requests: c?.requests ?? 0,
+    active: c?.active ?? 0,
+    rss: c?.rss ?? null,
+    heartbeatAgo: secs(now - w.lastSeen),
+  };
+  if (c?.tasks) out.tasks = { processed: c.tasks.processed, failed: c.tasks.failed, retried: c.tasks.retried, dead: c.tasks.dead };
+  return out;
+}
+
+export function statusOf(arbiter: Arbiter): Status {
+  const now = Date.now();
+  return {
+    pid: process.pid,
+    uptime: secs(now - arbiter.startedAt),
+    version: VERSION,
+    workerClass: arbiter.settings.workerClass,
+    app: arbiter.settings.app ?? null,
+    listeners: arbiter.listeners.map((l) => l.label),
+    target: arbiter.target,
+    restarts: { ...arbiter.restarts },
+    workers: [...arbiter.workers.values()].sort((a, b) => a.age - b.age).map((w) => workerStatus(w, now)),
+  };
+}
+
+type Reply = Record<string, unknown> & { ok: boolean };
+
+/** One request → one reply. `after` runs once the reply is written (used by stop). */
+export function handleRequest(arbiter: Arbiter, line: string, log: Logger): { reply: Reply; after?: () => void } {
+  let req: unknown;
+  try {
+    req = JSON.parse(line);
+  } catch {
+    return { reply: { ok: false, error: 'bad request: not JSON; send one JSON object per line, e.g. {"cmd":"status"}' } };
+  }
+  if (!req || typeof req !== 'object' || Array.isArray(req)) return { reply: { ok: false, error: 'bad request: expected a JSON object with "cmd"' } };
+  const { cmd } = req as { cmd?: unknown };
+  switch (cmd) {
+    case 'status':
+      return { reply: { ok: true, status: statusOf(arbiter) } };
+    case 'reload':
+      log.info({ event: 'control', cmd }, 'control: reload');
+      return { reply: { ok: true }, after: () => void arbiter.reload().catch((err) => log.error({ err: String(err) }, 'control: reload failed')) };
+    case 'scale': {
+      const n = (req as { n?: unknown }).n;
+      if (typeof n !== 'number' || !Number.isInteger(n) || n < 1 || n > MAX_SCALE)
+        return { reply: { ok: false, error: `bad request: scale needs "n", an integer from 1 to ${MAX_SCALE}; got ${JSON.stringify(n) ?? 'nothing'}` } };
+      const from = arbiter.target;
+      log.info({ event: 'control', cmd, n }, `control: scale to ${n}`);
+      arbiter.scale(n);
+      if (arbiter.target !== n) return { reply: { ok: false, error: 'the arbiter is stopping; not scaling' } };
+      return { reply: { ok: true, from, to: n } };
+    }
+    case 'stop': {
+      const graceful = (req as { graceful?: unknown }).graceful !== false;
+      log.info({ event: 'control', cmd, graceful }, `control: stop${graceful ? '' : ' now'}`);
+      return { reply: { ok: true, pid: process.pid, graceful }, after: () => arbiter.stop(graceful) };
+    }
+    default:
+      return { reply: { ok: false, error: `unknown command ${JSON.stringify(cmd) ?? '(none)'}: expected status, reload, scale or stop` } };
+  }
+}
+
+/** Is something answering on this unix socket? */
+function probe(file: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.connect(file);
+    const done = (v: boolean) => {
+      s.destroy();
+      resolve(v);
+    };
+    s.once('connect', () => done(true));
+    s.once('error', () => done(false));
+    s.setTimeout(1000, () => done(true));
+  });
+}
+
+/**
+ * Make room for our socket: a stale socket file (nobody answers) is removed; a live one is
+ * refused (another arbiter uses it), unless `takeOver` (a USR2 master replacing its parent);
+ * anything that is not a socket is never removed.
+ */
+async function clear(file: string, takeOver: boolean): Promise<void> {
+  let st;
+  try {
+    st = lstatSync(file);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw new Error(`control socket ${file}: ${(err as Error).message}`);
+  }
+  if (!st.isSocket()) throw new Error(`control socket ${file} exists and is not a socket; not replacing it`);
+  if (!takeOver && (await probe(file))) throw new Error(`control socket ${file} is in use by a running arbiter`);
+  unlinkSync(file);
+}
+
+export interface ControlServer {
+  close(): void;
+  path: string;
+}
+
+/**
+ * Listen on `file` (relative to the current directory, i.e. `chdir`). The socket is created
+ * under umask 0177 and chmod'ed to 0600 at once: only the master's user may connect.
+ */
+export async function startControlServer(arbiter: Arbiter, file: string, log: Logger, opts: { takeOver?: boolean } = {}): Promise<ControlServer> {
+  const where = path.resolve(file);
+  await clear(where, opts.takeOver ?? false);
+  const clients = new Set<net.Socket>();
+  const server = net.createServer((socket) => {
+    clients.add(socket);
+    socket.setEncoding('utf8');
+    let buf = '';
+    socket.on('error', () => {});
+    socket.on('close', () => clients.delete(socket));
+    socket.on('data', (chunk: string) => {
+      buf += chunk;
+      let nl: number;
+      while ((nl = buf.indexOf('\n')) !== -1) {
+        const line = buf.slice(0, nl).trim();
+        buf = buf.slice(nl + 1);
+        if (!line) continue;
+        let out: ReturnType<typeof handleRequest>;
+        try {
+          out = handleRequest(arbiter, line, log);
+        } catch (err) {
+          log.error({ event: 'control_error', err: String(err) }, `control: ${(err as Error).message}`);
+          out = { reply: { ok: false, error: `internal error: ${(err as Error).message}` } };
+        }
+        if (!socket.writable) return;
+        socket.write(JSON.stringify(out.reply) + '\n', () => {
+          try {
+            out.after?.();
+          } catch (err) {
+            log.error({ event: 'control_error', err: String(err) }, `control: ${(err as Error).message}`);
+          }
+        });
+      }
+      if (buf.length > MAX_LINE) {
+        socket.end(JSON.stringify({ ok: false, error: `bad request: line longer than ${MAX_LINE} bytes` }) + '\n');
+        buf = '';
+      }
+    });
+    socket.setTimeout(60_000, () => socket.destroy());
+  });
+  server.on('error', (err) => log.error({ event: 'control_error', err: String(err) }, `control socket: ${err.message}`));
+  await new Promise<void>((resolve, reject) => {
+    const onError = (err: NodeJS.ErrnoException) => reject(new Error(`control socket ${where}: ${err.code ?? err.message}`));
+    server.once('error', onError);
+    // The bind happens inside listen(), synchronously: the umask covers exactly that.
+    const old = process.umask(0o177);
+    try {
+      server.listen(where, () => {
+        server.off('error', onError);
+        resolve();
+      });
+    } finally {
+      process.umask(old);
+    }
+  });
+  chmodSync(where, 0o600);
+  const { ino, dev } = statSync(where);
+  server.unref();
+  log.info({ event: 'control_listening', path: where }, `control socket at ${where}`);
+  return {
+    path: where,
+    close() {
+      server.close();
+      for (const c of clients) c.destroy();
+      // After a USR2 hand-over the path may be the new master's socket: leave that one alone.
+      try {
+        const st = statSync(where);
+        if (st.ino === ino && st.dev === dev) unlinkSync(where);
+      } catch {
+        /* already gone */
+      }
+    },
+  };
+}
