@@ -75,7 +75,7 @@ test("access log in Gunicorn's format, JSON, and reopened on USR1", { timeout: 3
   try {
     await request({ port }, { path: '/x?y=1', headers: { 'user-agent': 'test-agent', referer: 'http://ref/' } });
     const line = await waitFor(() => existsSync(log) && readFileSync(log, 'utf8').trim(), 5000, 'the access log line');
-    assert.match(line, /^127\.0\.0\.1 - - \[\d\d\/\w{3}\/\d{4}:\d\d:\d\d:\d\d [+-]\d{4}\] "GET \/x\?y=1 HTTP\/1\.1" 200 14 "http:\/\/ref\/" "test-agent"$/);
+    assert.match(String(line), /^127\.0\.0\.1 - - \[\d\d\/\w{3}\/\d{4}:\d\d:\d\d:\d\d [+-]\d{4}\] "GET \/x\?y=1 HTTP\/1\.1" 200 14 "http:\/\/ref\/" "test-agent"$/);
     renameSync(log, log + '.1');
     r.signal('SIGUSR1');
     await r.waitLog((l) => l.event === 'signal' && l.signal === 'SIGUSR1', 5000, 'USR1');
