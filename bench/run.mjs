@@ -321,7 +321,7 @@ async function main() {
   const warn = checkBuild();
   if (warn) console.log(`bench: warning: ${warn}`);
   const rows = ROWS.filter((r) => !ONLY.length || ONLY.some((o) => `${r.group}: ${r.name}`.toLowerCase().includes(o)));
-  if (!rows.length) {
+  if (!rows.length && !ONLY.some((o) => o.includes('task'))) {
     console.log(`bench: no row matches BENCH_ONLY=${process.env.BENCH_ONLY}`);
     return 2;
   }
@@ -344,6 +344,20 @@ async function main() {
     const rs = results.filter((r) => r.group === group);
     if (rs.length) printGroup(group, rs);
   }
+  // The task class: no-op throughput on the spool and on Redis, beside BullMQ on the same Redis.
+  let tasks = null;
+  if (!ONLY.length || ONLY.some((o) => 'tasks'.includes(o) || o.includes('task'))) {
+    const { benchTasks, printTaskTable } = await import('./tasks.mjs');
+    const repeat = Math.max(1, Number(process.env.BENCH_TASK_REPEAT) || 1);
+    process.stderr.write('bench: tasks: no-op throughput (spool, redis, bullmq) ...\n');
+    try {
+      tasks = await benchTasks({ tasks: Number(process.env.BENCH_TASKS) || 20_000, repeat, log: (m) => process.stderr.write(`bench: tasks: ${m}\n`) });
+      console.log('\n== tasks: no-op task throughput; ratio is arbiter on Redis / BullMQ at equal total concurrency');
+      printTaskTable(tasks.rows, tasks.ratios, repeat);
+    } catch (err) {
+      console.log(`\n== tasks: ERROR: ${err.message}`);
+    }
+  }
   const seconds = (Date.now() - started) / 1000;
   console.log(`\nbench: done in ${seconds.toFixed(0)}s. req/CPU-s = requests / CPU seconds of the server's whole process tree during the measured window.`);
 
@@ -355,6 +369,7 @@ async function main() {
     machine: { cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model, node: process.version, wrk: wrkVersion(), clkTck: CLK_TCK, platform: `${os.platform()} ${os.release()}` },
     groups: GROUPS,
     results,
+    tasks,
   };
   writeFileSync(path.join(RESULTS, 'latest.json'), JSON.stringify(out, null, 2) + '\n');
   console.log(`bench: raw results in bench/results/latest.json`);

@@ -247,6 +247,10 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<numb
     const { controlCommand } = await import('./control-cli.js');
     return controlCommand(argv);
   }
+  if (argv[0] === 'enqueue' || argv[0] === 'dlq') {
+    const { taskCommand } = await import('../workers/task/cli.js');
+    return taskCommand(argv);
+  }
   if (argv[0] === 'upgrade') {
     const { command } = await import('./commands.js');
     return command(argv);

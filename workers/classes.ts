@@ -7,6 +7,7 @@ import type { WorkerClass } from './contract.js';
 const BUILT_IN: Record<string, () => Promise<{ default: WorkerClass }>> = {
   http: () => import('./http.js'),
   h11: () => import('./h11/worker.js'),
+  task: () => import('./task/worker.js'),
 };
 
 export const BUILT_IN_CLASSES = Object.keys(BUILT_IN);
