@@ -1,61 +1,19 @@
 import assert from 'node:assert/strict';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import net from 'node:net';
-import os from 'node:os';
-import { after, before, test } from 'node:test';
+import { before, test } from 'node:test';
 import { Redis } from 'ioredis';
 import { openBroker } from '../workers/task/brokers/broker.js';
 import { brokerSuite, uniqueQueue } from './fixtures/brokers/suite.js';
+import { freePort, startRedis } from './helpers.ts';
 
-let server: ChildProcess | undefined;
-let port = 0;
-const url = (): string => `redis://127.0.0.1:${port}/0`;
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const p = (srv.address() as net.AddressInfo).port;
-      srv.close(() => resolve(p));
-    });
-  });
-}
+let redisUrl = '';
+const url = (): string => redisUrl;
 
 before(async () => {
-  // CI installs redis-server; a missing one is a broken environment, not a reason to skip.
-  const probe = spawnSync('redis-server', ['--version']);
-  if (probe.error) {
-    throw new Error('redis-server is not on PATH: the Redis broker tests need it (Debian: apt-get install redis-server)');
-  }
-  port = await freePort();
-  server = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', os.tmpdir()], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  let log = '';
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`redis-server did not start on port ${port}:\n${log}`)), 10_000);
-    server!.stdout!.on('data', (c: Buffer) => {
-      log += c.toString();
-      if (log.includes('Ready to accept connections')) {
-        clearTimeout(timer);
-        resolve();
-      }
-    });
-    server!.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`redis-server exited with ${code}:\n${log}`));
-    });
-  });
-  server.stdout!.resume();
-});
-
-after(() => {
-  if (server?.pid) process.kill(server.pid, 'SIGKILL');
+  redisUrl = await startRedis();
 });
 
 async function withRedis<T>(fn: (r: Redis) => Promise<T>): Promise<T> {
-  const r = new Redis(port, '127.0.0.1');
+  const r = new Redis(redisUrl);
   try {
     return await fn(r);
   } finally {

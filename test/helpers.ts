@@ -2,7 +2,7 @@
  * Test helpers: real arbiter processes on real loopback sockets. Every process a test starts
  * is registered and killed by pid when the test file ends, whatever happened.
  */
-import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { mkdtempSync, readFileSync, readdirSync, writeFileSync, mkdirSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
@@ -287,4 +287,35 @@ export function load(port: number, opts: { connections?: number; maxMs?: number;
     agent.destroy();
     return result;
   });
+}
+
+/**
+ * A private redis-server on a free loopback port for this test file, killed by pid when the
+ * file ends; returns its URL. CI installs redis-server: a missing one fails, never skips.
+ */
+export async function startRedis(): Promise<string> {
+  if (spawnSync('redis-server', ['--version']).error)
+    throw new Error('redis-server is not on PATH: these tests need it (Debian: apt-get install redis-server)');
+  const port = await freePort();
+  const server = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', os.tmpdir()], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  started.add(server.pid!);
+  let log = '';
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`redis-server did not start on port ${port}:\n${log}`)), 10_000);
+    server.stdout!.on('data', (c: Buffer) => {
+      log += c.toString();
+      if (log.includes('Ready to accept connections')) {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+    server.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`redis-server exited with ${code}:\n${log}`));
+    });
+  });
+  server.stdout!.resume();
+  return `redis://127.0.0.1:${port}/0`;
 }

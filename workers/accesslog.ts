@@ -4,6 +4,7 @@
  */
 import pino from 'pino';
 import { isIP } from 'node:net';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 
 export interface AccessEntry {
   /** The peer's address (before X-Forwarded-For). */
@@ -174,5 +175,28 @@ export function openAccessLog(target: string, format: string, forwardedAllowIps:
     log: (e) => dest.write(line(e) + '\n'),
     reopen: () => dest.reopen(),
     flush,
+  };
+}
+
+/** An entry for a request served through Node's req/res objects (both HTTP classes). */
+export function nodeEntry(
+  req: IncomingMessage,
+  res: ServerResponse,
+  at: { peer: string; bytes: number | null; startedAt: number; durationMicros: number },
+): AccessEntry {
+  return {
+    ...at,
+    method: req.method!,
+    url: req.url!,
+    version: req.httpVersion,
+    status: res.statusCode,
+    reqHeader: (name) => {
+      const v = req.headers[name];
+      return Array.isArray(v) ? v.join(', ') : v;
+    },
+    resHeader: (name) => {
+      const v = res.getHeader(name);
+      return v === undefined ? undefined : String(v);
+    },
   };
 }

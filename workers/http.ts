@@ -12,7 +12,7 @@ import net from 'node:net';
 import { readFileSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import { adaptHttpApp, oneLine, type HttpApp } from '../src/app.js';
-import { openAccessLog, type AccessLog } from './accesslog.js';
+import { nodeEntry, openAccessLog, type AccessLog } from './accesslog.js';
 import type { WorkerClass, WorkerContext, WorkerInstance } from './contract.js';
 import { fetchToNode } from './fetch.js';
 import { LATENCY_BUCKETS } from '../src/messages.js';
@@ -127,24 +127,7 @@ class HttpWorker implements WorkerInstance {
       // Body bytes: what went to the socket for this response, less its head.
       const head = (res as unknown as { _header?: string })._header;
       const sent = socket.bytesWritten - before - (head ? Buffer.byteLength(head) : 0);
-      this.accessLog?.log({
-        peer: req.socket.remoteAddress ?? '',
-        method: req.method!,
-        url: req.url!,
-        version: req.httpVersion,
-        status: res.statusCode,
-        bytes: head && sent >= 0 ? sent : null,
-        startedAt: started,
-        durationMicros: micros,
-        reqHeader: (name) => {
-          const v = req.headers[name];
-          return Array.isArray(v) ? v.join(', ') : v;
-        },
-        resHeader: (name) => {
-          const v = res.getHeader(name);
-          return v === undefined ? undefined : String(v);
-        },
-      });
+      this.accessLog?.log(nodeEntry(req, res, { peer: req.socket.remoteAddress ?? '', bytes: head && sent >= 0 ? sent : null, startedAt: started, durationMicros: micros }));
       if (hooks.has('postRequest')) void hooks.run('postRequest', { pid: process.pid }, req, res, micros / 1000);
     });
   }

@@ -9,7 +9,7 @@ import tls from 'node:tls';
 import { readFileSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import { adaptHttpApp, oneLine, type HttpApp, type NodeHandler, type FetchHandler } from '../../src/app.js';
-import { openAccessLog, type AccessLog } from '../accesslog.js';
+import { nodeEntry, openAccessLog, type AccessLog } from '../accesslog.js';
 import type { WorkerClass, WorkerContext, WorkerInstance } from '../contract.js';
 import { Conn, clock, type ConnOwner, type Exchange } from './conn.js';
 import type { H11Options, RequestEvent } from './engine/index.js';
@@ -182,24 +182,7 @@ class H11Worker implements WorkerInstance, ConnOwner {
     res.once('finish', () => {
       const micros = Number(process.hrtime.bigint() - t0) / 1000;
       const len = res.getHeader('content-length');
-      this.accessLog?.log({
-        peer: x.conn.sock.remoteAddress ?? '',
-        method: req.method!,
-        url: req.url!,
-        version: req.httpVersion,
-        status: res.statusCode,
-        bytes: len === undefined ? null : Number(len),
-        startedAt: started,
-        durationMicros: micros,
-        reqHeader: (name) => {
-          const v = req.headers[name];
-          return Array.isArray(v) ? v.join(', ') : v;
-        },
-        resHeader: (name) => {
-          const v = res.getHeader(name);
-          return v === undefined ? undefined : String(v);
-        },
-      });
+      this.accessLog?.log(nodeEntry(req, res, { peer: x.conn.sock.remoteAddress ?? '', bytes: len === undefined ? null : Number(len), startedAt: started, durationMicros: micros }));
       void this.ctx.hooks.run('postRequest', { pid: process.pid }, req, res, micros / 1000);
     });
   }
