@@ -33,6 +33,7 @@ export function createLogger(opts: LogOptions): Logger {
       colorize: true,
       translateTime: 'SYS:HH:MM:ss.l',
       ignore: 'hostname',
+      singleLine: true,
       messageKey: 'msg',
     }) as unknown as DestinationStream;
   } else {
