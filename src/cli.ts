@@ -281,6 +281,7 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<numb
   let workers: { workers: number; why: string };
   try {
     workers = sizing(s.workers);
+    if (resolved.sources.workers === 'default') workers.why = `${workers.workers} worker (the default; -w N, or -w auto to size from the CPUs)`;
   } catch (err) {
     return usageError(err);
   }
