@@ -40,6 +40,8 @@ export interface WorkerHandle {
   current?: CurrentWork;
   /** Why the master ended it, for the exit log line and the restart counters. */
   endedFor?: 'timeout' | 'memory' | 'max-requests' | 'reload' | 'scale-down' | 'stop' | 'crash';
+  /** The reload generation that retired this worker, so a failed reload can give it back its place. */
+  retiredBy?: number;
   bootError?: { message: string; detail?: string };
   reportFile: string;
 }
@@ -217,15 +219,20 @@ export class Arbiter {
   }
 
   /** A worker started serving: retire old ones it replaces, and say when we are ready. */
-  private afterBoot(): void {
+  /** Retire old workers as far as the serving ones allow: one leaves per new one ready. */
+  private retireExcess(): { serving: number; retiring: WorkerHandle[] } {
     const serving = [...this.workers.values()].filter((w) => w.state === 'serving').length;
     const retiring = [...this.workers.values()].filter((w) => w.state === 'retiring' && w.bootedAt !== undefined).sort((a, b) => a.age - b.age);
-    // Keep at least `target` workers serving: one old worker leaves per new one ready.
     let excess = serving + retiring.length - this.target;
     for (const old of retiring) {
       if (excess-- <= 0) break;
       this.stopWorker(old, true);
     }
+    return { serving, retiring };
+  }
+
+  private afterBoot(): void {
+    const { serving, retiring } = this.retireExcess();
     if (!this.ready && serving >= this.target) {
       this.ready = true;
       this.log.info({ event: 'ready', workers: serving }, `ready: ${serving} worker${serving === 1 ? '' : 's'} serving`);
@@ -295,11 +302,14 @@ export class Arbiter {
       // A reload (HUP, --reload) or a replacement brought code that does not load: the
       // workers already serving keep the old code and keep serving.
       this.log.error({ event: 'worker_boot_failed', worker: w.pid, detail: w.bootError?.detail }, `new worker failed to boot, keeping the running workers: ${reason}`);
+      // Only the workers this reload retired come back; older ones go on leaving.
       for (const o of this.workers.values())
-        if (o.state === 'retiring' && o.endedFor === 'reload') {
+        if (o.state === 'retiring' && o.retiredBy === this.generation) {
           o.state = 'serving';
           o.endedFor = undefined;
+          o.retiredBy = undefined;
         }
+      this.retireExcess();
       this.generation++;
       this.nextSpawnAt = Date.now() + 5000;
       if (this.reloading) void sd.ready();
@@ -456,7 +466,10 @@ export class Arbiter {
     );
     for (const w of this.workers.values()) {
       w.endedFor = 'reload';
-      if (w.state === 'serving') w.state = 'retiring';
+      if (w.state === 'serving') {
+        w.state = 'retiring';
+        w.retiredBy = this.generation;
+      }
       else if (w.state === 'booting') this.stopWorker(w, true);
     }
     this.quickDeaths = 0;

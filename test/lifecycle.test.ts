@@ -185,11 +185,14 @@ test('--reload: a saved change is served soon after; a syntax error keeps the ol
   const loading = steadyLoad(port, 10);
   try {
     await r.waitLog((l) => l.event === 'watching', 5000, 'the watcher');
+    const before = r.workers();
     versionedApp(dir, 'v2');
     const saved = Date.now();
     await waitFor(() => request({ port }).then((x) => x.body === 'v2'), 10_000, 'v2');
     // The 2 s goal is measured where timing is meaningful; a shared CI machine only gets a bound.
     assert.ok(Date.now() - saved <= 8000, `served after ${Date.now() - saved} ms`);
+    // Let the roll-out finish before breaking the code: then only v2 workers are left to keep.
+    await waitFor(() => r.workers().length === 2 && before.every((p) => !alive(p)), 15_000, 'the v1 workers to leave');
     writeFileSync(path.join(dir, 'app.js'), 'export default function (req, res) { res.end("v3" ;\n');
     await r.waitLog((l) => l.event === 'worker_boot_failed', 10_000, 'the boot failure of the broken code');
     for (let i = 0; i < 5; i++) assert.equal((await request({ port })).body, 'v2');
