@@ -21,6 +21,11 @@ after(() => {
   for (const pid of started) killTree(pid);
 });
 
+/** Also kill this process when the test file ends (one a test did not spawn itself, e.g. a USR2 master). */
+export function track(pid: number): void {
+  started.add(pid);
+}
+
 /** Kill a process and every descendant, by pid. */
 export function killTree(pid: number): void {
   for (const child of descendants(pid)) safeKill(child, 'SIGKILL');

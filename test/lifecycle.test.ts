@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync, existsSync } from 'node:fs';
 import path from 'node:path';
-import { BIN, FIXTURES, alive, descendants, freePort, load, request, run, serve, sleep, stop, tmpDir, waitFor, writeFiles } from './helpers.ts';
+import { FIXTURES, alive, track, descendants, freePort, load, request, run, serve, sleep, stop, tmpDir, waitFor, writeFiles } from './helpers.ts';
 
 const PID_APP = path.join(FIXTURES, 'apps', 'pid.js');
 
@@ -77,7 +77,8 @@ test('HUP with a broken config keeps the running config; a changed bind opens an
   }
 });
 
-test('USR2, WINCH, QUIT: the documented hand-over loses nothing', { timeout: 90_000 }, async () => {
+/** A master with a pidfile, two workers and a steady keep-alive load: the hand-over tests' start. */
+async function masterUnderLoad() {
   const dir = tmpDir();
   const pidfile = path.join(dir, 'arbiter.pid');
   const port = await freePort();
@@ -85,11 +86,17 @@ test('USR2, WINCH, QUIT: the documented hand-over loses nothing', { timeout: 90_
   const oldWorkers = r.workers();
   const loading = steadyLoad(port);
   await sleep(500);
+  return { dir, pidfile, port, r, oldWorkers, loading };
+}
+
+test('USR2, WINCH, QUIT: the documented hand-over loses nothing', { timeout: 90_000 }, async () => {
+  const { pidfile, port, r, oldWorkers, loading } = await masterUnderLoad();
   r.signal('SIGUSR2');
   const next = await waitFor(() => {
     const pid = Number(readFileSync(pidfile, 'utf8').trim() || 0);
     return pid !== r.pid && pid > 0 && alive(pid) ? pid : null;
   }, 30_000, 'the new master to serve and claim the pidfile');
+  track(next);
   assert.equal(readFileSync(`${pidfile}.oldbin`, 'utf8').trim(), String(r.pid));
   r.signal('SIGWINCH');
   await waitFor(() => oldWorkers.every((p) => !alive(p)), 15_000, 'the old workers to leave');
@@ -107,18 +114,13 @@ test('USR2, WINCH, QUIT: the documented hand-over loses nothing', { timeout: 90_
 });
 
 test('`arbiter upgrade` does the hand-over in one step', { timeout: 90_000 }, async () => {
-  const dir = tmpDir();
-  const pidfile = path.join(dir, 'arbiter.pid');
-  const port = await freePort();
-  const r = await serve([PID_APP, '-w', '2', '-b', `127.0.0.1:${port}`, '-p', pidfile], { cwd: dir });
-  const oldWorkers = r.workers();
-  const loading = steadyLoad(port);
-  await sleep(500);
+  const { dir, pidfile, port, r, oldWorkers, loading } = await masterUnderLoad();
   const up = run(['upgrade', '-p', pidfile], { cwd: dir });
   const { code } = await up.exited;
   assert.equal(code, 0, up.stderr() + up.stdout() + r.stderr().slice(-4000));
   assert.match(up.stdout(), /upgraded: master \d+ -> \d+/);
   const next = Number(readFileSync(pidfile, 'utf8').trim());
+  track(next);
   assert.notEqual(next, r.pid);
   assert.equal(alive(r.pid), false);
   for (const w of oldWorkers) assert.equal(alive(w), false);
