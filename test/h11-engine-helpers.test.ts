@@ -1,6 +1,6 @@
 // Shared helpers for the h11 engine tests (plus a self-test at the end).
-import { H11Connection } from '../workers/h11/engine/index.js';
-import type { H11Event, H11Options } from '../workers/h11/engine/index.js';
+import { H11Connection, toBytes } from '../workers/h11/engine/index.js';
+import type { H11Event, H11Options, Output } from '../workers/h11/engine/index.js';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
@@ -35,7 +35,7 @@ export interface DriveResult { events: Norm[]; raw: H11Event[]; out: string; con
 export function drive(chunks: (Buffer | string)[], opts: H11Options = {}, eof = false): DriveResult {
   const conn = new H11Connection(opts);
   const raw: H11Event[] = [];
-  const out: Buffer[] = [];
+  const out: Output[] = [];
   let target = '';
   let status = 200;
   const handle = (evs: H11Event[]): void => {
@@ -63,7 +63,7 @@ export function drive(chunks: (Buffer | string)[], opts: H11Options = {}, eof = 
     handle(conn.receiveEOF());
     pump();
   }
-  return { events: normalize(raw), raw, out: Buffer.concat(out).toString('latin1'), conn };
+  return { events: normalize(raw), raw, out: Buffer.concat(out.map(toBytes)).toString('latin1'), conn };
 }
 
 /** All the ways to feed `input`: whole, every 2-way split, and byte by byte. */

@@ -1,7 +1,7 @@
 // h11 engine — response side: framing, HEAD/204/304, HTTP/1.0, chunked + trailers, validation, states.
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { H11Connection, InvalidHeaderError, LocalProtocolError, createDateCache } from '../workers/h11/engine/index.js';
+import { H11Connection, InvalidHeaderError, LocalProtocolError, createDateCache, toBytes, type Output } from '../workers/h11/engine/index.js';
 
 const H = 'Host: example.com\r\n';
 
@@ -11,13 +11,23 @@ function conn(request = `GET / HTTP/1.1\r\n${H}\r\n`, opts = {}): H11Connection 
   assert.equal(evs[0]?.type, 'request');
   return c;
 }
-const s = (b: Buffer): string => b.toString('latin1');
+const s = (o: Output): string => toBytes(o).toString('latin1');
 
 describe('framing', () => {
   test('respond(): Content-Length from the body, one buffer', () => {
     const c = conn();
     assert.equal(s(c.respond(200, { 'Content-Type': 'text/plain' }, 'héllo')),
       'HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 6\r\n\r\nh\xc3\xa9llo');
+  });
+  test('output is a latin1 string for heads and ASCII bodies, a Buffer (UTF-8) otherwise', () => {
+    const ascii = conn().respond(200, null, 'hi');
+    assert.equal(typeof ascii, 'string');
+    assert.equal(ascii, 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi');
+    const utf8 = conn().respond(200, null, 'h\u00e9\u{1f600}');
+    assert.ok(Buffer.isBuffer(utf8));
+    assert.deepEqual(utf8.subarray(utf8.length - 7), Buffer.from('h\u00e9\u{1f600}'));
+    assert.equal(typeof conn().writeHead(200), 'string');
+    assert.ok(Buffer.isBuffer(conn().respond(200, null, Buffer.from('b'))));
   });
   test('respond() with null body -> Content-Length: 0; Buffer body; custom reason', () => {
     assert.equal(s(conn().respond(404, null, null)), 'HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n');

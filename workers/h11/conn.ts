@@ -9,7 +9,7 @@
  * bytes produced later (async apps, streamed bodies) are collected until the end of the tick.
  */
 import type { Socket } from 'node:net';
-import { H11Connection, type H11Event, type H11Options, type RequestEvent } from './engine/index.js';
+import { H11Connection, toBytes, type H11Event, type H11Options, type Output, type RequestEvent } from './engine/index.js';
 
 /** What a request in progress looks like to the connection (node.ts / fetch.ts implement it). */
 export interface Exchange {
@@ -54,8 +54,10 @@ export class Conn {
   dead = false;
 
   private batching = false;
-  private out: Buffer[] = [];
+  private out: Output[] = [];
   private outLen = 0;
+  /** Every queued piece is a latin1 string: they go out joined, as one string. */
+  private outStrings = true;
   private flushed: Exchange[] = [];
   private flushedStatus: number[] = [];
   private pauseHeld = false;
@@ -153,11 +155,12 @@ export class Conn {
   // ------------------------------------------------------------------ output
 
   /** Queue response bytes; they go out at the end of the current batch (or tick). */
-  send(buf: Buffer): void {
-    const n = buf.length;
+  send(o: Output): void {
+    const n = o.length;
     if (n === 0 || this.dead) return;
-    this.out.push(buf);
+    this.out.push(o);
     this.outLen += n;
+    if (typeof o !== 'string') this.outStrings = false;
     if (!this.batching) {
       this.batching = true;
       process.nextTick(flushTick, this);
@@ -202,12 +205,21 @@ export class Conn {
     }
     this.batching = false;
     const sock = this.sock;
-    const n = this.out.length;
+    const out = this.out;
+    const n = out.length;
     if (n !== 0 && !this.dead) {
-      if (n === 1) sock.write(this.out[0]!);
-      else sock.write(Buffer.concat(this.out, this.outLen));
-      this.out.length = 0;
+      if (this.outStrings) {
+        let str = out[0] as string;
+        for (let i = 1; i < n; i++) str += out[i] as string;
+        sock.write(str, 'latin1');
+      } else if (n === 1) {
+        sock.write(out[0]!);
+      } else {
+        sock.write(Buffer.concat(out.map(toBytes), this.outLen));
+      }
+      out.length = 0;
       this.outLen = 0;
+      this.outStrings = true;
     }
     if (this.flushed.length !== 0) {
       const done = this.flushed;

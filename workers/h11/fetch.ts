@@ -15,7 +15,7 @@
  * backpressure.
  */
 import type { Conn, Exchange } from './conn.js';
-import type { RequestEvent } from './engine/index.js';
+import type { Output, RequestEvent } from './engine/index.js';
 import { isFieldValueString, isTokenString } from './engine/chars.js';
 
 /** Like the native Headers constructor: bad names/values throw a TypeError in the app. */
@@ -401,7 +401,7 @@ export function writeFetchResponse(ex: FetchEx, res: unknown, onError: ErrorSink
     const headers = h !== undefined ? flatFrom(h, null) : flatFrom(init?.headers, typeof body === 'string' ? TEXT_PLAIN : null);
     const status = init?.status ?? 200;
     const conn = ex._conn;
-    let buf: Buffer;
+    let buf: Output;
     try {
       buf = conn.h.respond(status, headers, body == null ? null : typeof body === 'string' ? body : toBuf(body), init?.statusText || undefined);
     } catch (err) {

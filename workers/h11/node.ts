@@ -10,7 +10,7 @@
 import http, { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Conn, Exchange } from './conn.js';
-import { InvalidHeaderError, type RequestEvent } from './engine/index.js';
+import { InvalidHeaderError, type Output, type RequestEvent } from './engine/index.js';
 import { isFieldValueString, isTokenString } from './engine/chars.js';
 
 type HeaderVal = string | number | readonly (string | number)[];
@@ -19,6 +19,7 @@ type Res = ServerResponse & Record<string, any> & { _h11: NodeEx };
 type Req = IncomingMessage & Record<string, any> & { _h11: NodeEx };
 
 const SR_PROTO = ServerResponse.prototype;
+const EMPTY_LIST: never[] = [];
 
 // Node's lazy `req.headers` / `req.trailers` getters build from rawHeaders up to a count the
 // parser normally sets under an internal symbol; find it once (fallback: eager objects).
@@ -116,6 +117,9 @@ export class NodeEx implements Exchange {
 
   onEnd(trailers: string[] | null): void {
     const req = this.req;
+    // No body: readNoBody ends the stream when someone reads, which spares every request a
+    // nextTick of stream bookkeeping ('end' needs a reader in Node too).
+    if (req._read === readNoBody) return;
     req.complete = true;
     if (trailers !== null) {
       req.rawTrailers = trailers;
@@ -357,7 +361,7 @@ function end(this: Res, chunk?: any, encoding?: any, cb?: any): Res {
   }
   const conn = x.conn;
   const h = conn.h;
-  let buf: Buffer;
+  let buf: Output;
   if (!x.started) {
     // The whole response at once: one Buffer, Content-Length from the body.
     buf = h.respond(this.statusCode, x.out() as any, chunk == null ? null : toBuffer(chunk, encoding), reasonOf(this));
@@ -432,54 +436,60 @@ function implicitHeader(this: Res): void {
   flushHeaders.call(this);
 }
 
+/**
+ * The response object. A constructor whose `prototype` is ServerResponse.prototype itself
+ * (not an object literal with `__proto__`, which sends V8 through a slow prototype-switching
+ * path for every request); the API is stored as own properties so it survives re-parenting.
+ */
+function H11Response(this: Record<string, unknown>, x: NodeEx, req: Req, sock: Socket): void {
+  this._events = undefined;
+  this._eventsCount = 0;
+  this._maxListeners = undefined;
+  this._h11 = x;
+  this.req = req;
+  this.socket = sock;
+  this.statusCode = 200;
+  this.statusMessage = undefined;
+  this.sendDate = true;
+  this.finished = false;
+  this.writable = true;
+  this.destroyed = false;
+  this._header = null;
+  this.outputSize = 0;
+  this.outputData = EMPTY_LIST;
+  this.chunkedEncoding = false;
+  this.shouldKeepAlive = true;
+  this.useChunkedEncodingByDefault = true;
+  this.strictContentLength = false;
+  this.setHeader = setHeader;
+  this.appendHeader = appendHeader;
+  this.setHeaders = setHeaders;
+  this.getHeader = getHeader;
+  this.getHeaders = getHeaders;
+  this.getHeaderNames = getHeaderNames;
+  this.getRawHeaderNames = getRawHeaderNames;
+  this.hasHeader = hasHeader;
+  this.removeHeader = removeHeader;
+  this.writeHead = writeHead;
+  this.write = write;
+  this.end = end;
+  this.flushHeaders = flushHeaders;
+  this.addTrailers = addTrailers;
+  this.writeContinue = writeContinue;
+  this.writeProcessing = writeProcessing;
+  this.writeEarlyHints = writeEarlyHints;
+  this.destroy = destroy;
+  this.setTimeout = setTimeoutNoop;
+  this.cork = noop;
+  this.uncork = noop;
+  this._implicitHeader = implicitHeader;
+}
+H11Response.prototype = SR_PROTO;
+
 function newRes(x: NodeEx, req: Req, sock: Socket): Res {
-  return {
-    __proto__: SR_PROTO,
-    _events: undefined,
-    _eventsCount: 0,
-    _maxListeners: undefined,
-    _h11: x,
-    req,
-    socket: sock,
-    statusCode: 200,
-    statusMessage: undefined,
-    sendDate: true,
-    finished: false,
-    writable: true,
-    destroyed: false,
-    _header: null,
-    outputSize: 0,
-    outputData: EMPTY_LIST,
-    chunkedEncoding: false,
-    shouldKeepAlive: true,
-    useChunkedEncodingByDefault: true,
-    strictContentLength: false,
-    setHeader,
-    appendHeader,
-    setHeaders,
-    getHeader,
-    getHeaders,
-    getHeaderNames,
-    getRawHeaderNames,
-    hasHeader,
-    removeHeader,
-    writeHead,
-    write,
-    end,
-    flushHeaders,
-    addTrailers,
-    writeContinue,
-    writeProcessing,
-    writeEarlyHints,
-    destroy,
-    setTimeout: setTimeoutNoop,
-    cork: noop,
-    uncork: noop,
-    _implicitHeader: implicitHeader,
-  } as unknown as Res;
+  return new (H11Response as unknown as new (x: NodeEx, req: Req, sock: Socket) => Res)(x, req, sock);
 }
 
-const EMPTY_LIST: never[] = [];
 void http;
 
 /** An app error: 500 when nothing was sent yet, else the connection is closed. */

@@ -9,9 +9,9 @@ import {
 } from './parser.js';
 import {
   EMPTY, F_CHUNKED, F_LENGTH, F_NONE, STATUS_TEXT, buildHead, buildInterim, buildLastChunk, frameChunk,
-  statusLine, toBuffer, type HeadPlan, type ResponseContext,
+  statusLine, toOutput, type HeadPlan, type ResponseContext,
 } from './serializer.js';
-import type { H11Event, H11Options, OutgoingHeaders, ReadState, WriteState } from './types.js';
+import type { H11Event, H11Options, OutgoingHeaders, Output, ReadState, WriteState } from './types.js';
 
 const READ_STATE: ReadState[] = [];
 READ_STATE[R_HEAD] = 'head';
@@ -77,18 +77,18 @@ export class H11Connection {
   // ------------------------------------------------------------------ output
 
   /** 1xx interim response (100, 102, 103). Returns EMPTY for HTTP/1.0 clients (RFC 9110 15.2). */
-  writeInterim(status: number, headers?: OutgoingHeaders | null): Buffer {
+  writeInterim(status: number, headers?: OutgoingHeaders | null): Output {
     if (this.ws !== 'ready' || this.r.rs === R_ERROR) throw new LocalProtocolError('interim responses are only allowed before the final response head');
     if (!Number.isInteger(status) || status < 100 || status > 199) throw new LocalProtocolError(`invalid interim status ${status}`);
     if (status === 101) throw new LocalProtocolError('protocol upgrades (101) are not supported');
     if (this.r.curV10) return EMPTY;
-    const b = toBuffer(buildInterim(status, headers), null, 0);
+    const b = buildInterim(status, headers);
     if (status === 100) this.continueSent = true;
     return b;
   }
 
   /** `HTTP/1.1 100 Continue` if the current request expects it and it was not sent yet, else EMPTY. */
-  send100Continue(): Buffer {
+  send100Continue(): Output {
     if (this.ws !== 'ready' || !this.r.curExpect || this.continueSent || this.r.rs === R_ERROR) return EMPTY;
     return this.writeInterim(100);
   }
@@ -98,12 +98,12 @@ export class H11Connection {
    * (HTTP/1.1) or close-delimited (HTTP/1.0). HEAD/204/304: no body. Adds `Connection: close`
    * when the connection will close. Throws InvalidHeaderError (nothing written) on bad headers.
    */
-  writeHead(status: number, headers?: OutgoingHeaders | null, reason?: string): Buffer {
+  writeHead(status: number, headers?: OutgoingHeaders | null, reason?: string): Output {
     this.beginFinal(status);
     const head = buildHead(this.plan, this.ctx, status, reason, headers, -1, this.date !== null ? this.date() : null);
     this.ws = 'body';
     this.remaining = this.plan.length;
-    return toBuffer(head, null, 0);
+    return head;
   }
 
   /** Body bytes, framed for the response (chunked-encoded when chunked; EMPTY for bodiless responses). */
@@ -124,23 +124,23 @@ export class H11Connection {
    * Ends the response (last chunk + trailers when chunked; trailers are ignored otherwise).
    * A Content-Length body that is too short forces the connection to close.
    */
-  writeEnd(trailers?: OutgoingHeaders | null): Buffer {
+  writeEnd(trailers?: OutgoingHeaders | null): Output {
     if (this.ws !== 'body') throw new LocalProtocolError('writeEnd() before writeHead() or after writeEnd()');
-    let out = EMPTY;
+    let out: Output = EMPTY;
     let force = false;
     const framing = this.plan.framing;
-    if (framing === F_CHUNKED) out = toBuffer(buildLastChunk(trailers), null, 0);
+    if (framing === F_CHUNKED) out = buildLastChunk(trailers);
     else if (framing === F_LENGTH && this.remaining > 0) force = true;
     this.finish(force);
     return out;
   }
 
-  /** Complete response (head + body + end) in one Buffer. Sets Content-Length from the body. */
-  respond(status: number, headers?: OutgoingHeaders | null, body?: Buffer | string | null, reason?: string): Buffer {
+  /** Complete response (head + body + end) as one Output. Sets Content-Length from the body. */
+  respond(status: number, headers?: OutgoingHeaders | null, body?: Buffer | string | null, reason?: string): Output {
     this.beginFinal(status);
     const bodyBytes = body == null ? 0 : typeof body === 'string' ? Buffer.byteLength(body) : body.length;
     const head = buildHead(this.plan, this.ctx, status, reason, headers, bodyBytes, this.date !== null ? this.date() : null);
-    const out = toBuffer(head, body, this.plan.framing === F_NONE ? 0 : bodyBytes);
+    const out = toOutput(head, body, this.plan.framing === F_NONE ? 0 : bodyBytes);
     this.finish(false);
     return out;
   }
@@ -150,7 +150,7 @@ export class H11Connection {
    * (typically the status of an `error` event). Only valid while no response is in progress.
    * Afterwards the connection is closed (shouldClose === true).
    */
-  errorResponse(status: number, reason?: string): Buffer {
+  errorResponse(status: number, reason?: string): Output {
     if (this.ws === 'body') throw new LocalProtocolError('errorResponse() while a response is in progress: close the connection instead');
     if (!Number.isInteger(status) || status < 200 || status > 599) throw new LocalProtocolError(`invalid status code ${status}`);
     const phrase = STATUS_TEXT[status] ?? 'Error';
@@ -162,7 +162,7 @@ export class H11Connection {
     head += '\r\n';
     this.ws = 'closed';
     this.r.close();
-    return toBuffer(head, body, noBody ? 0 : body.length);
+    return toOutput(head, body, noBody ? 0 : body.length);
   }
 
   /**

@@ -5,7 +5,7 @@
  */
 import * as C from './chars.js';
 import { InvalidHeaderError } from './errors.js';
-import type { OutgoingHeaders } from './types.js';
+import type { OutgoingHeaders, Output } from './types.js';
 
 const { eqLower, isFieldValueString, isOWS, isTokenString, listHasToken, writeLatin1, writeUtf8 } = C;
 const FIELD_CHAR = C.FIELD_CHAR;
@@ -269,8 +269,14 @@ export function buildLastChunk(trailers: OutgoingHeaders | null | undefined): st
   return s;
 }
 
-/** Latin1 string (+ optional body) into one Buffer. */
-export function toBuffer(head: string, body: Buffer | string | null | undefined, bodyBytes: number): Buffer {
+/**
+ * A head (latin1) and an optional body as one Output: a string when the body is empty or an
+ * ASCII string (`bodyBytes === body.length` says so: any other char takes more than one UTF-8
+ * byte), else one Buffer.
+ */
+export function toOutput(head: string, body: Buffer | string | null | undefined, bodyBytes: number): Output {
+  if (bodyBytes === 0) return head;
+  if (typeof body === 'string' && bodyBytes === body.length) return head + body;
   const hl = head.length;
   const out = Buffer.allocUnsafe(hl + bodyBytes);
   writeLatin1(out, head, 0);
@@ -279,6 +285,11 @@ export function toBuffer(head: string, body: Buffer | string | null | undefined,
     else (body as Buffer).copy(out, hl);
   }
   return out;
+}
+
+/** An Output as a Buffer. */
+export function toBytes(o: Output): Buffer {
+  return typeof o === 'string' ? Buffer.from(o, 'latin1') : o;
 }
 
 /** Frames `data` as one chunk. Returns EMPTY for an empty chunk (a 0-size chunk would end the body). */

@@ -1,5 +1,13 @@
 /** Public types of the h11 engine. */
 
+/**
+ * Bytes the engine produces for the socket: a Buffer, or a string with one char per byte
+ * (latin1), which `socket.write(s, 'latin1')` sends as it is. Heads and ASCII bodies come as
+ * strings: Node writes a short string straight from the stack, without allocating a Buffer.
+ * `length` is the byte count either way; `toBytes()` gives a Buffer.
+ */
+export type Output = Buffer | string;
+
 export type HttpVersion = '1.0' | '1.1';
 export type BodyKind = 'none' | 'length' | 'chunked';
 /** Statuses the engine uses to reject a request. */
