@@ -1,7 +1,8 @@
 #!/usr/bin/env node
-// `npm run bench`: start each server in turn on a free 127.0.0.1 port, load it with wrk,
-// and report requests/s and requests per server CPU-second (CPU summed over the server's
-// whole process tree), each as a ratio to its group's baseline. See bench/README.md.
+// `npm run bench`: start the servers of a group on free 127.0.0.1 ports, load them with wrk in
+// interleaved one-second slices, and report requests/s and requests per server CPU-second (CPU
+// summed over the server's whole process tree), each as a ratio to its group's baseline.
+// See bench/README.md.
 //
 // Env: BENCH_DURATION (seconds per measured load, default 5), BENCH_WORKERS (N, default 2),
 //      BENCH_ONLY (substring, or several separated by commas: run only rows whose
@@ -103,62 +104,88 @@ function wrkVersion() {
 const windowMs = (a, b) => Number(b.at - a.at) / 1e6;
 const round = (x, d = 0) => (x == null || !Number.isFinite(x) ? null : Number(x.toFixed(d)));
 
-async function measureLoad(row, server, url, load) {
+/** Machine-wide counters sampled around one wrk run (noise gauge and wrk's own CPU). */
+function gauges() {
+  return { machine: machineBusyTicks(), self: selfChildrenTicks() };
+}
+
+/** Loads one server for `secs` with wrk and samples its process tree around the window. */
+async function measureSlice(server, url, load, secs) {
   const opts = { connections: CONNECTIONS, threads: THREADS, headers: load.headers, script: load.script, scriptArgs: load.scriptArgs, onChild: (c) => (currentWrk = c) };
-  await runWrk(url, { ...opts, duration: WARMUP });
   refreshTracked();
-  const machineBefore = machineBusyTicks();
-  const selfBefore = selfChildrenTicks();
+  const g0 = gauges();
   const before = sampleTree(server.pid);
-  // Loads with work during the window (reloads) may need a longer one than BENCH_DURATION.
-  const secs = Math.max(DURATION, load.minDuration ?? 0);
   const during = load.during ? load.during(server, secs).catch((e) => [{ error: String(e) }]) : null;
   const w = await runWrk(url, { ...opts, duration: secs });
   const after = sampleTree(server.pid);
-  const selfAfter = selfChildrenTicks();
-  const machineAfter = machineBusyTicks();
+  const g1 = gauges();
   currentWrk = null;
   const events = during ? await during : undefined;
   for (const e of events ?? []) if (e.atMs != null && e.atMs + e.tookMs > windowMs(before, after)) e.late = true;
   const cpu = cpuSeconds(before, after);
-  const windowS = Number(after.at - before.at) / 1e9;
-  const benchChildren = (selfAfter - selfBefore) / CLK_TCK;
-  // CPU the rest of the machine used meanwhile (other jobs, kernel threads): a noise gauge.
-  const other = (machineAfter - machineBefore) / CLK_TCK - cpu - benchChildren;
+  const benchChildren = (g1.self - g0.self) / CLK_TCK;
   return {
-    load: load.name,
-    rps: round(w.requests / (w.seconds || secs), 1),
-    seconds: secs,
-    requests: w.requests,
-    wrkSeconds: w.seconds,
-    windowSeconds: round(windowS, 3),
-    serverCpuSeconds: round(cpu, 2),
-    serverCpuShare: round(cpu / windowS, 2), // cores busy on average
-    reqPerCpuSecond: cpu > 0 ? round(w.requests / cpu, 0) : null,
-    socketErrors: w.socketErrors,
-    errors: w.errors,
-    non2xx3xx: w.non2xx3xx,
-    latencyMs: w.latencyMs,
-    benchChildrenCpuSeconds: round(benchChildren, 2), // wrk (+ pm2 CLI calls)
-    otherCpuShare: round(other / windowS, 2), // cores used by everything else on the machine
-    processesBefore: before.pids.length,
-    processesAfter: after.pids.length,
-    perProcess: perProcessSeconds(before, after),
+    w,
+    before,
+    after,
+    cpu,
+    windowS: Number(after.at - before.at) / 1e9,
+    benchChildren,
+    // CPU the rest of the machine used meanwhile (other jobs, kernel threads): a noise gauge.
+    other: (g1.machine - g0.machine) / CLK_TCK - cpu - benchChildren,
     events,
   };
 }
 
-async function runRow(row) {
+async function warmUp(url, load) {
+  await runWrk(url, { connections: CONNECTIONS, threads: THREADS, headers: load.headers, script: load.script, scriptArgs: load.scriptArgs, duration: WARMUP, onChild: (c) => (currentWrk = c) });
+  currentWrk = null;
+}
+
+/** One load's numbers from one or more slices of the same server. */
+function loadResult(load, slices) {
+  const sum = (f) => slices.reduce((a, x) => a + f(x), 0);
+  const requests = sum((x) => x.w.requests);
+  const wrkSeconds = sum((x) => x.w.seconds);
+  const cpu = sum((x) => x.cpu);
+  const windowS = sum((x) => x.windowS);
+  const errors = Object.fromEntries(Object.keys(slices[0].w.errors).map((k) => [k, sum((x) => x.w.errors[k])]));
+  const last = slices.at(-1);
+  return {
+    load: load.name,
+    rps: round(requests / (wrkSeconds || windowS), 1),
+    seconds: round(wrkSeconds, 2),
+    slices: slices.length,
+    requests,
+    wrkSeconds,
+    windowSeconds: round(windowS, 3),
+    serverCpuSeconds: round(cpu, 2),
+    serverCpuShare: round(cpu / windowS, 2), // cores busy on average
+    reqPerCpuSecond: cpu > 0 ? round(requests / cpu, 0) : null,
+    socketErrors: sum((x) => x.w.socketErrors),
+    errors,
+    non2xx3xx: sum((x) => x.w.non2xx3xx),
+    latencyMs: { avg: round(median(slices.map((x) => x.w.latencyMs.avg)), 3) }, // median of the slices' averages
+    benchChildrenCpuSeconds: round(sum((x) => x.benchChildren), 2), // wrk (+ pm2 CLI calls)
+    otherCpuShare: round(sum((x) => x.other) / windowS, 2), // cores used by everything else on the machine
+    processesBefore: slices[0].before.pids.length,
+    processesAfter: last.after.pids.length,
+    perProcess: perProcessSeconds(slices[0].before, last.after),
+    events: slices.flatMap((x) => x.events ?? []),
+  };
+}
+
+/** Starts a row's server; returns { result, server } with result.error/skipped set on failure. */
+async function startRow(row) {
   const result = { name: row.name, group: row.group, loads: [] };
   if (row.requires) {
     const why = workerClassAvailable(row.requires);
     if (why) {
       result.skipped = `-k ${row.requires} not available in this build (${why})`;
-      return result;
+      return { result, server: null };
     }
   }
   const port = await freePort();
-  const url = `http://127.0.0.1:${port}/`;
   result.port = port;
   let server;
   const t0 = Date.now();
@@ -171,23 +198,21 @@ async function runRow(row) {
     result.error = `failed to start: ${err.message}`;
     if (server?.logFile) result.logTail = tail(server.logFile);
     if (server?.stop) result.stop = await server.stop();
-    return result;
+    return { result, server: null };
   }
   refreshTracked();
-  for (const load of row.loads) {
-    process.stderr.write(`bench: ${row.group}: ${row.name} [${load.name}] ...\n`);
-    try {
-      result.loads.push(await measureLoad(row, server, url, load));
-    } catch (err) {
-      result.loads.push({ load: load.name, error: err.message });
-    }
-    // A USR2 hand-over row's first master leaves on purpose; its successor serves on.
-    if (!row.rootMayExit && !isAlive(server.pid)) {
-      result.error = 'server exited during the run';
-      result.logTail = tail(server.logFile);
-      break;
-    }
-  }
+  return { result, server, url: `http://127.0.0.1:${port}/` };
+}
+
+/** False (and the row marked) when the server died; a USR2 row's first master leaves on purpose. */
+function stillServing(row, { result, server }) {
+  if (row.rootMayExit || isAlive(server.pid)) return true;
+  result.error = 'server exited during the run';
+  result.logTail = tail(server.logFile);
+  return false;
+}
+
+async function stopRow({ result, server }) {
   const s0 = Date.now();
   const stop = await server.stop();
   result.stop = { ...stop, ms: Date.now() - s0 };
@@ -195,7 +220,70 @@ async function runRow(row) {
     const e = await Promise.race([server.exited, new Promise((r) => setTimeout(() => r(null), 100))]);
     if (e) result.stop.exit = e.signal ?? e.code;
   }
-  return result;
+}
+
+/** A row on its own: each load is one window of BENCH_DURATION (or the load's minimum). */
+async function runRow(row) {
+  const run = await startRow(row);
+  if (!run.server) return run.result;
+  for (const load of row.loads) {
+    process.stderr.write(`bench: ${row.group}: ${row.name} [${load.name}] ...\n`);
+    try {
+      await warmUp(run.url, load);
+      const secs = Math.max(DURATION, load.minDuration ?? 0);
+      run.result.loads.push(loadResult(load, [await measureSlice(run.server, run.url, load, secs)]));
+    } catch (err) {
+      run.result.loads.push({ load: load.name, error: err.message });
+    }
+    if (!stillServing(row, run)) break;
+  }
+  await stopRow(run);
+  return run.result;
+}
+
+/**
+ * A group of rows to compare, measured side by side: every server of the group is started,
+ * then each load's window is cut into BENCH_DURATION one-second slices that go round the
+ * servers in turn (starting one further each time), so slow minutes on a shared machine hit
+ * the baseline and the others alike. Each row's numbers sum its slices.
+ */
+async function runInterleaved(rows) {
+  const runs = [];
+  for (const row of rows) runs.push({ row, ...(await startRow(row)), slices: new Map() });
+  const live = () => runs.filter((r) => r.server && !r.dead);
+  const loadNames = [];
+  for (const row of rows) for (const l of row.loads) if (!loadNames.includes(l.name)) loadNames.push(l.name);
+  for (const name of loadNames) {
+    const takers = live().filter((r) => r.row.loads.some((l) => l.name === name));
+    const loadOf = (r) => r.row.loads.find((l) => l.name === name);
+    process.stderr.write(`bench: ${rows[0].group} [${name}]: ${takers.map((r) => r.row.name).join(', ')} ...\n`);
+    for (const r of takers) {
+      try {
+        await warmUp(r.url, loadOf(r));
+      } catch (err) {
+        r.result.loads.push({ load: name, error: err.message });
+        r.failed = name;
+      }
+    }
+    for (let i = 0; i < DURATION; i++) {
+      for (let j = 0; j < takers.length; j++) {
+        const r = takers[(i + j) % takers.length];
+        if (r.dead || r.failed === name) continue;
+        try {
+          const slice = await measureSlice(r.server, r.url, loadOf(r), 1);
+          if (!r.slices.has(name)) r.slices.set(name, []);
+          r.slices.get(name).push(slice);
+        } catch (err) {
+          r.result.loads.push({ load: name, error: err.message });
+          r.failed = name;
+        }
+        if (!stillServing(r.row, r)) r.dead = true;
+      }
+    }
+    for (const r of takers) if (r.slices.has(name)) r.result.loads.push(loadResult(loadOf(r), r.slices.get(name)));
+  }
+  for (const r of runs) if (r.server) await stopRow(r);
+  return runs.map((r) => r.result);
 }
 
 function median(xs) {
@@ -336,9 +424,17 @@ async function main() {
   for (let round = 1; round <= ROUNDS; round++) {
     if (ROUNDS > 1) process.stderr.write(`bench: round ${round} of ${ROUNDS}\n`);
     perRound.push([]);
-    for (const row of rows) perRound.at(-1).push(await runRow(row));
+    // Groups whose loads only measure are interleaved; those that act during the window
+    // (reloads) run one row at a time.
+    for (const group of Object.keys(GROUPS)) {
+      const rs = rows.filter((r) => r.group === group);
+      if (!rs.length) continue;
+      if (rs.some((r) => r.loads.some((l) => l.during))) for (const row of rs) perRound.at(-1).push(await runRow(row));
+      else perRound.at(-1).push(...(await runInterleaved(rs)));
+    }
   }
-  const results = ROUNDS === 1 ? perRound[0] : rows.map((_, i) => combineRounds(perRound.map((r) => r[i])));
+  const key = (r) => `${r.group}: ${r.name}`;
+  const results = ROUNDS === 1 ? perRound[0] : perRound[0].map((r0) => combineRounds(perRound.map((rs) => rs.find((r) => key(r) === key(r0)))));
 
   for (const group of Object.keys(GROUPS)) {
     const rs = results.filter((r) => r.group === group);
