@@ -11,7 +11,8 @@ import http, { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Conn, Exchange } from './conn.js';
 import { InvalidHeaderError, type Output, type RequestEvent } from './engine/index.js';
-import { isFieldValueString, isTokenString } from './engine/chars.js';
+import { isFieldValueString } from './engine/chars.js';
+import { headerNameKind } from './engine/serializer.js';
 
 type HeaderVal = string | number | readonly (string | number)[];
 type HeaderMap = Record<string, [string, HeaderVal]>;
@@ -42,7 +43,7 @@ function headersSentError(what: string): Error {
 }
 
 function checkName(name: unknown): void {
-  if (typeof name !== 'string' || !isTokenString(name)) {
+  if (typeof name !== 'string' || headerNameKind(name) < 0) {
     throw Object.assign(new InvalidHeaderError(`Header name must be a valid HTTP token ["${String(name)}"]`, String(name)), {
       code: 'ERR_INVALID_HTTP_TOKEN',
     });

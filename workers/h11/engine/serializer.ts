@@ -66,8 +66,30 @@ export interface HeadPlan {
   length: number;
 }
 
-function checkName(name: string): void {
-  if (!isTokenString(name)) throw new InvalidHeaderError(`invalid header name ${JSON.stringify(name)}`, name);
+/** What the head builder must know about a header name (NAME_OTHER: nothing). */
+const NAME_OTHER = 0, NAME_CONTENT_LENGTH = 1, NAME_TRANSFER_ENCODING = 2, NAME_CONNECTION = 3, NAME_DATE = 4;
+
+/**
+ * Valid names seen before and their kind. An app uses a few dozen header names, and a lookup
+ * costs less than validating and lowercasing the name for every response. Bounded, so names
+ * made up per request only miss the cache.
+ */
+const nameKinds = new Map<string, number>();
+const NAME_CACHE_MAX = 1024;
+
+/** The name's kind, or -1 when it is not a valid field name (token). */
+export function headerNameKind(name: string): number {
+  const known = nameKinds.get(name);
+  if (known !== undefined) return known;
+  if (!isTokenString(name)) return -1;
+  const lower = name.toLowerCase();
+  const kind =
+    lower === 'content-length' ? NAME_CONTENT_LENGTH :
+    lower === 'transfer-encoding' ? NAME_TRANSFER_ENCODING :
+    lower === 'connection' ? NAME_CONNECTION :
+    lower === 'date' ? NAME_DATE : NAME_OTHER;
+  if (nameKinds.size < NAME_CACHE_MAX) nameKinds.set(name, kind);
+  return kind;
 }
 
 function checkValue(name: string, v: string): void {
@@ -120,25 +142,24 @@ const acc = {
 };
 
 function addHeader(name: string, value: string | number): void {
-  checkName(name);
+  const kind = headerNameKind(name);
+  if (kind < 0) throw new InvalidHeaderError(`invalid header name ${JSON.stringify(name)}`, name);
   const v = typeof value === 'string' ? value : String(value);
   checkValue(name, v);
-  const len = name.length;
-  if (len === 14 || len === 17 || len === 10 || len === 4) {
-    const lower = name.toLowerCase();
-    if (lower === 'content-length') {
+  if (kind !== NAME_OTHER) {
+    if (kind === NAME_CONTENT_LENGTH) {
       const x = parseOutgoingLength(name, v);
       if (acc.cl !== -1) throw new InvalidHeaderError('duplicate Content-Length', name);
       acc.cl = x;
       if (acc.dropFraming) return;
-    } else if (lower === 'transfer-encoding') {
+    } else if (kind === NAME_TRANSFER_ENCODING) {
       acc.te = true;
       acc.teChunked = lastCodingIsChunked(v);
       if (acc.dropFraming || acc.dropTE) return;
-    } else if (lower === 'connection') {
+    } else if (kind === NAME_CONNECTION) {
       if (listHasToken(v, 'close')) acc.connClose = true;
       if (listHasToken(v, 'keep-alive')) acc.connKeepAlive = true;
-    } else if (lower === 'date') {
+    } else {
       acc.hasDate = true;
     }
   }
