@@ -443,6 +443,8 @@ const SMUGGLING: [string, string, number][] = [
   ['field too large', `GET / HTTP/1.1\r\nHost: x\r\nX-Big: ${'b'.repeat(9000)}\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n`, 431],
   ['body over limitRequestBody', `POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2000\r\n\r\n${'z'.repeat(2000)}GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n`, 413],
   ['chunked body over limitRequestBody', `POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n7d0\r\n${'z'.repeat(2000)}\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n`, 413],
+  // No tunnels: refused before the app (whose res.end would otherwise have nothing valid to send).
+  ['CONNECT', 'CONNECT smuggled.example:443 HTTP/1.1\r\nHost: smuggled.example:443\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n', 501],
 ];
 
 test('h11 rejects smuggling-shaped requests: one response with the right status, then close; nothing behind reaches the app', { timeout: 60_000 }, async () => {

@@ -109,6 +109,11 @@ export class Conn {
         const ev = events[i]!;
         switch (ev.type) {
           case 'request':
+            if (ev.method === 'CONNECT') {
+              // No tunnels here: refuse before the app sees it; what follows is never read as HTTP.
+              this.protocolError(501);
+              return;
+            }
             this.busy = true;
             this.ex = this.owner.startRequest(this, ev);
             break;
@@ -317,12 +322,9 @@ export class Conn {
 const toFlush: Conn[] = [];
 
 function flushAll(): void {
-  // A flush may queue more (a held pipelined request answered asynchronously): those wait for
-  // the next turn, so take only what is here now.
-  const n = toFlush.length;
-  for (let i = 0; i < n; i++) toFlush[i]!.flush();
-  toFlush.splice(0, n);
-  if (toFlush.length !== 0) setImmediate(flushAll);
+  // What a flush queues (an app writing from a 'finish' listener, say) waits for the next turn.
+  const batch = toFlush.splice(0);
+  for (let i = 0; i < batch.length; i++) batch[i]!.flush();
 }
 
 function noop(): void {}
