@@ -147,7 +147,9 @@ function loadResult(load, slices) {
   const sum = (f) => slices.reduce((a, x) => a + f(x), 0);
   const requests = sum((x) => x.w.requests);
   const wrkSeconds = sum((x) => x.w.seconds);
-  const cpu = sum((x) => x.cpu);
+  // A hand-over (USR2) takes the measured master out of the tree mid-window: no CPU figure then.
+  const cpuKnown = slices.every((x) => x.cpu >= 0);
+  const cpu = cpuKnown ? sum((x) => x.cpu) : null;
   const windowS = sum((x) => x.windowS);
   const errors = Object.fromEntries(Object.keys(slices[0].w.errors).map((k) => [k, sum((x) => x.w.errors[k])]));
   const last = slices.at(-1);
@@ -159,15 +161,15 @@ function loadResult(load, slices) {
     requests,
     wrkSeconds,
     windowSeconds: round(windowS, 3),
-    serverCpuSeconds: round(cpu, 2),
-    serverCpuShare: round(cpu / windowS, 2), // cores busy on average
+    serverCpuSeconds: cpuKnown ? round(cpu, 2) : null,
+    serverCpuShare: cpuKnown ? round(cpu / windowS, 2) : null, // cores busy on average
     reqPerCpuSecond: cpu > 0 ? round(requests / cpu, 0) : null,
     socketErrors: sum((x) => x.w.socketErrors),
     errors,
     non2xx3xx: sum((x) => x.w.non2xx3xx),
     latencyMs: { avg: round(median(slices.map((x) => x.w.latencyMs.avg)), 3) }, // median of the slices' averages
     benchChildrenCpuSeconds: round(sum((x) => x.benchChildren), 2), // wrk (+ pm2 CLI calls)
-    otherCpuShare: round(sum((x) => x.other) / windowS, 2), // cores used by everything else on the machine
+    otherCpuShare: cpuKnown ? round(sum((x) => x.other) / windowS, 2) : null, // cores used by everything else on the machine
     processesBefore: slices[0].before.pids.length,
     processesAfter: last.after.pids.length,
     perProcess: perProcessSeconds(slices[0].before, last.after),
@@ -381,6 +383,7 @@ function printGroup(group, results) {
       const notes = [];
       if (l.events?.length) notes.push(l.events.map((e) => (e.error ? `error: ${e.error}` : `${e.action} ${e.ok ? 'ok' : 'FAILED'} @${(e.atMs / 1000).toFixed(1)}s (${e.tookMs} ms${e.late ? ', ended after the window' : ''})`)).join('; '));
       if (l.otherCpuShare > 0.15) notes.push(`noisy: others used ${l.otherCpuShare.toFixed(2)} cores`);
+      if (l.serverCpuSeconds == null) notes.push('no CPU figure: the measured master handed over to a new one');
       if (r.error && r.loads.at(-1) === l) notes.push(`ERROR: ${r.error}`);
       if (r.stop && !r.stop.graceful && r.loads[0] === l) notes.push(`needed SIGKILL: ${r.stop.leftovers.join(' ')}`);
       if (r.stop?.exit != null && r.stop.exit !== 0 && r.loads[0] === l) notes.push(`exit ${r.stop.exit} on SIGTERM`);

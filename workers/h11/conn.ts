@@ -85,10 +85,19 @@ export class Conn {
 
   private onData(chunk: Buffer): void {
     if (this.closingSince !== 0) return; // draining a closed connection: discard
+    if (this.batching) {
+      this.pump(this.h.receive(chunk)); // joins the output already queued for this turn
+      return;
+    }
+    this.batching = true; // what the app sends during the pump is collected, not queued
     this.pump(this.h.receive(chunk));
-    // A connection that closes after this response gains nothing from waiting (measured).
-    if (this.h.shouldClose && !this.batching) this.flush();
-    else this.flushLater();
+    // A connection that closes after this response gains nothing from waiting: write now.
+    if (this.h.shouldClose) {
+      this.flush();
+    } else {
+      this.batching = false;
+      this.flushLater();
+    }
   }
 
   private onEOF(): void {
