@@ -175,6 +175,14 @@ export default function handler(req, res) {
     return;
   }
   if (req.url === '/throw') throw new Error('boom');
+  // Framing the engine will not send, from a callback (a throw there would end the worker).
+  if (req.url === '/badlen') { setTimeout(() => { res.writeHead(200, { 'content-length': 5 }); res.end('hello world'); }, 5); return; }
+  if (req.url === '/overflow') {
+    res.writeHead(200, { 'content-length': 3 });
+    res.write('ab');
+    setTimeout(() => res.end('cdef'), 5);
+    return;
+  }
   if (req.url.startsWith('/slow')) { setTimeout(() => res.end('slow'), 300); return; }
   const parts = [];
   req.on('data', (d) => parts.push(d));
@@ -273,6 +281,15 @@ test('h11 node handler: keep-alive sequence, pipelining in order, HEAD, chunked 
     const t = await request({ port }, { path: '/throw' });
     assert.equal(t.status, 500);
     await r.waitLog((l) => /app error: Error: boom/.test(l.msg), 5000, 'the app error log line');
+
+    // A Content-Length that does not match the body: a 500 instead of broken framing, logged
+    const bl = parseResponses((await raw(port, 'GET /badlen HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n')).data).responses;
+    assert.deepEqual(bl.map((x) => x.status), [500]);
+    await r.waitLog((l) => /app error: .*Content-Length does not match/.test(l.msg), 5000, 'the Content-Length log line');
+    // ... and more body than declared once the head is out: the connection closes after 'ab'
+    const ov = await raw(port, 'GET /overflow HTTP/1.1\r\nHost: x\r\n\r\n');
+    assert.ok(ov.closed && !ov.timedOut, 'connection closed');
+    assert.match(ov.data.toString('latin1'), /\r\n\r\nab$/);
     noCrash(r);
   } finally {
     await stop(r);

@@ -35,6 +35,8 @@ export interface ConnOwner {
   requestAborted(conn: Conn): void;
   /** A rejection written by the connection itself. */
   countStatus(status: number): void;
+  /** Log an error of the app's making (the exchange answers it itself). */
+  logAppError(err: unknown): void;
   connClosed(conn: Conn): void;
 }
 

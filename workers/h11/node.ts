@@ -10,7 +10,7 @@
 import http, { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Conn, Exchange } from './conn.js';
-import { InvalidHeaderError, type Output, type RequestEvent } from './engine/index.js';
+import { H11Error, InvalidHeaderError, type Output, type RequestEvent } from './engine/index.js';
 import { isFieldValueString } from './engine/chars.js';
 import { headerNameKind } from './engine/serializer.js';
 
@@ -333,8 +333,13 @@ function write(this: Res, chunk: any, encoding?: any, cb?: any): boolean {
   if (chunk === null) throw Object.assign(new TypeError('May not write null values to stream'), { code: 'ERR_STREAM_NULL_VALUES' });
   const body = toBuffer(chunk, encoding);
   if (x.dead) return false;
-  if (!x.started) x.startHead(this);
-  if (body.length !== 0) x.conn.send(x.conn.h.writeBody(body));
+  try {
+    if (!x.started) x.startHead(this);
+    if (body.length !== 0) x.conn.send(x.conn.h.writeBody(body));
+  } catch (err) {
+    refused(x, err);
+    return false;
+  }
   if (typeof cb === 'function') process.nextTick(cb);
   if (x.conn.congested) {
     x.needDrain = true;
@@ -362,18 +367,21 @@ function end(this: Res, chunk?: any, encoding?: any, cb?: any): Res {
   }
   const conn = x.conn;
   const h = conn.h;
+  const body = chunk == null ? null : toBuffer(chunk, encoding);
   let buf: Output;
-  if (!x.started) {
-    // The whole response at once: one Buffer, Content-Length from the body.
-    buf = h.respond(this.statusCode, x.out() as any, chunk == null ? null : toBuffer(chunk, encoding), reasonOf(this));
-    x.started = true;
-    this._header = SENT;
-  } else {
-    if (chunk != null) {
-      const body = toBuffer(chunk, encoding);
-      if (body.length !== 0) conn.send(h.writeBody(body));
+  try {
+    if (!x.started) {
+      // The whole response at once, Content-Length from the body.
+      buf = h.respond(this.statusCode, x.out() as any, body, reasonOf(this));
+      x.started = true;
+      this._header = SENT;
+    } else {
+      if (body !== null && body.length !== 0) conn.send(h.writeBody(body));
+      buf = h.writeEnd(x.trailers as any);
     }
-    buf = h.writeEnd(x.trailers as any);
+  } catch (err) {
+    refused(x, err);
+    return this;
   }
   this.finished = true;
   (this as any).writable = false;
@@ -385,7 +393,25 @@ function end(this: Res, chunk?: any, encoding?: any, cb?: any): Res {
 
 function flushHeaders(this: Res): void {
   const x = this._h11;
-  if (!x.started && !x.dead && !this.finished) x.startHead(this);
+  if (x.started || x.dead || this.finished) return;
+  try {
+    x.startHead(this);
+  } catch (err) {
+    refused(x, err);
+  }
+}
+
+/**
+ * The engine would not frame what the app asked for (a Content-Length that does not match the
+ * body, Transfer-Encoding it cannot honour). Node would send such bytes as they are; we send
+ * none of them: the app error is logged and the response becomes a 500, or the connection
+ * closes when the head is already out. Not thrown into the app, whose res.end() often runs in
+ * a callback where a throw would take the whole worker down. Anything else is rethrown.
+ */
+function refused(x: NodeEx, err: unknown): void {
+  if (!(err instanceof H11Error)) throw err;
+  x.conn.owner.logAppError(err);
+  nodeAppError(x);
 }
 
 function addTrailers(this: Res, headers: Record<string, HeaderVal> | [string, string][]): void {

@@ -168,7 +168,7 @@ class H11Worker implements WorkerInstance, ConnOwner {
     this.statuses[(status / 100) | 0]!++;
   }
 
-  private logAppError(err: unknown): void {
+  logAppError(err: unknown): void {
     this.ctx.log.error({ err }, `app error: ${oneLine(err)}`);
   }
 
