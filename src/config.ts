@@ -134,7 +134,7 @@ function splitEnvList(kind: string, value: string): string[] {
 }
 
 /** ARBITER_* variables that are not settings: arbiter's own plumbing. */
-const RESERVED_ENV = new Set(['ARBITER_CMD_ARGS', 'ARBITER_FDS', 'ARBITER_WORKER', 'ARBITER_UPGRADE_FROM', 'ARBITER_DAEMON', 'ARBITER_TASK_BACKOFF_MS', 'ARBITER_TASK_LEASE_MS', 'ARBITER_H11_NATIVE_RESPONSE']);
+const RESERVED_ENV = new Set(['ARBITER_CMD_ARGS', 'ARBITER_FDS', 'ARBITER_WORKER', 'ARBITER_UPGRADE_FROM', 'ARBITER_DAEMON', 'ARBITER_TASK_BACKOFF_MS', 'ARBITER_TASK_LEASE_MS', 'ARBITER_NATIVE_RESPONSE']);
 
 /** Unknown ARBITER_* names are probably typos; they are reported, not fatal, since the environment is shared. */
 export function unknownEnv(env: NodeJS.ProcessEnv): string[] {

@@ -2,8 +2,10 @@
 // fetch interfaces where they support them; .ts, .cjs and package apps.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import net from 'node:net';
 import path from 'node:path';
-import { EXAMPLES, FIXTURES, freePort, request, serve, stop } from './helpers.ts';
+import { existsSync } from 'node:fs';
+import { EXAMPLES, FIXTURES, freePort, request, serve, sleep, stop, tmpDir, writeFiles } from './helpers.ts';
 
 async function serving(app: string[], check: (port: number) => Promise<void>, extra: string[] = []) {
   const port = await freePort();
@@ -53,6 +55,49 @@ test('a real Hono app, unchanged, over the fetch interface and over the node int
   const viaFetch = await serving([`${EXAMPLES}/hono-app.js`], check);
   assert.match(viaFetch.logs().find((l) => l.event === 'starting')!.msg, /fetch: object with a fetch method/);
   await serving([`${EXAMPLES}/hono-node.js:listener`, '--interface', 'node'], check);
+});
+
+test('fetch apps on -k http: a light Request (method, url, headers, body) and request.signal when the client goes away', { timeout: 30_000 }, async () => {
+  const dir = tmpDir('arbiter-fetch-http-');
+  const aborted = path.join(dir, 'aborted');
+  writeFiles(dir, {
+    'app.mjs': `
+import { writeFileSync } from 'node:fs';
+export default {
+  async fetch(request) {
+    const url = new URL(request.url);
+    if (url.pathname === '/wait') {
+      await new Promise((resolve) => request.signal.addEventListener('abort', resolve));
+      writeFileSync(process.env.ABORTED, 'aborted');
+      return new Response('late');
+    }
+    const body = request.method === 'POST' ? await request.text() : '';
+    return Response.json({ method: request.method, url: request.url, agent: request.headers.get('x-agent'), body, isRequest: request instanceof Request });
+  },
+};
+`,
+  });
+  const port = await freePort();
+  const r = await serve([path.join(dir, 'app.mjs'), '-k', 'http', '-b', `127.0.0.1:${port}`], { env: { ABORTED: aborted } });
+  try {
+    const get = JSON.parse((await request({ port }, { path: '/a?b=1', headers: { 'x-agent': 'test' } })).body);
+    assert.deepEqual(get, { method: 'GET', url: `http://127.0.0.1:${port}/a?b=1`, agent: 'test', body: '', isRequest: true });
+    const post = JSON.parse((await request({ port }, { path: '/p', method: 'POST', body: 'payload' })).body);
+    assert.equal(post.body, 'payload');
+    // a method the native Request refuses still reaches the app by name
+    assert.equal(JSON.parse((await request({ port }, { path: '/t', method: 'TRACE' })).body).method, 'TRACE');
+    // the client leaves while the app waits: request.signal aborts
+    const sock = net.connect(port, '127.0.0.1');
+    await new Promise((resolve) => sock.once('connect', resolve));
+    sock.write('GET /wait HTTP/1.1\r\nHost: x\r\n\r\n');
+    await sleep(300);
+    sock.destroy();
+    const until = Date.now() + 5000;
+    while (!existsSync(aborted) && Date.now() < until) await sleep(50);
+    assert.ok(existsSync(aborted), 'request.signal did not abort');
+  } finally {
+    await stop(r);
+  }
 });
 
 test('TypeScript, CommonJS and package apps load without a build step', { timeout: 30_000 }, async () => {

@@ -13,7 +13,8 @@ import { nodeEntry, openAccessLog, type AccessLog } from '../accesslog.js';
 import type { WorkerClass, WorkerContext, WorkerInstance } from '../contract.js';
 import { Conn, clock, type ConnOwner, type Exchange } from './conn.js';
 import type { H11Options, RequestEvent } from './engine/index.js';
-import { FetchEx, fetchAppError, installLightResponse, writeFetchResponse } from './fetch.js';
+import { installLightResponse } from '../fetch-light.js';
+import { FetchEx, fetchAppError, writeFetchResponse } from './fetch.js';
 import { NodeEx, nodeAppError } from './node.js';
 
 /** How long a connection may sit idle after a graceful stop began before we close it. */
@@ -74,7 +75,7 @@ class H11Worker implements WorkerInstance, ConnOwner {
     } else {
       this.nodeHandler = null;
       this.fetchHandler = app.fetch;
-      if (process.env.ARBITER_H11_NATIVE_RESPONSE !== '1') installLightResponse();
+      installLightResponse();
     }
   }
 
