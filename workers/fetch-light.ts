@@ -72,6 +72,13 @@ export function requestUrl(scheme: string, host: string, target: string): string
 
 // ---------------------------------------------------------------- Request
 
+/** `Headers` from a flat `[name, value, …]` list (a parsed head). */
+export function headersFrom(flat: readonly string[]): Headers {
+  const h = new GlobalHeaders();
+  for (let i = 0; i < flat.length; i += 2) h.append(flat[i]!, flat[i + 1]!);
+  return h;
+}
+
 /** What a light request must provide: the native Request, built on first use. */
 export interface LazyRequest {
   _native(): Request;

@@ -11,7 +11,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Readable } from 'node:stream';
 import type { FetchHandler, NodeHandler } from '../src/app.js';
 import {
-  GlobalHeaders, GlobalRequest, GlobalResponse, installLightResponse, lazyRequest, lightParts, nativeMethod, nativeResponse,
+  GlobalRequest, GlobalResponse, headersFrom, installLightResponse, lazyRequest, lightParts, nativeMethod, nativeResponse,
   requestUrl,
 } from './fetch-light.js';
 
@@ -68,13 +68,7 @@ class NodeFetchRequest {
   }
 
   get headers(): Headers {
-    let h = this._headers;
-    if (h === null) {
-      h = this._headers = new GlobalHeaders();
-      const raw = this._req.rawHeaders;
-      for (let i = 0; i < raw.length; i += 2) h.append(raw[i]!, raw[i + 1]!);
-    }
-    return h;
+    return (this._headers ??= headersFrom(this._req.rawHeaders));
   }
 
   /** The native Request, built on first use of anything but method/url/headers. */

@@ -6,7 +6,7 @@
 import type { Conn, Exchange } from './conn.js';
 import type { Output, RequestEvent } from './engine/index.js';
 import {
-  GlobalHeaders, GlobalRequest, GlobalResponse, flatFrom, lazyRequest, lightParts, nativeMethod, nativeResponse, requestUrl, toBuf,
+  GlobalRequest, GlobalResponse, flatFrom, headersFrom, lazyRequest, lightParts, nativeMethod, nativeResponse, requestUrl, toBuf,
 } from '../fetch-light.js';
 
 function buildUrl(scheme: string, ev: RequestEvent): string {
@@ -53,13 +53,7 @@ export class FetchEx implements Exchange {
   }
 
   get headers(): Headers {
-    let h = this._headers;
-    if (h === null) {
-      h = this._headers = new GlobalHeaders();
-      const hs = this._ev.headers;
-      for (let i = 0; i < hs.length; i += 2) h.append(hs[i]!, hs[i + 1]!);
-    }
-    return h;
+    return (this._headers ??= headersFrom(this._ev.headers));
   }
 
   /** The native Request, built on first use of anything but method/url/headers. */
