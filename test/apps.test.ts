@@ -100,6 +100,23 @@ export default {
   }
 });
 
+test('real Koa and Fastify apps, unchanged, on both HTTP classes', { timeout: 60_000 }, async () => {
+  for (const [file, name] of [['koa-app.js', 'Koa'], ['fastify-app.js', 'Fastify']] as const) {
+    for (const cls of ['http', 'h11']) {
+      const r = await serving([`${EXAMPLES}/${file}`, '-k', cls], async (port) => {
+        const hello = await request({ port });
+        assert.equal(hello.body, `Hello from ${name}!\n`, `${name} on ${cls}`);
+        assert.match(String(hello.headers['content-type']), /^text\/plain/);
+        assert.equal(JSON.parse((await request({ port }, { path: '/users/9' })).body).id, '9');
+        const echo = await request({ port }, { path: '/echo', method: 'POST', headers: json, body: '{"k":[1]}' });
+        assert.deepEqual(JSON.parse(echo.body), { received: { k: [1] } }, `${name} on ${cls}: POST body`);
+        assert.equal((await request({ port }, { path: '/nope' })).status, 404);
+      });
+      assert.match(r.logs().find((l) => l.event === 'starting')!.msg, new RegExp(`node: ${name} app`));
+    }
+  }
+});
+
 test('TypeScript, CommonJS and package apps load without a build step', { timeout: 30_000 }, async () => {
   await serving(['typed.ts:handler'], async (port) => assert.equal((await request({ port })).body, 'hello from typescript\n'));
   await serving(['typed:handler'], async (port) => assert.equal((await request({ port })).body, 'hello from typescript\n'));
