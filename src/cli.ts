@@ -359,12 +359,36 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<numb
   };
   if (!upgrade && !claimPidfile()) return EXIT.RUNTIME;
 
+  let control: ControlServer | null = null;
+  let metrics: MetricsServer | null = null;
   const arbiter = new Arbiter({
     resolved,
     listeners,
     workers: workers.workers,
     log,
     hooks,
+    onSettings: async (next, prev) => {
+      // HUP moves the control socket and the metrics endpoint too. The new one opens before
+      // the old one closes; if it cannot, the old one stays and the error is logged.
+      if (next.controlSocket !== prev.controlSocket) {
+        try {
+          const fresh = next.controlSocket ? await startControlServer(arbiter, next.controlSocket, log) : null;
+          control?.close();
+          control = fresh;
+        } catch (err) {
+          log.error({ event: 'reload_control_failed', err: String(err) }, `reload: control socket stays at ${prev.controlSocket}: ${(err as Error).message}`);
+        }
+      }
+      if (next.metricsBind !== prev.metricsBind) {
+        try {
+          const fresh = next.metricsBind ? await startMetricsServer(arbiter, next.metricsBind, log) : null;
+          metrics?.close();
+          metrics = fresh;
+        } catch (err) {
+          log.error({ event: 'reload_metrics_failed', err: String(err) }, `reload: metrics stay at ${prev.metricsBind}: ${(err as Error).message}`);
+        }
+      }
+    },
     reloadConfig: async () => {
       // HUP re-reads the file and the environment as they are now; the command line stays.
       const next = await resolveSettings({ ...src, env: envLayer(process.env), cwd: launchCwd }, process.env);
@@ -382,8 +406,6 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<numb
   // The master outlives its own bugs as it outlives its workers': log loudly, keep supervising.
   process.on('uncaughtException', (err) => log.error({ event: 'master_error', err }, `unexpected error in the master: ${err.message}`));
   process.on('unhandledRejection', (err) => log.error({ event: 'master_error', err }, `unhandled rejection in the master: ${String(err)}`));
-  let control: ControlServer | null = null;
-  let metrics: MetricsServer | null = null;
   try {
     if (s.controlSocket) control = await startControlServer(arbiter, s.controlSocket, log, { takeOver: !!upgrade });
     if (s.metricsBind) metrics = await startMetricsServer(arbiter, s.metricsBind, log, { retryInUse: !!upgrade });

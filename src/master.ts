@@ -56,6 +56,8 @@ export interface ArbiterOptions {
   reloadConfig: () => Promise<{ resolved: Resolved; workers: number; hooks: Hooks }>;
   /** Called once, when the first `workers` workers serve. */
   onReady?: () => void;
+  /** After a HUP took new settings: the master's own servers (control, metrics) follow them. */
+  onSettings?: (next: Settings, prev: Settings) => Promise<void>;
   /** Where arbiter was started, for the new master of a USR2 re-exec. */
   launchCwd: string;
   /** Files to watch for `reload`: the app's own source tree. */
@@ -95,6 +97,7 @@ export class Arbiter {
   private reloading = false;
   private initialTarget = 1;
   private readonly onReady?: () => void;
+  private readonly onSettings?: ArbiterOptions['onSettings'];
   private readonly launchCwd: string;
   private readonly appFile?: string;
   /** The new master started by USR2, while it runs. */
@@ -110,6 +113,7 @@ export class Arbiter {
     this.hooks = opts.hooks;
     this.reloadConfig = opts.reloadConfig;
     this.onReady = opts.onReady;
+    this.onSettings = opts.onSettings;
     this.launchCwd = opts.launchCwd;
     this.appFile = opts.appFile;
   }
@@ -452,9 +456,11 @@ export class Arbiter {
         return;
       }
     }
+    const prev = this.settings;
     this.settings = s;
     this.configFile = next.resolved.configFile;
     this.hooks = next.hooks;
+    await this.onSettings?.(s, prev);
     if (next.workers !== this.target) void this.hooks.run('nworkersChanged', this, next.workers, this.target);
     this.target = next.workers;
     this.generation++;

@@ -3,6 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync, existsSync } from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import { FIXTURES, alive, track, descendants, freePort, load, request, run, serve, sleep, stop, tmpDir, waitFor, writeFiles } from './helpers.ts';
 
@@ -72,6 +73,42 @@ test('HUP with a broken config keeps the running config; a changed bind opens an
     await waitFor(() => request({ port: b }).then((x) => x.status === 200), 10_000, 'the new listener');
     await waitFor(() => request({ port: a }).then(() => false, () => true), 10_000, 'the old listener to close');
     await waitFor(() => r.workers().length === 2, 10_000, 'two workers after the reload');
+  } finally {
+    await stop(r);
+  }
+});
+
+test('HUP moves the control socket and the metrics endpoint; one that cannot open leaves the old in place', { timeout: 60_000 }, async () => {
+  const dir = tmpDir();
+  const [port, m1, m2] = [await freePort(), await freePort(), await freePort()];
+  const [s1, s2] = [path.join(dir, 'one.sock'), path.join(dir, 'two.sock')];
+  const conf = (sock: string, metrics: string) =>
+    writeFiles(dir, { 'arbiter.config.json': JSON.stringify({ app: PID_APP, bind: [`127.0.0.1:${port}`], controlSocket: sock, metricsBind: metrics }) });
+  const status = (sock: string) =>
+    new Promise<string>((resolve, reject) => {
+      const c = net.connect(sock, () => c.write('{"cmd":"status"}\n'));
+      let buf = '';
+      c.setEncoding('utf8');
+      c.on('data', (d) => (buf += d) && buf.includes('\n') && c.end());
+      c.on('close', () => resolve(buf));
+      c.on('error', reject);
+    });
+  conf(s1, `127.0.0.1:${m1}`);
+  const r = await serve([], { cwd: dir });
+  try {
+    assert.match(await status(s1), /"ok":true/);
+    conf(s2, `127.0.0.1:${m2}`);
+    r.signal('SIGHUP');
+    await waitFor(() => existsSync(s2) && !existsSync(s1), 10_000, 'the control socket to move');
+    assert.match(await status(s2), /"ok":true/);
+    await waitFor(() => request({ port: m2 }, { path: '/metrics' }).then((x) => x.status === 200), 10_000, 'metrics on the new port');
+    await waitFor(() => request({ port: m1 }, { path: '/metrics' }).then(() => false, () => true), 10_000, 'the old metrics port to close');
+    // A metrics address that cannot open (the app's own port is taken): the old one stays.
+    conf(s2, `127.0.0.1:${port}`);
+    r.signal('SIGHUP');
+    await r.waitLog((l) => l.event === 'reload_metrics_failed', 10_000, 'reload_metrics_failed');
+    assert.equal((await request({ port: m2 }, { path: '/metrics' })).status, 200);
+    assert.equal((await request({ port })).status, 200);
   } finally {
     await stop(r);
   }
