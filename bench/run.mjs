@@ -167,7 +167,8 @@ function loadResult(load, slices) {
     socketErrors: sum((x) => x.w.socketErrors),
     errors,
     non2xx3xx: sum((x) => x.w.non2xx3xx),
-    latencyMs: { avg: round(median(slices.map((x) => x.w.latencyMs.avg)), 3) }, // median of the slices' averages
+    // each figure (avg, p50, p99 …) is the median of the slices' own
+    latencyMs: Object.fromEntries(Object.keys(slices[0].w.latencyMs).map((k) => [k, round(median(slices.map((x) => x.w.latencyMs[k])), 3)])),
     benchChildrenCpuSeconds: round(sum((x) => x.benchChildren), 2), // wrk (+ pm2 CLI calls)
     otherCpuShare: cpuKnown ? round(sum((x) => x.other) / windowS, 2) : null, // cores used by everything else on the machine
     processesBefore: slices[0].before.pids.length,
@@ -282,7 +283,7 @@ async function runInterleaved(rows) {
         if (!stillServing(r.row, r)) r.dead = true;
       }
     }
-    for (const r of takers) if (r.slices.has(name)) r.result.loads.push(loadResult(loadOf(r), r.slices.get(name)));
+    for (const r of takers) if (r.failed !== name && r.slices.has(name)) r.result.loads.push(loadResult(loadOf(r), r.slices.get(name)));
   }
   for (const r of runs) if (r.server) await stopRow(r);
   return runs.map((r) => r.result);
