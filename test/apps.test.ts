@@ -66,6 +66,7 @@ import { writeFileSync } from 'node:fs';
 export default {
   async fetch(request) {
     const url = new URL(request.url);
+    if (url.pathname === '/empty') return new Response(null, { status: 204 });
     if (url.pathname === '/wait') {
       await new Promise((resolve) => request.signal.addEventListener('abort', resolve));
       writeFileSync(process.env.ABORTED, 'aborted');
@@ -84,6 +85,9 @@ export default {
     assert.deepEqual(get, { method: 'GET', url: `http://127.0.0.1:${port}/a?b=1`, agent: 'test', body: '', isRequest: true });
     const post = JSON.parse((await request({ port }, { path: '/p', method: 'POST', body: 'payload' })).body);
     assert.equal(post.body, 'payload');
+    const empty = await request({ port }, { path: '/empty' });
+    assert.equal(empty.status, 204);
+    assert.equal(empty.headers['content-length'], undefined);
     // a method the native Request refuses still reaches the app by name
     assert.equal(JSON.parse((await request({ port }, { path: '/t', method: 'TRACE' })).body).method, 'TRACE');
     // the client leaves while the app waits: request.signal aborts

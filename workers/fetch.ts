@@ -115,10 +115,12 @@ export async function writeResponse(res: ServerResponse, response: Response, onE
     const headers = light.headers ?? [];
     const body = light.body;
     try {
-      if (!hasName(headers, 'content-length') && !hasName(headers, 'transfer-encoding')) {
+      const status = light.status;
+      // 204 and 304 carry no body and, per RFC 9110, no Content-Length to speak of one.
+      if (status !== 204 && status !== 304 && !hasName(headers, 'content-length') && !hasName(headers, 'transfer-encoding')) {
         headers.push('content-length', String(body === null ? 0 : typeof body === 'string' ? Buffer.byteLength(body) : body.length));
       }
-      res.writeHead(light.status, light.statusText, headers);
+      res.writeHead(status, light.statusText, headers);
     } catch (err) {
       return fail(res, err, onError);
     }
