@@ -368,26 +368,10 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<numb
     log,
     hooks,
     onSettings: async (next, prev) => {
-      // HUP moves the control socket and the metrics endpoint too. The new one opens before
-      // the old one closes; if it cannot, the old one stays and the error is logged.
-      if (next.controlSocket !== prev.controlSocket) {
-        try {
-          const fresh = next.controlSocket ? await startControlServer(arbiter, next.controlSocket, log) : null;
-          control?.close();
-          control = fresh;
-        } catch (err) {
-          log.error({ event: 'reload_control_failed', err: String(err) }, `reload: control socket stays at ${prev.controlSocket}: ${(err as Error).message}`);
-        }
-      }
-      if (next.metricsBind !== prev.metricsBind) {
-        try {
-          const fresh = next.metricsBind ? await startMetricsServer(arbiter, next.metricsBind, log) : null;
-          metrics?.close();
-          metrics = fresh;
-        } catch (err) {
-          log.error({ event: 'reload_metrics_failed', err: String(err) }, `reload: metrics stay at ${prev.metricsBind}: ${(err as Error).message}`);
-        }
-      }
+      control = await moveServer('control socket', 'reload_control_failed', prev.controlSocket, next.controlSocket, control, log, (at) =>
+        startControlServer(arbiter, at, log));
+      metrics = await moveServer('metrics', 'reload_metrics_failed', prev.metricsBind, next.metricsBind, metrics, log, (at) =>
+        startMetricsServer(arbiter, at, log));
     },
     reloadConfig: async () => {
       // HUP re-reads the file and the environment as they are now; the command line stays.
@@ -424,6 +408,25 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<numb
   if (s.pidfile) removePidfile(s.pidfile, process.pid);
   log.info({ event: 'exit', code }, `arbiter exiting with code ${code}`);
   return code;
+}
+
+/**
+ * HUP moves the control socket and the metrics endpoint as it moves listeners: the server at
+ * the new address opens before the old one closes; if it cannot, the old one stays (logged).
+ */
+async function moveServer<T extends { close(): void }>(
+  what: string, event: string, prev: string | null, next: string | null, current: T | null,
+  log: ReturnType<typeof createLogger>, open: (at: string) => Promise<T>,
+): Promise<T | null> {
+  if (next === prev) return current;
+  try {
+    const fresh = next ? await open(next) : null;
+    current?.close();
+    return fresh;
+  } catch (err) {
+    log.error({ event, err: String(err) }, `reload: ${what} stays at ${prev}: ${(err as Error).message}`);
+    return current;
+  }
 }
 
 function supportsReusePort(): boolean {
