@@ -128,7 +128,7 @@ async function drain(depth, t0, everyMs, what) {
 
 let seq = 0;
 async function runArbiter({ brokerUrl, kind, workers, concurrency, tasks }) {
-  const { openBroker } = await import(pathToFileURL(path.join(ROOT, 'dist/workers/task/brokers/broker.js')).href);
+  const { openBroker } = await import(pathToFileURL(path.join(ROOT, 'dist/src/core/brokers/open.js')).href);
   const dir = mkdtempSync(path.join(os.tmpdir(), 'arbiter-bench-tasks-'));
   const broker = kind === 'spool' ? `spool:${path.join(dir, 'spool')}` : brokerUrl;
   const queue = `bench-${process.pid}-${seq++}`;

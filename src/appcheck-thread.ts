@@ -1,8 +1,10 @@
 /** The thread side of appcheck.ts: load the worker class and the app, report, and wait to be ended. */
 import { parentPort, workerData } from 'node:worker_threads';
-import { AppLoadError, appStack, importApp, oneLine } from './app.js';
+import { importApp } from './core/app.js';
+import { AppLoadError, appStack, oneLine } from './core/errors.js';
+import type { WorkerSettings } from './core/settings.js';
+// The one import of the worker side by the master's: the app is checked by its worker class.
 import { loadWorkerClass } from '../workers/classes.js';
-import type { WorkerSettings } from '../workers/contract.js';
 
 const { settings, cwd } = workerData as { settings: WorkerSettings; cwd: string };
 

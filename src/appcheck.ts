@@ -6,9 +6,8 @@
  * the master. The thread is ended as soon as the verdict is in.
  */
 import { Worker } from 'node:worker_threads';
-import { AppLoadError } from './app.js';
-import { SettingError } from './settings.js';
-import type { WorkerSettings } from '../workers/contract.js';
+import { AppLoadError, SettingError } from './core/errors.js';
+import type { WorkerSettings } from './core/settings.js';
 
 export interface AppCheck {
   picked: string;

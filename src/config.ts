@@ -1,23 +1,15 @@
 /**
  * Where settings come from and in which order they win: defaults < config file <
- * environment (`ARBITER_CMD_ARGS`, then `ARBITER_*`) < command line. Every effective value
- * remembers its source for `--print-config`.
+ * `ARBITER_CMD_ARGS` < `ARBITER_*` variables < command line. Every effective value remembers
+ * its source for `--print-config`. `resolve()` is the one place that order is written: the
+ * server, the operator commands and `enqueue()` all go through it.
  */
-import { existsSync } from 'node:fs';
-import path from 'node:path';
-import { pathToFileURL } from 'node:url';
-import { cosmiconfig, type Loader } from 'cosmiconfig';
-import {
-  BY_NAME,
-  DEFAULTS,
-  SETTINGS,
-  SETTING_NAMES,
-  SettingError,
-  envName,
-  parseValue,
-  unknownSetting,
-  type Settings,
-} from './settings.js';
+import { loadConfigFile, type Layer } from './core/config-file.js';
+import { ENV, RESERVED_ENV } from './core/protocol.js';
+import { SettingError } from './core/errors.js';
+import { BY_NAME, DEFAULTS, SETTINGS, SETTING_NAMES, envName, parseValue, type SettingName, type Settings } from './core/settings.js';
+
+export type { Layer };
 
 export type Source = 'default' | 'file' | 'env' | 'cli';
 
@@ -28,98 +20,57 @@ export interface Resolved {
   configFile: string | null;
 }
 
-/** Raw values from one source, already typed by the table. */
-export type Layer = Partial<Record<keyof Settings, unknown>>;
-
-/** Loads TypeScript config files on Node 20 without a build step (tsx's loader). */
-const loadTs: Loader = async (filepath) => {
-  const { tsImport } = await import('tsx/esm/api');
-  const mod = await tsImport(pathToFileURL(filepath).href, import.meta.url);
-  return unwrapModule(mod);
-};
-
-function unwrapModule(mod: any): unknown {
-  // An ES module's default export, or a CommonJS module.exports seen through ESM interop.
-  let value = mod && typeof mod === 'object' && 'default' in mod ? mod.default : mod;
-  if (value && typeof value === 'object' && 'default' in value && Object.keys(value).length === 1) value = value.default;
-  return value;
-}
-
-function explorer() {
-  return cosmiconfig('arbiter', {
-    searchStrategy: 'project',
-    loaders: { '.ts': loadTs, '.mts': loadTs, '.cts': loadTs },
-    searchPlaces: [
-      'package.json',
-      '.arbiterrc',
-      '.arbiterrc.json',
-      '.arbiterrc.yaml',
-      '.arbiterrc.yml',
-      '.arbiterrc.js',
-      '.arbiterrc.mjs',
-      '.arbiterrc.cjs',
-      '.arbiterrc.ts',
-      'arbiter.config.ts',
-      'arbiter.config.mts',
-      'arbiter.config.js',
-      'arbiter.config.mjs',
-      'arbiter.config.cjs',
-      'arbiter.config.json',
-      'arbiter.config.yaml',
-      'arbiter.config.yml',
-    ],
-  });
+export interface Sources {
+  /** The command line: the server's flags, a command's flags, or `enqueue()`'s options. */
+  cli?: Layer;
+  /** ARBITER_CMD_ARGS, already parsed (src/argv.ts). */
+  cmdArgs?: Layer;
+  /** The environment whose `ARBITER_*` variables are read (and PORT, WEB_CONCURRENCY). */
+  env?: NodeJS.ProcessEnv;
+  /** Where the config file is looked for, and what a relative `config` is relative to. */
+  cwd: string;
+  /**
+   * `load` (the default): a named or discovered config file is read, and a broken one is an
+   * error. `tolerant`: a broken file that was only discovered is ignored (commands that may
+   * not need it). `skip`: no config file (the `enqueue()` API).
+   */
+  configFile?: 'load' | 'tolerant' | 'skip';
 }
 
 /**
- * Load and validate a config file: the one named, or the first one found from `cwd` up to
- * the project root. Returns the typed layer and the file's absolute path.
+ * The effective settings. With `names`, only those settings are read from the environment,
+ * so that a command is not refused over a variable it does not use.
  */
-export async function loadConfigFile(named: string | null, cwd: string): Promise<{ layer: Layer; file: string | null }> {
-  let result: { config: unknown; filepath: string } | null;
-  if (named) {
-    const file = path.resolve(cwd, named);
-    if (!existsSync(file)) throw new SettingError(`config file not found: ${file}`);
+export async function resolve(src: Sources, names?: readonly SettingName[]): Promise<Resolved> {
+  const cli = src.cli ?? {};
+  const cmdArgs = src.cmdArgs ?? {};
+  const env = src.env ? envLayer(src.env, names) : {};
+  const named = (cli.config ?? env.config ?? cmdArgs.config ?? null) as string | null;
+  let file: Layer = {};
+  let configFile: string | null = null;
+  const mode = src.configFile ?? 'load';
+  if (mode !== 'skip') {
     try {
-      result = await explorer().load(file);
+      ({ layer: file, file: configFile } = await loadConfigFile(named, src.cwd));
     } catch (err) {
-      throw new SettingError(`cannot load config file ${file}: ${firstLine(err)}`);
-    }
-  } else {
-    try {
-      result = await explorer().search(cwd);
-    } catch (err) {
-      throw new SettingError(`cannot load config file: ${firstLine(err)}`);
+      if (named || mode === 'load') throw err;
     }
   }
-  if (!result) return { layer: {}, file: null };
-  const file = result.filepath;
-  let raw = result.config;
-  if (typeof raw === 'function') raw = await (raw as () => unknown)();
-  if (raw === undefined || raw === null) return { layer: {}, file };
-  if (typeof raw !== 'object' || Array.isArray(raw))
-    throw new SettingError(`config file ${file} must export an object of settings (found ${typeof raw})`);
-  const origin = path.basename(file);
-  const layer: Layer = {};
-  for (const [key, value] of Object.entries(raw as Record<string, unknown>)) {
-    const spec = BY_NAME.get(key);
-    if (!spec) throw unknownSetting(key, origin);
-    if (value === undefined) continue;
-    layer[key as keyof Settings] = parseValue(spec, value, origin);
-  }
-  return { layer, file };
-}
-
-export function firstLine(err: unknown): string {
-  const text = err instanceof Error ? err.message : String(err);
-  return text.split('\n').map((l) => l.trim()).find((l) => l !== '') ?? text;
+  const merged = merge([
+    { source: 'file', layer: file },
+    { source: 'env', layer: cmdArgs },
+    { source: 'env', layer: env },
+    { source: 'cli', layer: cli },
+  ]);
+  if (src.env) applyPlatformDefaults(merged, src.env);
+  return { ...merged, configFile };
 }
 
 /** Settings taken from `ARBITER_*` variables (not `ARBITER_CMD_ARGS`). */
-export function envLayer(env: NodeJS.ProcessEnv): Layer {
+export function envLayer(env: NodeJS.ProcessEnv, names?: readonly string[]): Layer {
   const layer: Layer = {};
   for (const spec of SETTINGS) {
-    if (spec.kind === 'hook') continue;
+    if (spec.kind === 'hook' || (names && !names.includes(spec.name))) continue;
     const name = envName(spec.name);
     const value = env[name];
     if (value === undefined || value === '') continue;
@@ -132,9 +83,6 @@ function splitEnvList(kind: string, value: string): string[] {
   // env pairs may carry commas in their values, so they are separated by newlines or `;`.
   return kind === 'env' ? value.split(/[\n;]/).filter((x) => x !== '') : value.split(',').map((x) => x.trim()).filter((x) => x !== '');
 }
-
-/** ARBITER_* variables that are not settings: arbiter's own plumbing. */
-const RESERVED_ENV = new Set(['ARBITER_CMD_ARGS', 'ARBITER_FDS', 'ARBITER_WORKER', 'ARBITER_UPGRADE_FROM', 'ARBITER_DAEMON', 'ARBITER_TASK_BACKOFF_MS', 'ARBITER_TASK_LEASE_MS', 'ARBITER_NATIVE_RESPONSE']);
 
 /** Unknown ARBITER_* names are probably typos; they are reported, not fatal, since the environment is shared. */
 export function unknownEnv(env: NodeJS.ProcessEnv): string[] {
@@ -150,22 +98,22 @@ export function unknownEnv(env: NodeJS.ProcessEnv): string[] {
 
 /** Lay the sources over the defaults, lowest first. */
 export function merge(layers: { source: Source; layer: Layer }[]): Omit<Resolved, 'configFile'> {
-  const settings = structuredCloneSettings(DEFAULTS);
+  const settings = cloneSettings(DEFAULTS);
   const sources = Object.fromEntries(SETTING_NAMES.map((n) => [n, 'default'])) as Record<keyof Settings, Source>;
   for (const { source, layer } of layers) {
     for (const [key, value] of Object.entries(layer)) {
       if (value === undefined) continue;
-      (settings as any)[key] = value;
+      (settings as Record<string, unknown>)[key] = value;
       sources[key as keyof Settings] = source;
     }
   }
   return { settings, sources };
 }
 
-function structuredCloneSettings(s: Settings): Settings {
-  const out: any = {};
+function cloneSettings(s: Settings): Settings {
+  const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(s)) out[k] = typeof v === 'function' ? v : structuredClone(v);
-  return out;
+  return out as Settings;
 }
 
 /**
@@ -183,7 +131,7 @@ export function applyPlatformDefaults(r: Omit<Resolved, 'configFile'>, env: Node
   }
 }
 
-/** Cross-setting checks that no single row can make. */
+/** Cross-setting checks that no single row can make; for the server. */
 export function checkCombination(s: Settings): void {
   if ((s.certfile === null) !== (s.keyfile === null))
     throw new SettingError(`certfile and keyfile go together: only ${s.certfile ? 'certfile' : 'keyfile'} was given`);
@@ -200,4 +148,23 @@ export function serializable(s: Settings): Record<string, unknown> {
     out[k] = v;
   }
   return out;
+}
+
+/** `--print-config`: every setting, its effective value and where it came from. */
+export function formatConfig(r: Resolved, cpus?: { why: string }): string {
+  const rows: string[] = [];
+  for (const s of SETTINGS) {
+    const v = (r.settings as unknown as Record<string, unknown>)[s.name];
+    if (s.kind === 'hook' && v === null) continue;
+    const shown = typeof v === 'function' ? '[function]' : JSON.stringify(v);
+    rows.push(`${s.name.padEnd(22)} = ${shown}  (${r.sources[s.name as keyof Settings]})`);
+  }
+  if (r.configFile) rows.push(`# config file: ${r.configFile}`);
+  if (cpus) rows.push(`# ${cpus.why}`);
+  return rows.join('\n') + '\n';
+}
+
+/** The ARBITER_CMD_ARGS text, if any. */
+export function cmdArgsText(env: NodeJS.ProcessEnv): string | undefined {
+  return env[ENV.CMD_ARGS] || undefined;
 }

@@ -12,24 +12,17 @@
  * and clients that vanish mid-reply all end in an error reply or a closed connection.
  */
 import net from 'node:net';
-import { chmodSync, lstatSync, readFileSync, statSync, unlinkSync } from 'node:fs';
+import { chmodSync, lstatSync, statSync, unlinkSync } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
-import type { Arbiter, WorkerHandle } from './master.js';
-import { ROOT } from './paths.js';
+import { VERSION } from './core/paths.js';
+import { MAIN_GROUP, type Arbiter } from './master.js';
+import type { WorkerHandle } from './worker-handle.js';
 
 /** Longest request line accepted. */
 const MAX_LINE = 64 * 1024;
 /** Most workers `scale` may ask for: a typo should not fork-bomb the machine. */
 export const MAX_SCALE = 1024;
-
-export const VERSION: string = (() => {
-  try {
-    return String(JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')).version);
-  } catch {
-    return 'unknown';
-  }
-})();
 
 export interface WorkerStatus {
   pid: number;
@@ -89,7 +82,7 @@ export function statusOf(arbiter: Arbiter): Status {
     listeners: arbiter.listeners.map((l) => l.label),
     target: arbiter.target,
     restarts: { ...arbiter.restarts },
-    workers: [...arbiter.workers.values()].sort((a, b) => a.age - b.age).map((w) => workerStatus(w, now)),
+    workers: arbiter.workers().sort((a, b) => a.age - b.age).map((w) => workerStatus(w, now)),
   };
 }
 
@@ -115,10 +108,9 @@ export function handleRequest(arbiter: Arbiter, line: string, log: Logger): { re
       const n = (req as { n?: unknown }).n;
       if (typeof n !== 'number' || !Number.isInteger(n) || n < 1 || n > MAX_SCALE)
         return { reply: { ok: false, error: `bad request: scale needs "n", an integer from 1 to ${MAX_SCALE}; got ${JSON.stringify(n) ?? 'nothing'}` } };
-      const from = arbiter.target;
+      const from = arbiter.main.target;
       log.info({ event: 'control', cmd, n }, `control: scale to ${n}`);
-      arbiter.scale(n);
-      if (arbiter.target !== n) return { reply: { ok: false, error: 'the arbiter is stopping; not scaling' } };
+      if (!arbiter.scale(MAIN_GROUP, n)) return { reply: { ok: false, error: 'the arbiter is stopping; not scaling' } };
       return { reply: { ok: true, from, to: n } };
     }
     case 'stop': {

@@ -1,10 +1,14 @@
 /**
  * The package's public API: `defineConfig` for typed config files, and `enqueue` for tasks.
+ * Importing it loads nothing else: a config file that only wants `defineConfig` pays for
+ * nothing, and the broker is loaded on the first `enqueue()`.
  */
-import type { ArbiterConfig } from './settings.js';
-import { DEFAULT_BROKER, openBroker, type Broker } from '../workers/task/brokers/broker.js';
+import type { Broker } from './core/brokers/types.js';
+import type { ArbiterConfig } from './core/settings.js';
 
-export type { ArbiterConfig, Settings } from './settings.js';
+export type { ArbiterConfig, Settings } from './core/settings.js';
+export type { TaskContext, TaskHandler, TaskHandlers, TaskAttempt } from './core/tasks.js';
+export type { BrokerStats, DeadTask } from './core/brokers/types.js';
 
 /** Identity function that gives editors the types of every setting and hook. */
 export function defineConfig(config: ArbiterConfig): ArbiterConfig {
@@ -13,10 +17,6 @@ export function defineConfig(config: ArbiterConfig): ArbiterConfig {
 
 // ---------------------------------------------------------------------------------------
 // Producer side of the `task` worker class.
-
-
-export type { TaskContext, TaskHandler, TaskHandlers, TaskAttempt } from '../workers/task/types.js';
-export type { BrokerStats, DeadTask } from '../workers/task/brokers/broker.js';
 
 export interface EnqueueOpts {
   /** Run no earlier than this many ms from now. */
@@ -33,11 +33,19 @@ export interface EnqueueOpts {
 
 const brokers = new Map<string, Promise<Broker>>();
 
-function brokerFor(url: string, queue: string): Promise<Broker> {
+async function brokerFor(opts: EnqueueOpts): Promise<Broker> {
+  const { resolve } = await import('./config.js');
+  const cli: Record<string, unknown> = {};
+  if (opts.broker !== undefined) cli.broker = opts.broker;
+  if (opts.queue !== undefined) cli.queue = opts.queue;
+  // The producer's own options over ARBITER_* over the defaults; a config file is the server's.
+  const { settings } = await resolve({ cli, env: process.env, cwd: process.cwd(), configFile: 'skip' }, ['broker', 'queue']);
+  const { broker: url, queue } = settings;
   // Spool paths are relative to the directory the producer runs in.
   const key = `${url.startsWith('spool:') ? `${process.cwd()}\n` : ''}${url}\n${queue}`;
   let b = brokers.get(key);
   if (!b) {
+    const { openBroker } = await import('./core/brokers/open.js');
     b = openBroker(url, { queue, cwd: process.cwd() });
     brokers.set(key, b);
     // A failed open is not cached: the next call tries again.
@@ -51,9 +59,7 @@ function brokerFor(url: string, queue: string): Promise<Broker> {
  * it durably (spool: fsynced; Redis: acknowledged by the server). The payload must be JSON.
  */
 export async function enqueue(name: string, payload: unknown, opts: EnqueueOpts = {}): Promise<string> {
-  const url = opts.broker ?? (process.env.ARBITER_BROKER || DEFAULT_BROKER);
-  const queue = opts.queue ?? (process.env.ARBITER_QUEUE || 'default');
-  const broker = await brokerFor(url, queue);
+  const broker = await brokerFor(opts);
   const o: { delay?: number; maxRetries?: number; id?: string } = {};
   if (opts.delay !== undefined) o.delay = opts.delay;
   if (opts.maxRetries !== undefined) o.maxRetries = opts.maxRetries;

@@ -9,15 +9,16 @@
  */
 import http from 'node:http';
 import type { Logger } from 'pino';
-import type { Arbiter, WorkerHandle, WorkerState } from './master.js';
-import { LATENCY_BUCKETS, type WorkerCounters } from './messages.js';
+import { SettingError } from './core/errors.js';
+import { LATENCY_BUCKETS, type WorkerCounters } from './core/protocol.js';
+import type { Arbiter } from './master.js';
 import { parseAddress } from './sockets.js';
-import { SettingError } from './settings.js';
+import { RESTART_REASONS, WORKER_STATES, type Transition } from './worker-handle.js';
 
 export { LATENCY_BUCKETS };
 
-const STATES: WorkerState[] = ['booting', 'serving', 'retiring', 'stopping'];
-const REASONS = ['timeout', 'memory', 'max-requests', 'crash', 'reload'] as const;
+const STATES = WORKER_STATES.filter((s) => s !== 'exited');
+const REASONS = RESTART_REASONS;
 const TASK_OUTCOMES = ['processed', 'failed', 'retried', 'dead'] as const;
 const CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
 
@@ -64,38 +65,21 @@ function add(into: Totals, c: WorkerCounters | undefined): void {
 }
 
 /**
- * Follows an arbiter's workers and folds each one's last counters into a running total when
- * it exits. Shared by the metrics server and `arbiter status`; one per arbiter.
+ * Folds each worker's last counters into a running total when it exits (the master's
+ * lifecycle events say when). One per arbiter, made when it starts.
  */
 export class CounterLedger {
   private readonly retired = emptyTotals();
-  private readonly tracked = new Set<WorkerHandle>();
-  private readonly timer: NodeJS.Timeout;
+  private readonly onTransition = (t: Transition) => {
+    if (t.to === 'exited') add(this.retired, t.worker.counters);
+  };
 
   constructor(private readonly arbiter: Arbiter) {
-    this.sync();
-    // Catch workers early so their exit is seen; a worker is tracked from its first look.
-    this.timer = setInterval(() => this.sync(), 250);
-    this.timer.unref();
-  }
-
-  /** Start following workers we have not seen yet. */
-  sync(): void {
-    for (const w of this.arbiter.workers.values()) {
-      if (this.tracked.has(w)) continue;
-      this.tracked.add(w);
-      const fold = () => {
-        if (!this.tracked.delete(w)) return;
-        add(this.retired, w.counters);
-      };
-      if (w.child.exitCode !== null || w.child.signalCode !== null) fold();
-      else w.child.once('exit', fold);
-    }
+    arbiter.events.on('transition', this.onTransition);
   }
 
   /** Retired plus live counters, right now. */
   totals(): Totals {
-    this.sync();
     const t = emptyTotals();
     add(t, {
       requests: this.retired.requests,
@@ -105,12 +89,12 @@ export class CounterLedger {
       latency: this.retired.sawLatency ? this.retired.latency : undefined,
       tasks: this.retired.sawTasks ? { ...this.retired.tasks, durations: {} } : undefined,
     });
-    for (const w of this.tracked) add(t, w.counters);
+    for (const w of this.arbiter.workers()) add(t, w.counters);
     return t;
   }
 
   close(): void {
-    clearInterval(this.timer);
+    this.arbiter.events.off('transition', this.onTransition);
   }
 }
 
@@ -146,7 +130,7 @@ export function renderMetrics(arbiter: Arbiter, ledger = ledgerFor(arbiter)): st
   const byState: Record<string, number> = Object.fromEntries(STATES.map((s) => [s, 0]));
   let active = 0;
   let rss = 0;
-  for (const w of arbiter.workers.values()) {
+  for (const w of arbiter.workers()) {
     byState[w.state] = (byState[w.state] ?? 0) + 1;
     active += w.counters?.active ?? 0;
     rss += w.counters?.rss ?? 0;
@@ -310,7 +294,7 @@ export function watchMemoryFit(
   let warnedFor = -1;
   const mb = (n: number) => `${Math.round(n / 1024 / 1024)} MB`;
   const check = () => {
-    const serving = [...arbiter.workers.values()].filter((w) => w.state === 'serving' && w.counters?.rss);
+    const serving = arbiter.workers().filter((w) => w.state === 'serving' && w.counters?.rss);
     if (serving.length === 0 || warnedFor === arbiter.target) return;
     const avg = serving.reduce((s, w) => s + w.counters!.rss, 0) / serving.length;
     const master = process.memoryUsage.rss();

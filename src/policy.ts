@@ -1,7 +1,23 @@
 /**
- * Crash-loop policy: how long to wait before replacing a worker that died on its own.
- * Pure, so it is tested without processes.
- *
+ * The master's decisions, as pure functions of what it knows: which workers to start, which
+ * to let go, how long to wait. The group (group.ts) carries them out; the tests run them
+ * without processes (test/policy.test.ts).
+ */
+import type { WorkerState } from './worker-handle.js';
+
+/** What the decisions need to know about a worker. */
+export interface WorkerView {
+  age: number;
+  state: WorkerState;
+  retiredBy?: number | undefined;
+}
+
+const oldestFirst = (a: WorkerView, b: WorkerView) => a.age - b.age;
+
+// ---------------------------------------------------------------------------------------
+// Crash loops.
+
+/**
  * A worker that dies after serving for a while is replaced at once. Workers that keep dying
  * shortly after they start (a bad deploy, a missing dependency at run time) are replaced
  * with a delay that doubles each time, so a broken app costs a log line a few seconds, not
@@ -30,4 +46,66 @@ export function decide(p: Policy): Verdict {
   // The first quick death may be bad luck: replace at once. From the second on, back off.
   const delayMs = quickDeaths < 2 ? 0 : Math.min(MAX_DELAY_MS, FIRST_DELAY_MS * 2 ** (quickDeaths - 2));
   return { quickDeaths, delayMs, quickMs: QUICK_DEATH_MS };
+}
+
+// ---------------------------------------------------------------------------------------
+// Keeping `target` workers.
+
+/** Workers that count toward the target: serving, or booting to serve. */
+export function counted<W extends WorkerView>(workers: readonly W[]): W[] {
+  return workers.filter((w) => w.state === 'booting' || w.state === 'serving');
+}
+
+/**
+ * How many workers to start now. None while a backoff runs; one at a time during a crash
+ * loop (more than one quick death in a row).
+ */
+export function toSpawn(p: { target: number; workers: readonly WorkerView[]; quickDeaths: number; now: number; nextSpawnAt: number }): number {
+  const missing = p.target - counted(p.workers).length;
+  if (missing <= 0 || p.now < p.nextSpawnAt) return 0;
+  return p.quickDeaths > 1 ? 1 : missing;
+}
+
+/** TTOU, or a smaller `workers` after HUP: the oldest of those beyond the target leave first. */
+export function scaleDown<W extends WorkerView>(workers: readonly W[], target: number): W[] {
+  const live = counted(workers).sort(oldestFirst);
+  return live.slice(0, Math.max(0, live.length - target));
+}
+
+/**
+ * The replacement rule: retiring workers (reload, recycling) keep serving until there are
+ * enough serving workers without them; then one old worker leaves per new one serving,
+ * oldest first, so capacity never dips below the target.
+ */
+export function replacements<W extends WorkerView>(workers: readonly W[], target: number): W[] {
+  const serving = workers.filter((w) => w.state === 'serving').length;
+  const retiring = workers.filter((w) => w.state === 'retiring').sort(oldestFirst);
+  return retiring.slice(0, Math.max(0, serving + retiring.length - target));
+}
+
+/**
+ * A reload whose new code cannot boot: the workers that reload retired serve on; workers
+ * retired by earlier reloads (or recycling) go on leaving.
+ */
+export function rollback<W extends WorkerView>(workers: readonly W[], generation: number): W[] {
+  return workers.filter((w) => w.state === 'retiring' && w.retiredBy === generation);
+}
+
+/** After a failed reload, how long before the group tries new workers again. */
+export const BOOT_FAILURE_HOLD_MS = 5_000;
+
+// ---------------------------------------------------------------------------------------
+// Stopping.
+
+/** A quick stop's grace: the worker is told to stop now, and killed after this. */
+export const QUICK_STOP_MS = 1_000;
+
+/** How long a stopping worker has before the master kills it. */
+export function stopGraceMs(graceful: boolean, gracefulTimeoutSeconds: number): number {
+  return graceful ? gracefulTimeoutSeconds * 1000 : QUICK_STOP_MS;
+}
+
+/** A worker whose heartbeats stopped for `timeout` seconds is stuck (0 disables). */
+export function isStuck(now: number, lastSeen: number, timeoutSeconds: number): boolean {
+  return timeoutSeconds > 0 && now - lastSeen > timeoutSeconds * 1000;
 }

@@ -16,7 +16,8 @@ import { existsSync, lstatSync, unlinkSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { getSystemErrorName } from 'node:util';
-import { SettingError } from './settings.js';
+import { SettingError } from './core/errors.js';
+import { ENV } from './core/protocol.js';
 
 export type Address =
   | { kind: 'tcp'; host: string; port: number; v6: boolean }
@@ -33,13 +34,6 @@ export interface Listener {
   unlinkOnExit?: string;
   /** The libuv handle; kept so the descriptor stays open. */
   handle: { fd: number; close(): void; getsockname?(out: object): number };
-}
-
-/** What a worker is told about each listener it inherits. */
-export interface InheritedListener {
-  fd: number;
-  label: string;
-  kind: 'tcp' | 'unix';
 }
 
 export class BindError extends Error {}
@@ -204,14 +198,14 @@ export function systemdListeners(env: NodeJS.ProcessEnv): Listener[] {
   return out;
 }
 
-/** Listeners handed over by the master that re-executed us (USR2): `ARBITER_FDS=4=LABEL,5=LABEL`. */
+/** Listeners handed over by the master that re-executed us (USR2): `ARBITER_FDS=3=LABEL,4=LABEL`. */
 export function inheritedFromParent(env: NodeJS.ProcessEnv): Map<string, number> {
   const out = new Map<string, number>();
-  for (const part of (env.ARBITER_FDS ?? '').split(',')) {
+  for (const part of (env[ENV.FDS] ?? '').split(',')) {
     const m = /^(\d+)=(.+)$/.exec(part);
     if (m) out.set(m[2]!, Number(m[1]));
   }
-  delete env.ARBITER_FDS;
+  delete env[ENV.FDS];
   return out;
 }
 
@@ -260,4 +254,31 @@ export function closeListeners(listeners: Listener[], opts: { unlink: boolean })
       }
     }
   }
+}
+
+/**
+ * The listeners for a changed `bind` (HUP): kept where the address stays, bound where it is
+ * new, closed where it was dropped (workers of the old generation hold their own copies and
+ * keep accepting until they leave). If a new address cannot be bound, nothing changes.
+ */
+export async function rebind(current: Listener[], binds: string[], opts: { reusePort: boolean; cwd: string }): Promise<Listener[]> {
+  const byLabel = new Map(current.map((l) => [l.label, l]));
+  const next: Listener[] = [];
+  const fresh: Listener[] = [];
+  try {
+    for (const text of binds) {
+      const kept = byLabel.get(labelOf(parseAddress(text, opts.cwd)));
+      if (kept) next.push(kept);
+      else {
+        const [l] = await openListeners([text], opts);
+        fresh.push(l!);
+        next.push(l!);
+      }
+    }
+  } catch (err) {
+    closeListeners(fresh, { unlink: true });
+    throw err;
+  }
+  closeListeners(current.filter((l) => !next.includes(l)), { unlink: true });
+  return next;
 }

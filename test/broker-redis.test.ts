@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { before, test } from 'node:test';
 import { Redis } from 'ioredis';
-import { openBroker } from '../workers/task/brokers/broker.js';
+import { openBroker } from '../src/core/brokers/open.js';
 import { brokerSuite, uniqueQueue } from './fixtures/brokers/suite.js';
 import { freePort, startRedis } from './helpers.ts';
 

@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, test } from 'node:test';
-import { openBroker } from '../workers/task/brokers/broker.js';
+import { openBroker } from '../src/core/brokers/open.js';
 import { brokerSuite, exited, REPO, spawnFixture, uniqueQueue } from './fixtures/brokers/suite.js';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'arbiter-spool-'));

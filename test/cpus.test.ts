@@ -7,13 +7,13 @@ import path from 'node:path';
 import {
   detectCpus,
   detectMemoryLimit,
-  parseBytes,
   parseCpuList,
   parseMountinfo,
   parseProcCgroup,
   resolveWorkers,
   type CpuFinding,
 } from '../src/cpus.js';
+import { parseBytes } from '../src/core/units.js';
 
 // Fixture trees are built per test from a table of files so the repo carries no
 // sys/fs/cgroup copies; each is a directory that stands in for `/`.

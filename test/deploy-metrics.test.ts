@@ -216,6 +216,26 @@ test('/metrics parses as Prometheus text; request counters and the histogram ris
   }
 });
 
+test('-k h11 counts statuses and the latency histogram as -k http does', { timeout: 60_000 }, async () => {
+  const port = await freePort();
+  const mport = await freePort();
+  const r = await serve([PID_APP, '-k', 'h11', '-w', '2', '-b', `127.0.0.1:${port}`, '--metrics-bind', `127.0.0.1:${mport}`, '--heartbeat-interval', '0.2']);
+  try {
+    for (let i = 0; i < 49; i++) assert.equal((await request({ port })).status, 200);
+    await request({ port }, { path: '/slow?ms=300' });
+    const m = await waitFor(async () => {
+      const x = await scrape(mport);
+      return value(x, 'arbiter_request_duration_seconds', {}, 'arbiter_request_duration_seconds_count') >= 50 ? x : null;
+    }, 5000, '50 requests in the histogram');
+    assert.equal(value(m, 'arbiter_request_duration_seconds', {}, 'arbiter_request_duration_seconds_count'), 50);
+    assert.equal(value(m, 'arbiter_requests_total', { status_class: '2xx' }), 50);
+    assert.equal(value(m, 'arbiter_request_duration_seconds', { le: '0.25' }, 'arbiter_request_duration_seconds_bucket'), 49);
+    assert.ok(value(m, 'arbiter_request_duration_seconds', {}, 'arbiter_request_duration_seconds_sum') >= 0.3);
+  } finally {
+    await stop(r);
+  }
+});
+
 test('task workers export task counters, not HTTP ones', { timeout: 60_000 }, async () => {
   const dir = tmpDir();
   writeFiles(dir, { 'tasks.js': 'export default { async hello() {} };\n' });

@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 import { expectedDocs, MAN_PAGE, README } from '../src/docs.ts';
-import { SETTINGS } from '../src/settings.ts';
+import { SETTINGS } from '../src/core/settings.ts';
 import { ROOT } from './helpers.ts';
 
 test('man/arbiter.1 is generated from the settings table (run `npm run docs`)', () => {

@@ -1,13 +1,11 @@
-// Pure logic: the settings table's parsing, suggestions, argument splitting, crash-loop
-// policy and access-log formatting. No processes.
+// The settings table and its faces: parsing by kind, suggestions, the command line, bind
+// addresses and app specs. No processes.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { BY_NAME, DEFAULTS, SETTINGS, closest, envName, parseValue, unknownSetting, kebab } from '../src/settings.ts';
-import { splitArgs, parseArgs } from '../src/cli.ts';
-import { decide, MAX_DELAY_MS } from '../src/policy.ts';
-import { compileFormat, type AccessEntry } from '../workers/accesslog.ts';
+import { BY_NAME, DEFAULTS, SETTINGS, closest, envName, parseValue, unknownSetting, kebab } from '../src/core/settings.ts';
+import { splitArgs, parseArgs } from '../src/argv.ts';
 import { parseAddress, labelOf } from '../src/sockets.ts';
-import { parseAppSpec } from '../src/app.ts';
+import { parseAppSpec } from '../src/core/app.ts';
 
 const spec = (name: string) => BY_NAME.get(name)!;
 
@@ -90,44 +88,4 @@ test('app specs', () => {
   assert.deepEqual(parseAppSpec('examples/hello.js:handler'), { module: 'examples/hello.js', exportName: 'handler' });
   assert.deepEqual(parseAppSpec('app'), { module: 'app', exportName: 'default' });
   assert.deepEqual(parseAppSpec('@scope/pkg:app'), { module: '@scope/pkg', exportName: 'app' });
-});
-
-test('crash-loop policy: replace at once, then back off doubling, capped, reset by a long life', () => {
-  let v = decide({ livedMs: 60_000, quickDeaths: 0 });
-  assert.equal(v.delayMs, 0);
-  v = decide({ livedMs: 100, quickDeaths: 0 });
-  assert.deepEqual([v.quickDeaths, v.delayMs], [1, 0]);
-  const delays: number[] = [];
-  let q = v.quickDeaths;
-  for (let i = 0; i < 12; i++) {
-    const next = decide({ livedMs: 100, quickDeaths: q });
-    q = next.quickDeaths;
-    delays.push(next.delayMs);
-  }
-  assert.deepEqual(delays.slice(0, 4), [100, 200, 400, 800]);
-  assert.equal(delays.at(-1), MAX_DELAY_MS);
-  assert.equal(decide({ livedMs: 10_000, quickDeaths: q }).quickDeaths, 0);
-});
-
-test("access log: Gunicorn's atoms and JSON", () => {
-  const e: AccessEntry = {
-    peer: '127.0.0.1',
-    method: 'GET',
-    url: '/a?b=1',
-    version: '1.1',
-    status: 200,
-    bytes: 14,
-    startedAt: Date.UTC(2026, 0, 2, 3, 4, 5),
-    durationMicros: 1500,
-    reqHeader: (n) => ({ 'user-agent': 'curl/8', 'x-forwarded-for': '203.0.113.9, 10.0.0.1', 'x-request-id': 'abc' })[n],
-    resHeader: (n) => ({ 'content-type': 'text/plain' })[n],
-  };
-  const gunicorn = compileFormat('%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"', ['127.0.0.1']);
-  assert.match(gunicorn(e), /^203\.0\.113\.9 - - \[02\/Jan\/2026:\d\d:04:05 [+-]\d{4}\] "GET \/a\?b=1 HTTP\/1\.1" 200 14 "-" "curl\/8"$/);
-  const untrusted = compileFormat('%(h)s %(D)s %(M)s %(U)s %(q)s %({x-request-id}i)s %({content-type}o)s', []);
-  assert.equal(untrusted(e), '127.0.0.1 1500 2 /a b=1 abc text/plain');
-  const json = JSON.parse(compileFormat('json', [])(e));
-  assert.equal(json.status, 200);
-  assert.equal(json.duration_us, 1500);
-  assert.throws(() => compileFormat('%(Z)s', []), /unknown access log atom %\(Z\)s/);
 });

@@ -7,7 +7,8 @@ import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
-import { openBroker, type Broker, type BrokerStats } from '../workers/task/brokers/broker.js';
+import { openBroker } from '../src/core/brokers/open.js';
+import type { Broker, BrokerStats } from '../src/core/brokers/types.js';
 import { alive, safeKill, serve, sleep, stop, tmpDir, waitFor, type Running } from './helpers.js';
 import { HANDLERS, cli, readRecord, startRedis } from './fixtures/tasks/env.js';
 

@@ -1,7 +1,8 @@
 /** Finding a worker class by name (`http`, `h11`, `task`) or by module path. */
 import { pathToFileURL } from 'node:url';
-import { AppLoadError, resolveModule } from '../src/app.js';
-import { SettingError, closest } from '../src/settings.js';
+import { resolveModule } from '../src/core/app.js';
+import { AppLoadError, SettingError } from '../src/core/errors.js';
+import { closest } from '../src/core/settings.js';
 import type { WorkerClass } from './contract.js';
 
 const BUILT_IN: Record<string, () => Promise<{ default: WorkerClass }>> = {

@@ -4,18 +4,11 @@
  * with `-k ./my-class.js` are driven the same way by the worker runtime (runtime.ts).
  */
 import type { Logger } from 'pino';
-import type { Settings } from '../src/settings.js';
-import type { InheritedListener } from '../src/sockets.js';
-import type { TaskCounters } from '../src/messages.js';
+import type { Hooks } from '../src/core/hooks.js';
+import type { ClassCounters, InheritedListener } from '../src/core/protocol.js';
+import type { WorkerSettings } from '../src/core/settings.js';
 
-/** The settings a worker sees: everything but the hooks, which live in the config file. */
-export type WorkerSettings = Omit<Settings, 'workers'> & { workers: number };
-
-export interface Hooks {
-  /** Run a hook if configured; its exceptions and rejections are logged with its name, never thrown. */
-  run(name: string, ...args: unknown[]): Promise<void>;
-  has(name: string): boolean;
-}
+export type { Hooks, WorkerSettings };
 
 export interface WorkerContext {
   settings: WorkerSettings;
@@ -25,8 +18,8 @@ export interface WorkerContext {
   /** Gunicorn's worker "age": the master's sequence number for this worker. */
   age: number;
   /**
-   * Call once per finished request or task. Returns false once `maxRequests` is reached,
-   * after which the runtime arranges the worker's graceful retirement.
+   * Call once per request or task. When `maxRequests` is reached the runtime asks the
+   * master to retire the worker gracefully; the class goes on serving until told to stop.
    */
   done(): void;
   /** The work most recently started, for the WORKER TIMEOUT report. Cheap: one assignment. */
@@ -41,7 +34,7 @@ export interface WorkerInstance {
    * `Connection: close`), then resolve. Quick: drop everything now.
    */
   stop(graceful: boolean, opts?: { keepAccepting?: boolean }): Promise<void>;
-  counters(): { requests: number; active: number; statuses?: number[]; tasks?: TaskCounters };
+  counters(): ClassCounters;
   /** USR1: reopen any log files the class writes itself. */
   reopenLogs?(): void;
 }

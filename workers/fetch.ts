@@ -9,7 +9,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Readable } from 'node:stream';
-import type { FetchHandler, NodeHandler } from '../src/app.js';
+import type { FetchHandler, NodeHandler } from '../src/core/app.js';
 import {
   GlobalRequest, GlobalResponse, headersFrom, installLightResponse, lazyRequest, lightParts, nativeMethod, nativeResponse,
   requestUrl,

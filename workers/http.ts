@@ -9,42 +9,36 @@
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import https from 'node:https';
 import net from 'node:net';
-import { readFileSync } from 'node:fs';
 import type { Socket } from 'node:net';
-import { adaptHttpApp, oneLine, type HttpApp } from '../src/app.js';
-import { nodeEntry, openAccessLog, type AccessLog } from './accesslog.js';
+import { adaptHttpApp, type HttpApp } from '../src/core/app.js';
+import { nodeEntry } from './accesslog.js';
 import type { WorkerClass, WorkerContext, WorkerInstance } from './contract.js';
 import { fetchToNode } from './fetch.js';
-import { LATENCY_BUCKETS } from '../src/messages.js';
-
-/** How long a connection may sit idle after a graceful stop began before we close it. */
-const IDLE_AFTER_STOP_MS = 500;
-/** Still accepting at a whole-arbiter stop: leave once no client has come for this long. */
-const QUIET_MS = 1000;
+import { RequestObserver, drain, listenAll, loadTls, logAppError } from './http-base.js';
 
 class HttpWorker implements WorkerInstance {
   private readonly server: http.Server;
+  /** Servers of the listeners after the first: they hand their connections to `server`. */
+  private readonly extra: net.Server[] = [];
   private readonly sockets = new Set<Socket>();
+  /** Idle at the last sweep of a graceful stop: closed at the next. */
+  private idle = new Set<Socket>();
   private requests = 0;
-  private readonly statuses = [0, 0, 0, 0, 0, 0];
   private stopping = false;
   private lastConnection = 0;
-  private readonly accessLog: AccessLog | null;
-  /** Per-bucket latency counts, +Inf, then the sum in seconds (see WorkerCounters.latency); null unless metrics are on. */
-  private readonly latency: number[] | null;
+  private readonly observer: RequestObserver;
 
   constructor(
     private readonly ctx: WorkerContext,
     app: HttpApp,
   ) {
     const s = ctx.settings;
-    const tls = s.certfile && s.keyfile ? { cert: readFileSync(s.certfile), key: readFileSync(s.keyfile) } : null;
+    const tls = loadTls(s);
     const handler =
       app.kind === 'node'
         ? app.handler
-        : fetchToNode(app.fetch, { https: !!tls, onError: (err) => ctx.log.error({ err }, `app error: ${oneLine(err)}`) });
-    this.accessLog = s.accessLog ? openAccessLog(s.accessLog, s.accessLogFormat, s.forwardedAllowIps) : null;
-    this.latency = s.metricsBind ? new Array<number>(LATENCY_BUCKETS.length + 2).fill(0) : null;
+        : fetchToNode(app.fetch, { https: !!tls, onError: (err) => logAppError(ctx, err) });
+    this.observer = new RequestObserver(ctx);
     const options: http.ServerOptions = {
       keepAliveTimeout: s.keepalive * 1000,
       // Node's own cap on the whole head; our finer limits are checked per request below.
@@ -70,7 +64,7 @@ class HttpWorker implements WorkerInstance {
     const fieldLimit = s.limitRequestFields;
     const fieldSize = s.limitRequestFieldSize;
     const noKeepalive = s.keepalive === 0;
-    const observe = this.accessLog !== null || this.latency !== null || ctx.hooks.has('postRequest') || ctx.hooks.has('preRequest');
+    const watching = this.observer.watching;
     return (req: IncomingMessage, res: ServerResponse) => {
       this.requests++;
       ctx.working(req);
@@ -85,7 +79,7 @@ class HttpWorker implements WorkerInstance {
         res.end(`${http.STATUS_CODES[rejected]}\n`);
         return;
       }
-      if (observe) this.observe(req, res);
+      if (watching) this.observe(req, res);
       try {
         const r = handler(req, res) as Promise<unknown> | undefined;
         if (r && typeof r.catch === 'function') r.catch((err) => this.appError(err, res));
@@ -106,34 +100,23 @@ class HttpWorker implements WorkerInstance {
   }
 
   private observe(req: IncomingMessage, res: ServerResponse): void {
-    const started = Date.now();
-    const t0 = process.hrtime.bigint();
-    const hooks = this.ctx.hooks;
-    if (hooks.has('preRequest')) void hooks.run('preRequest', { pid: process.pid }, req);
+    const observer = this.observer;
+    const t = observer.begin(req);
     const socket = req.socket;
     const before = socket.bytesWritten;
     res.once('finish', () => {
-      const micros = Number(process.hrtime.bigint() - t0) / 1000;
-      this.statuses[Math.floor(res.statusCode / 100)]!++;
-      const latency = this.latency;
-      if (latency !== null) {
-        const seconds = micros / 1e6;
-        let i = 0;
-        while (i < LATENCY_BUCKETS.length && seconds > LATENCY_BUCKETS[i]!) i++;
-        latency[i]!++;
-        latency[LATENCY_BUCKETS.length + 1]! += seconds;
-      }
-      if (this.accessLog === null && !hooks.has('postRequest')) return;
-      // Body bytes: what went to the socket for this response, less its head.
-      const head = (res as unknown as { _header?: string })._header;
-      const sent = socket.bytesWritten - before - (head ? Buffer.byteLength(head) : 0);
-      this.accessLog?.log(nodeEntry(req, res, { peer: req.socket.remoteAddress ?? '', bytes: head && sent >= 0 ? sent : null, startedAt: started, durationMicros: micros }));
-      if (hooks.has('postRequest')) void hooks.run('postRequest', { pid: process.pid }, req, res, micros / 1000);
+      observer.count(res.statusCode);
+      observer.end(t, req, res, (durationMicros) => {
+        // Body bytes: what went to the socket for this response, less its head.
+        const head = (res as unknown as { _header?: string })._header;
+        const sent = socket.bytesWritten - before - (head ? Buffer.byteLength(head) : 0);
+        return nodeEntry(req, res, { peer: socket.remoteAddress ?? '', bytes: head && sent >= 0 ? sent : null, startedAt: t.startedAt, durationMicros });
+      });
     });
   }
 
   private appError(err: unknown, res: ServerResponse): void {
-    this.ctx.log.error({ err }, `app error: ${oneLine(err)}`);
+    logAppError(this.ctx, err);
     if (!res.headersSent) {
       res.writeHead(500, { 'content-type': 'text/plain', connection: 'close' });
       res.end('Internal Server Error\n');
@@ -143,26 +126,9 @@ class HttpWorker implements WorkerInstance {
   }
 
   start(): Promise<void> {
-    const backlog = this.ctx.settings.backlog;
-    return Promise.all(
-      this.ctx.listeners.map(
-        (l) =>
-          new Promise<void>((resolve, reject) => {
-            // Each inherited descriptor is a listening socket of our own to accept on; a
-            // server can only listen once, so extra listeners feed the same handler.
-            const srv = l === this.ctx.listeners[0] ? this.server : this.extraServer();
-            srv.once('error', reject);
-            // The backlog goes as an argument: Node ignores options.backlog when listening on an fd.
-            srv.listen({ fd: l.fd }, backlog, () => {
-              srv.off('error', reject);
-              resolve();
-            });
-          }),
-      ),
-    ).then(() => undefined);
+    // A server can only listen once: listeners after the first feed the same handler.
+    return listenAll(this.ctx.listeners, this.ctx.settings.backlog, (i) => (i === 0 ? this.server : this.extraServer()));
   }
-
-  private readonly extra: net.Server[] = [];
 
   /** A listening server that hands its connections to the main http server. */
   private extraServer(): net.Server {
@@ -171,15 +137,13 @@ class HttpWorker implements WorkerInstance {
     return srv;
   }
 
-  private idle = new Set<Socket>();
-
   async stop(graceful: boolean, opts: { keepAccepting?: boolean } = {}): Promise<void> {
     this.stopping = true;
     const servers = [this.server as net.Server, ...this.extra];
     // net.Server's close, not http.Server's: Node's http close also drops idle keep-alive
     // connections at once, which is the reset we are avoiding.
     const closeListeners = () =>
-      Promise.all(servers.map((srv) => new Promise<void>((resolve) => net.Server.prototype.close.call(srv, () => resolve()))));
+      Promise.all(servers.map((srv) => new Promise<void>((resolve) => net.Server.prototype.close.call(srv, () => resolve())))).then(() => undefined);
     if (!graceful) {
       for (const s of this.sockets) s.destroy();
       await closeListeners();
@@ -190,36 +154,31 @@ class HttpWorker implements WorkerInstance {
       if (res && !res.headersSent) res.setHeader('Connection', 'close');
       else if (!res) this.idle.add(socket);
     }
-    let closing: Promise<unknown> | null = opts.keepAccepting ? null : closeListeners();
-    await new Promise<void>((resolve) => {
-      // Sockets idle at the stop get IDLE_AFTER_STOP_MS to bring a request (answered with
-      // Connection: close); then they are closed. Responses that were under way with
-      // keep-alive end as idle sockets and are caught the same way.
-      const sweep = setInterval(() => {
+    // Sockets idle at the stop get IDLE_AFTER_STOP_MS to bring a request (answered with
+    // Connection: close); then they are closed. Responses that were under way with
+    // keep-alive end as idle sockets and are caught the same way.
+    await drain({
+      open: () => this.sockets.size,
+      lastAccept: () => this.lastConnection,
+      keepAccepting: opts.keepAccepting ?? false,
+      closeListeners,
+      sweep: () => {
         for (const socket of this.idle) socket.destroy();
         this.idle.clear();
         for (const socket of this.sockets) if (!(socket as any)._httpMessage) this.idle.add(socket);
-        if (this.sockets.size === 0 && (closing || Date.now() - this.lastConnection >= QUIET_MS)) {
-          clearInterval(sweep);
-          resolve();
-        }
-      }, IDLE_AFTER_STOP_MS);
+      },
     });
-    closing ??= closeListeners();
-    await closing;
-    this.accessLog?.flush();
+    this.observer.flush();
   }
 
   counters() {
     let active = 0;
     for (const s of this.sockets) if ((s as any)._httpMessage) active++;
-    return this.latency === null
-      ? { requests: this.requests, active, statuses: this.statuses }
-      : { requests: this.requests, active, statuses: this.statuses, latency: this.latency };
+    return { requests: this.requests, active, ...this.observer.counters() };
   }
 
   reopenLogs(): void {
-    this.accessLog?.reopen();
+    this.observer.reopen();
   }
 }
 

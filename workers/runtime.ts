@@ -1,37 +1,25 @@
 /**
  * The worker process. The master spawns `node [nodeArgs] runtime.js` with the listening
- * sockets on descriptors 4.. and a JSON boot description in ARBITER_WORKER. This file is
- * the part every worker class shares: boot, heartbeats, recycling, signals and stop.
+ * sockets on descriptors WORKER_FD_BASE.. and a JSON boot description in ARBITER_WORKER
+ * (src/core/protocol.ts). This file is the part every worker class shares: boot,
+ * heartbeats, recycling, signals and stop.
  */
-import { AppLoadError, appStack, importApp, oneLine } from '../src/app.js';
-import { loadConfigFile } from '../src/config.js';
-import { createHooks } from '../src/hooks.js';
-import { createLogger, reopenErrorLog } from '../src/logging.js';
-import type { MasterMessage, WorkerMessage, CurrentWork } from '../src/messages.js';
-import type { InheritedListener } from '../src/sockets.js';
+import { importApp } from '../src/core/app.js';
+import { loadConfigFile } from '../src/core/config-file.js';
+import { AppLoadError, appStack, oneLine } from '../src/core/errors.js';
+import { createHooks } from '../src/core/hooks.js';
+import { createLogger, reopenErrorLog } from '../src/core/logging.js';
+import { ENV, EXIT, type CurrentWork, type MasterMessage, type RetireReason, type WorkerBoot, type WorkerMessage } from '../src/core/protocol.js';
 import { loadWorkerClass } from './classes.js';
-import type { WorkerContext, WorkerInstance, WorkerSettings } from './contract.js';
+import type { WorkerContext, WorkerInstance } from './contract.js';
 import { CURRENT, startWatchdog } from './watchdog.js';
 
-/** What the master puts in ARBITER_WORKER. */
-export interface WorkerBoot {
-  settings: WorkerSettings;
-  listeners: InheritedListener[];
-  configFile: string | null;
-  age: number;
-  /** Where the watchdog leaves its stack report for the master. */
-  reportFile: string;
-}
-
-/** Exit code that tells the master "the app cannot load": it stops everything with exit 3. */
-export const BOOT_ERROR_EXIT = 3;
-
-const boot: WorkerBoot = JSON.parse(process.env.ARBITER_WORKER ?? 'null');
+const boot: WorkerBoot = JSON.parse(process.env[ENV.WORKER] ?? 'null');
 if (!boot) {
   process.stderr.write('arbiter: workers/runtime.js is started by the arbiter master, not by hand\n');
-  process.exit(2);
+  process.exit(EXIT.USAGE);
 }
-delete process.env.ARBITER_WORKER;
+delete process.env[ENV.WORKER];
 
 const settings = boot.settings;
 process.title = `arbiter worker [${settings.app ?? settings.workerClass}]`;
@@ -51,7 +39,7 @@ if (settings.maxRequests > 0) {
   retireAt = settings.maxRequests + Math.floor(Math.random() * (settings.maxRequestsJitter + 1));
 }
 
-function retire(reason: 'max-requests' | 'memory', detail: string): void {
+function retire(reason: RetireReason, detail: string): void {
   if (retiring) return;
   retiring = true;
   log.info({ event: 'worker_retiring', reason, detail }, `worker retiring: ${detail}`);
@@ -167,7 +155,7 @@ async function main(): Promise<void> {
     send({ t: 'bootError', message, detail });
     log.error({ event: 'worker_boot_failed', detail }, message);
     // Let the message reach the master before the exit code does.
-    setTimeout(() => process.exit(BOOT_ERROR_EXIT), 50);
+    setTimeout(() => process.exit(EXIT.BOOT), 50);
     return;
   }
   heartbeat();

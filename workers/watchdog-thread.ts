@@ -2,7 +2,7 @@
 import { Session } from 'node:inspector';
 import { writeFileSync, renameSync } from 'node:fs';
 import { workerData } from 'node:worker_threads';
-import type { StuckReport } from './watchdog.js';
+import type { StuckReport } from '../src/core/protocol.js';
 
 const { shared, reportFile, stuckAfterMs } = workerData as { shared: Float64Array; reportFile: string; stuckAfterMs: number };
 

@@ -13,13 +13,6 @@ import { Worker } from 'node:worker_threads';
 /** The global slot the worker classes fill with the work in hand (see WorkerContext.working). */
 export const CURRENT = Symbol.for('arbiter.current');
 
-export interface StuckReport {
-  pid: number;
-  silentMs: number;
-  working: string;
-  stack: string[];
-}
-
 export interface Watchdog {
   beat(): void;
   stop(): void;

@@ -6,19 +6,18 @@
  */
 import net from 'node:net';
 import tls from 'node:tls';
-import { readFileSync } from 'node:fs';
 import type { Socket } from 'node:net';
-import { adaptHttpApp, oneLine, type HttpApp, type NodeHandler, type FetchHandler } from '../../src/app.js';
-import { nodeEntry, openAccessLog, type AccessLog } from '../accesslog.js';
+import { adaptHttpApp, type HttpApp, type NodeHandler, type FetchHandler } from '../../src/core/app.js';
+import { oneLine } from '../../src/core/errors.js';
+import { nodeEntry } from '../accesslog.js';
 import type { WorkerClass, WorkerContext, WorkerInstance } from '../contract.js';
+import { IDLE_AFTER_STOP_MS, RequestObserver, drain, listenAll, loadTls, logAppError, type TlsMaterial } from '../http-base.js';
 import { Conn, clock, type ConnOwner, type Exchange } from './conn.js';
-import type { H11Options, RequestEvent } from './engine/index.js';
+import { createDateCache, type H11Options, type RequestEvent } from './engine/index.js';
 import { installLightResponse } from '../fetch-light.js';
 import { FetchEx, fetchAppError, writeFetchResponse } from './fetch.js';
 import { NodeEx, nodeAppError } from './node.js';
 
-/** How long a connection may sit idle after a graceful stop began before we close it. */
-const IDLE_AFTER_STOP_MS = 500;
 /** A connection we half-closed is destroyed if the peer has not closed its side by then. */
 const LINGER_MS = 5000;
 /** Before the first request when keepalive is 0: how long a client may take to send a head. */
@@ -29,21 +28,18 @@ class H11Worker implements WorkerInstance, ConnOwner {
   private readonly conns = new Set<Conn>();
   private requests = 0;
   private active = 0;
-  private readonly statuses = [0, 0, 0, 0, 0, 0];
   stopping = false;
   readonly closeEach: boolean;
-  private readonly accessLog: AccessLog | null;
+  private readonly observer: RequestObserver;
   private readonly observe: boolean;
   private readonly opts: H11Options;
   private readonly idleMs: number;
   private readonly maxConns: number;
   private readonly scheme: string;
-  private readonly tlsOpts: { cert: Buffer; key: Buffer } | null;
+  private readonly tlsOpts: TlsMaterial | null;
   private readonly nodeHandler: NodeHandler | null;
   private readonly fetchHandler: FetchHandler | null;
   private sweepTimer: NodeJS.Timeout | null = null;
-  private dateStr = '';
-  private dateSec = -1;
   private readonly onFetchError = (ex: FetchEx, err: unknown) => {
     this.logAppError(err);
     fetchAppError(ex);
@@ -54,20 +50,19 @@ class H11Worker implements WorkerInstance, ConnOwner {
     app: HttpApp,
   ) {
     const s = ctx.settings;
-    this.tlsOpts = s.certfile && s.keyfile ? { cert: readFileSync(s.certfile), key: readFileSync(s.keyfile) } : null;
+    this.tlsOpts = loadTls(s);
     this.scheme = this.tlsOpts ? 'https' : 'http';
-    this.accessLog = s.accessLog ? openAccessLog(s.accessLog, s.accessLogFormat, s.forwardedAllowIps) : null;
-    this.observe = this.accessLog !== null || ctx.hooks.has('preRequest') || ctx.hooks.has('postRequest');
+    this.observer = new RequestObserver(ctx);
+    this.observe = this.observer.watching;
     this.closeEach = s.keepalive === 0;
     this.idleMs = s.keepalive > 0 ? s.keepalive * 1000 : FIRST_REQUEST_MS;
     this.maxConns = s.workerConnections > 0 ? s.workerConnections : Infinity;
-    this.tickClock();
     this.opts = {
       limitRequestLine: s.limitRequestLine,
       limitRequestFields: s.limitRequestFields,
       limitRequestFieldSize: s.limitRequestFieldSize,
       maxBodySize: s.limitRequestBody > 0 ? s.limitRequestBody : Infinity,
-      date: () => this.dateStr,
+      date: createDateCache(() => clock.now),
     };
     if (app.kind === 'node') {
       this.nodeHandler = app.handler;
@@ -76,17 +71,6 @@ class H11Worker implements WorkerInstance, ConnOwner {
       this.nodeHandler = null;
       this.fetchHandler = app.fetch;
       installLightResponse();
-    }
-  }
-
-  /** The coarse clock and the Date header, advanced by the sweep timer (≤ 250 ms stale). */
-  private tickClock(): void {
-    const now = Date.now();
-    clock.now = now;
-    const sec = Math.floor(now / 1000);
-    if (sec !== this.dateSec) {
-      this.dateSec = sec;
-      this.dateStr = new Date(sec * 1000).toUTCString();
     }
   }
 
@@ -158,7 +142,7 @@ class H11Worker implements WorkerInstance, ConnOwner {
 
   requestFinished(_conn: Conn, status: number): void {
     this.active--;
-    this.statuses[(status / 100) | 0]!++;
+    this.observer.count(status);
   }
 
   requestAborted(): void {
@@ -166,82 +150,65 @@ class H11Worker implements WorkerInstance, ConnOwner {
   }
 
   countStatus(status: number): void {
-    this.statuses[(status / 100) | 0]!++;
+    this.observer.count(status);
   }
 
   logAppError(err: unknown): void {
-    this.ctx.log.error({ err }, `app error: ${oneLine(err)}`);
+    logAppError(this.ctx, err);
   }
 
   // ---------------------------------------------------------------- access log and hooks
 
   private observeNode(x: NodeEx): void {
-    const started = Date.now();
-    const t0 = process.hrtime.bigint();
     const { req, res } = x;
-    void this.ctx.hooks.run('preRequest', { pid: process.pid }, req);
+    const t = this.observer.begin(req);
     res.once('finish', () => {
-      const micros = Number(process.hrtime.bigint() - t0) / 1000;
-      const len = res.getHeader('content-length');
-      this.accessLog?.log(nodeEntry(req, res, { peer: x.conn.sock.remoteAddress ?? '', bytes: len === undefined ? null : Number(len), startedAt: started, durationMicros: micros }));
-      void this.ctx.hooks.run('postRequest', { pid: process.pid }, req, res, micros / 1000);
+      this.observer.end(t, req, res, (durationMicros) => {
+        const len = res.getHeader('content-length');
+        return nodeEntry(req, res, { peer: x.conn.sock.remoteAddress ?? '', bytes: len === undefined ? null : Number(len), startedAt: t.startedAt, durationMicros });
+      });
     });
   }
 
   private observeFetch(ex: FetchEx): void {
-    const started = Date.now();
-    const t0 = process.hrtime.bigint();
-    void this.ctx.hooks.run('preRequest', { pid: process.pid }, ex);
+    const t = this.observer.begin(ex);
     const peer = ex._conn.sock.remoteAddress ?? '';
     const ev = ex._ev;
     (ex as Exchange).onFlushed = (status: number) => {
-      const micros = Number(process.hrtime.bigint() - t0) / 1000;
-      this.accessLog?.log({
+      this.observer.end(t, ex, { status }, (durationMicros) => ({
         peer,
         method: ev.method,
         url: ev.target,
         version: ev.version,
         status,
         bytes: null,
-        startedAt: started,
-        durationMicros: micros,
+        startedAt: t.startedAt,
+        durationMicros,
         reqHeader: (name) => ex.headers.get(name) ?? undefined,
         resHeader: () => undefined,
-      });
-      void this.ctx.hooks.run('postRequest', { pid: process.pid }, ex, { status }, micros / 1000);
+      }));
     };
   }
 
   // ---------------------------------------------------------------- lifecycle
 
   start(): Promise<void> {
-    const backlog = this.ctx.settings.backlog;
     this.sweepTimer = setInterval(() => this.sweep(), 250);
     this.sweepTimer.unref();
-    return Promise.all(
-      this.ctx.listeners.map(
-        (l) =>
-          new Promise<void>((resolve, reject) => {
-            const srv = this.tlsOpts
-              ? tls.createServer({ ...this.tlsOpts, allowHalfOpen: true }, this.onConnection)
-              : net.createServer({ allowHalfOpen: true, noDelay: true } as net.ServerOpts, this.onConnection);
-            srv.on('error', (err) => this.ctx.log.error({ err }, `listener error: ${oneLine(err)}`));
-            if (this.tlsOpts) srv.on('tlsClientError', noop);
-            this.servers.push(srv);
-            srv.once('error', reject);
-            srv.listen({ fd: l.fd, backlog }, () => {
-              srv.off('error', reject);
-              resolve();
-            });
-          }),
-      ),
-    ).then(() => undefined);
+    return listenAll(this.ctx.listeners, this.ctx.settings.backlog, () => {
+      const srv = this.tlsOpts
+        ? tls.createServer({ ...this.tlsOpts, allowHalfOpen: true }, this.onConnection)
+        : net.createServer({ allowHalfOpen: true, noDelay: true } as net.ServerOpts, this.onConnection);
+      srv.on('error', (err) => this.ctx.log.error({ err }, `listener error: ${oneLine(err)}`));
+      if (this.tlsOpts) srv.on('tlsClientError', noop);
+      this.servers.push(srv);
+      return srv;
+    });
   }
 
-  /** Every 250 ms: clock, Date header, idle keep-alive connections, lingering closes. */
+  /** Every 250 ms: the coarse clock (and so the Date header), idle keep-alive connections, lingering closes. */
   private sweep(): void {
-    this.tickClock();
-    const now = clock.now;
+    const now = (clock.now = Date.now());
     const stopping = this.stopping;
     let idle: Conn[] | null = null;
     for (const c of this.conns) {
@@ -274,29 +241,24 @@ class H11Worker implements WorkerInstance, ConnOwner {
       if (c.busy) c.h.startClosing();
       else c.idleSince = clock.now;
     }
-    let closing: Promise<void> | null = opts.keepAccepting ? null : this.closeListeners();
-    await new Promise<void>((resolve) => {
-      const check = setInterval(() => {
-        // keepAccepting: "until clients stop coming" — no connection left and none accepted
-        // for a while; leaving earlier would strand connections in the accept queue.
-        if (this.conns.size === 0 && (closing !== null || Date.now() - this.lastAccept >= IDLE_AFTER_STOP_MS)) {
-          clearInterval(check);
-          resolve();
-        }
-      }, 50);
+    // The sweep timer closes the idle ones; leaving before the accept queue is empty
+    // (keepAccepting) would strand connections in it.
+    await drain({
+      open: () => this.conns.size,
+      lastAccept: () => this.lastAccept,
+      keepAccepting: opts.keepAccepting ?? false,
+      closeListeners: () => this.closeListeners(),
     });
-    closing ??= this.closeListeners();
-    await closing;
     if (this.sweepTimer) clearInterval(this.sweepTimer);
-    this.accessLog?.flush();
+    this.observer.flush();
   }
 
   counters() {
-    return { requests: this.requests, active: this.active, statuses: this.statuses };
+    return { requests: this.requests, active: this.active, ...this.observer.counters() };
   }
 
   reopenLogs(): void {
-    this.accessLog?.reopen();
+    this.observer.reopen();
   }
 }
 

@@ -32,12 +32,15 @@
 import { hostname } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
-import { AppLoadError, oneLine } from '../../src/app.js';
-import type { TaskCounters } from '../../src/messages.js';
-import { closest, SettingError } from '../../src/settings.js';
+import { openBroker } from '../../src/core/brokers/open.js';
+import { resolveOptions } from '../../src/core/brokers/records.js';
+import type { Broker, Delivery, TaskAttempt } from '../../src/core/brokers/types.js';
+import { redactUrl } from '../../src/core/brokers/url.js';
+import { AppLoadError, SettingError, oneLine } from '../../src/core/errors.js';
+import type { TaskCounters } from '../../src/core/protocol.js';
+import { closest } from '../../src/core/settings.js';
+import type { TaskContext, TaskHandler } from '../../src/core/tasks.js';
 import type { WorkerClass, WorkerContext, WorkerInstance, WorkerSettings } from '../contract.js';
-import { openBroker, resolveOptions, type Broker, type Delivery, type TaskAttempt } from './brokers/broker.js';
-import type { TaskContext, TaskHandler } from './types.js';
 
 /** How long one fetch waits for work; also how long a stop waits for the fetch in progress. */
 const FETCH_WAIT_MS = 1000;
@@ -107,10 +110,6 @@ function handlersOf(value: unknown): Map<string, TaskHandler> {
     proto = Object.getPrototypeOf(proto) as object | null;
   }
   return out;
-}
-
-function redact(url: string): string {
-  return url.replace(/\/\/[^@/]*@/, '//***@');
 }
 
 interface InFlight {
@@ -208,8 +207,8 @@ class TaskWorker implements WorkerInstance {
       cwd: process.cwd(),
     });
     this.ctx.log.info(
-      { event: 'task_consuming', broker: redact(s.broker), queue: s.queue, concurrency: this.concurrency, leaseMs: this.leaseMs },
-      `consuming queue "${s.queue}" from ${redact(s.broker)}, ${this.concurrency} at a time`,
+      { event: 'task_consuming', broker: redactUrl(s.broker), queue: s.queue, concurrency: this.concurrency, leaseMs: this.leaseMs },
+      `consuming queue "${s.queue}" from ${redactUrl(s.broker)}, ${this.concurrency} at a time`,
     );
     this.loopDone = this.loop().catch((err) => {
       // The loop catches everything itself; this is a bug, but it must not go unseen.
@@ -520,10 +519,8 @@ const taskClass: WorkerClass = {
   name: 'task',
   listens: false,
   async adapt(value, settings, where) {
-    // Broker and queue names are settings: a bad one is a usage error, found before forking.
-    const url = settings.broker;
-    if (!url.startsWith('spool:') && !/^rediss?:\/\//.test(url))
-      throw new SettingError(`invalid value ${JSON.stringify(url)} for broker: expected spool:PATH or redis://HOST:PORT/DB`);
+    // Queue names are settings: a bad one is a usage error, found before forking (the
+    // broker URL's grammar is checked by the settings table).
     try {
       resolveOptions({ queue: settings.queue, ...(settings.dlq ? { dlq: settings.dlq } : {}), leaseMs: leaseMsFor(settings) });
     } catch (err) {

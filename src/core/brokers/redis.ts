@@ -31,14 +31,10 @@ import {
   type EnqueueOptions,
   type ResolvedBrokerOptions,
   type TaskRecord,
-  errorMessage,
-  isQueueName,
-  isTaskRecord,
-  LEASE_EXPIRED,
-  newTask,
-  nextAttempt,
-  rawTask,
-} from './broker.js';
+} from './types.js';
+import { isQueueName, isTaskRecord, LEASE_EXPIRED, newTask, nextAttempt, rawTask } from './records.js';
+import { errorMessage } from '../errors.js';
+import { redactUrl } from './url.js';
 
 const GROUP = 'arbiter';
 /** Delayed tasks become visible within this long even if another producer added them. */
@@ -622,8 +618,4 @@ export class RedisBroker implements Broker {
     await quit.catch(() => undefined);
     clearTimeout(timer);
   }
-}
-
-function redactUrl(url: string): string {
-  return url.replace(/\/\/[^@/]*@/, '//***@');
 }

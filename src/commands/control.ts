@@ -2,17 +2,18 @@
  * `arbiter status [--json]`, `arbiter scale N`, and `arbiter reload | stop` through the
  * control socket. The socket is found from `--control-socket PATH`,
  * `ARBITER_CONTROL_SOCKET`, or the config file's `controlSocket`. `reload` and `stop` fall
- * back to the pidfile (src/commands.ts) when no control socket is configured.
+ * back to the pidfile (signals.ts) when no control socket is configured.
  *
  * Exit codes: 0 done, 1 the master cannot be reached or refused, 2 usage.
  */
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import { envLayer, loadConfigFile } from './config.js';
-import type { Status, WorkerStatus } from './control.js';
-import { fatalLine } from './logging.js';
-import { SettingError } from './settings.js';
+import { parseArgs } from '../argv.js';
+import { resolve } from '../config.js';
+import type { Status, WorkerStatus } from '../control.js';
+import { fatalLine } from '../core/logging.js';
+import { SettingError } from '../core/errors.js';
 
 class Unreachable extends Error {}
 
@@ -87,19 +88,13 @@ function parse(argv: string[]): Parsed {
 
 /** Where the control socket is, or null when none is configured. */
 export async function findSocket(rest: string[]): Promise<{ socket: string | null; rest: string[] }> {
-  // Imported here: cli.ts imports the whole master, which `status` does not need at startup.
-  const { parseArgs } = await import('./cli.js');
   const { layer: cli } = parseArgs(rest, 'cli');
   if (cli.app !== undefined) throw new SettingError(`unexpected argument "${String(cli.app)}"`);
-  const env = envLayer(process.env);
-  const named = (cli.config ?? env.config ?? null) as string | null;
-  const { layer: file } = await loadConfigFile(named, process.cwd());
-  const raw = (cli.controlSocket ?? env.controlSocket ?? file.controlSocket ?? null) as string | null;
-  if (!raw) return { socket: null, rest };
+  const { settings: s } = await resolve({ cli, env: process.env, cwd: process.cwd() }, ['config', 'controlSocket', 'chdir']);
+  if (!s.controlSocket) return { socket: null, rest };
   // The master resolves a relative path against its chdir, as it does every path.
-  const chdir = (cli.chdir ?? env.chdir ?? file.chdir ?? null) as string | null;
-  const base = chdir ? path.resolve(process.cwd(), chdir) : process.cwd();
-  return { socket: path.resolve(base, raw), rest };
+  const base = s.chdir ? path.resolve(process.cwd(), s.chdir) : process.cwd();
+  return { socket: path.resolve(base, s.controlSocket), rest };
 }
 
 export async function controlCommand(argv: string[]): Promise<number> {
@@ -115,7 +110,7 @@ export async function controlCommand(argv: string[]): Promise<number> {
   }
   if (!socket) {
     if (p.cmd === 'reload' || p.cmd === 'stop') {
-      const { command } = await import('./commands.js');
+      const { command } = await import('./signals.js');
       return command([p.cmd, ...p.rest]);
     }
     fatalLine(`"arbiter ${p.cmd}" talks to the master's control socket: give --control-socket PATH, set ARBITER_CONTROL_SOCKET, or set controlSocket in the config`);

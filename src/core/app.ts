@@ -7,16 +7,8 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { ROOT } from './paths.js';
+import { AppLoadError, appStack, oneLine } from './errors.js';
 import { closest } from './settings.js';
-
-/** Exit code 3 material: the app could not be loaded. `detail` is the app's own error, trimmed. */
-export class AppLoadError extends Error {
-  constructor(message: string, readonly detail?: string) {
-    super(message);
-    this.name = 'AppLoadError';
-  }
-}
 
 export type NodeHandler = (req: IncomingMessage, res: ServerResponse) => unknown;
 export type FetchHandler = (request: Request) => Response | Promise<Response>;
@@ -147,20 +139,4 @@ export async function asHttpApp(value: unknown, iface: 'auto' | 'node' | 'fetch'
 export async function adaptHttpApp(value: unknown, settings: { interface: 'auto' | 'node' | 'fetch' }, where: string): Promise<{ app: HttpApp; picked: string }> {
   const app = await asHttpApp(value, settings.interface, where);
   return { app, picked: app.picked };
-}
-
-export function oneLine(err: unknown): string {
-  if (err instanceof Error) return `${err.name === 'Error' ? 'Error' : err.name}: ${err.message.split('\n')[0]}`;
-  return String(err);
-}
-
-const OUR_DIRS = ['dist', 'src', 'workers'].map((d) => path.join(ROOT, d) + path.sep);
-
-/** The error's stack without Node's and arbiter's own frames: the part the user can act on. */
-export function appStack(err: unknown): string | undefined {
-  if (!(err instanceof Error) || !err.stack) return undefined;
-  const lines = err.stack.split('\n');
-  const head = lines.filter((l) => !/^\s+at /.test(l));
-  const frames = lines.filter((l) => /^\s+at /.test(l) && !l.includes('node:internal') && !OUR_DIRS.some((d) => l.includes(d)) && !l.includes('/node_modules/tsx/'));
-  return [...head, ...frames.slice(0, 12)].join('\n');
 }

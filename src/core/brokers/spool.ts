@@ -30,14 +30,9 @@ import {
   type EnqueueOptions,
   type ResolvedBrokerOptions,
   type TaskRecord,
-  errorMessage,
-  isQueueName,
-  isTaskRecord,
-  LEASE_EXPIRED,
-  newTask,
-  nextAttempt,
-  rawTask,
-} from './broker.js';
+} from './types.js';
+import { isQueueName, isTaskRecord, LEASE_EXPIRED, newTask, nextAttempt, rawTask } from './records.js';
+import { errorMessage } from '../errors.js';
 
 const PAD = 15;
 const READY_NAME = /^\d{15}-[^~/]+\.json$/;

@@ -1,11 +1,11 @@
 /**
- * What a task handler sees. Exported from the package so handler modules can be typed:
+ * The task-handler contract: what a `-k task` app module exports and what each handler sees.
  *
  *   import type { TaskHandlers } from 'arbiter';
  *   export const handlers: TaskHandlers = { sendEmail: async (payload, ctx) => { ... } };
  */
 import type { Logger } from 'pino';
-import type { TaskAttempt } from './brokers/broker.js';
+import type { TaskAttempt } from './brokers/types.js';
 
 export type { TaskAttempt };
 

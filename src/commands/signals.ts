@@ -3,11 +3,11 @@
  * deploys. They find the master through its pidfile (`-p FILE`, ARBITER_PIDFILE, or the
  * config file's `pidfile`).
  */
-import { alive, readPid } from './pidfile.js';
-import { envLayer, loadConfigFile } from './config.js';
-import { SettingError } from './settings.js';
-import { parseArgs } from './cli.js';
-import { fatalLine } from './logging.js';
+import { parseArgs } from '../argv.js';
+import { resolve } from '../config.js';
+import { SettingError } from '../core/errors.js';
+import { fatalLine } from '../core/logging.js';
+import { alive, readPid } from '../pidfile.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -23,13 +23,9 @@ async function waitUntil<T>(fn: () => T | null | undefined | false, timeoutMs: n
 
 async function settingsFor(argv: string[]): Promise<{ pidfile: string; gracefulTimeout: number }> {
   const { layer: cli } = parseArgs(argv, 'cli');
-  const env = envLayer(process.env);
-  const named = (cli.config ?? env.config ?? null) as string | null;
-  const { layer: file } = await loadConfigFile(named, process.cwd());
-  const pidfile = (cli.pidfile ?? env.pidfile ?? file.pidfile ?? null) as string | null;
-  if (!pidfile) throw new SettingError('this command finds the master through its pidfile: give -p FILE (or set pidfile in the config)');
-  const gracefulTimeout = (cli.gracefulTimeout ?? env.gracefulTimeout ?? file.gracefulTimeout ?? 30) as number;
-  return { pidfile, gracefulTimeout };
+  const { settings: s } = await resolve({ cli, env: process.env, cwd: process.cwd() }, ['config', 'pidfile', 'gracefulTimeout']);
+  if (!s.pidfile) throw new SettingError('this command finds the master through its pidfile: give -p FILE (or set pidfile in the config)');
+  return { pidfile: s.pidfile, gracefulTimeout: s.gracefulTimeout };
 }
 
 function masterPid(pidfile: string): number {

@@ -3,8 +3,8 @@
  * terminal. Both kinds of process write the same file; USR1 makes each reopen it so that
  * logrotate can move it away.
  */
+import { createRequire } from 'node:module';
 import pino, { type Logger, type DestinationStream } from 'pino';
-import pretty from 'pino-pretty';
 
 export type { Logger };
 
@@ -28,6 +28,8 @@ export function createLogger(opts: LogOptions): Logger {
   const toStderr = opts.errorLog === '-';
   reopenable = !toStderr;
   if (toStderr && process.stderr.isTTY) {
+    // Loaded only for a terminal: most processes never pay for it.
+    const pretty = createRequire(import.meta.url)('pino-pretty') as typeof import('pino-pretty');
     destination = pretty({
       sync: true,
       colorize: true,

@@ -1,13 +1,14 @@
 /**
  * The settings table: every setting arbiter has, declared once.
  *
- * This one table drives the CLI and `--help` (cli.ts), config-file and env validation
- * (config.ts), `--print-config`, the man page and the README table (docs.ts), and the
- * `ArbiterConfig` type users get from `defineConfig()`. Adding a setting means adding a
- * row here and nothing else.
+ * This one table drives the CLI and `--help` (src/argv.ts), config-file and env validation
+ * (src/config.ts), `--print-config`, the man page and the README table (src/docs.ts), the
+ * `Settings` type both processes use and the `ArbiterConfig` type users get from
+ * `defineConfig()`. Adding a setting means adding a row here and nothing else.
  */
-import type { IncomingMessage, ServerResponse } from 'node:http';
-import { parseBytes } from './cpus.js';
+import { SettingError } from './errors.js';
+import { parseBytes } from './units.js';
+import { brokerUrlProblem } from './brokers/url.js';
 
 export type Section =
   | 'app'
@@ -73,13 +74,17 @@ export interface SettingSpec {
   cli?: boolean;
   /** Which process runs a hook and with what, for the docs. */
   hookSignature?: string;
+  /** Strings: leading and trailing whitespace is dropped (names people paste). */
+  trim?: boolean;
+  /** A check beyond the kind's: returns what was expected when `value` is not acceptable. */
+  check?: (value: never) => string | null;
 }
 
 const GUNICORN_ACCESS_FORMAT = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"';
 
 export const SETTINGS = [
   // app
-  { name: 'app', kind: 'string', default: null, nullable: true, section: 'app', meta: 'MODULE[:EXPORT]',
+  { name: 'app', kind: 'string', default: null, nullable: true, trim: true, section: 'app', meta: 'MODULE[:EXPORT]',
     doc: 'The app to serve: a file (.js .mjs .cjs .ts .mts, extension optional) or package, and the export to use (default `default`). Also the first positional argument.' },
   { name: 'interface', kind: 'enum', default: 'auto', choices: ['auto', 'node', 'fetch'], section: 'app',
     doc: 'How to call the app: `node` (req, res) listener, `fetch` (Request) => Response, or `auto` to pick by shape.' },
@@ -99,7 +104,7 @@ export const SETTINGS = [
   // workers
   { name: 'workers', kind: 'workers', default: 1, short: 'w', section: 'workers', meta: 'INT|auto',
     doc: 'Number of worker processes: a number, `auto` (the CPUs the container may use), or in a config file `(cpus) => n`. With no value and `WEB_CONCURRENCY` set, that.' },
-  { name: 'workerClass', kind: 'string', default: 'http', short: 'k', section: 'workers', meta: 'CLASS',
+  { name: 'workerClass', kind: 'string', default: 'http', trim: true, short: 'k', section: 'workers', meta: 'CLASS',
     doc: 'Worker class: `http` (Node\'s server), `h11` (arbiter\'s own HTTP/1.1 engine), `task` (task consumer), or a module path exporting a custom class.' },
   { name: 'workerConnections', kind: 'int', default: 1000, min: 1, section: 'workers', meta: 'INT',
     doc: 'Maximum simultaneous connections per worker; with `http` a connection beyond it is closed at once (Node\'s maxConnections).' },
@@ -167,7 +172,7 @@ export const SETTINGS = [
     doc: 'Further files or directories that trigger a reload (repeatable).' },
 
   // task
-  { name: 'broker', kind: 'string', default: 'spool:.arbiter-spool', section: 'task', meta: 'URL',
+  { name: 'broker', kind: 'string', default: 'spool:.arbiter-spool', check: brokerUrlProblem, section: 'task', meta: 'URL',
     doc: 'Task broker: `spool:PATH` (embedded, durable on one machine) or `redis://HOST:PORT/DB` (Redis Streams).' },
   { name: 'queue', kind: 'string', default: 'default', section: 'task', meta: 'NAME',
     doc: 'Queue the task workers consume.' },
@@ -219,9 +224,9 @@ function hooks<const N extends string>(list: [N, 'master' | 'worker', string][])
     name,
     kind: 'hook' as const,
     default: null,
-    nullable: true,
+    nullable: true as const,
     section: 'hooks' as const,
-    cli: false,
+    cli: false as const,
     hookSignature: sig,
     doc: `Runs in the ${where}: ${sig.replace(/^\([^)]*\) — /, '')}.`,
   }) satisfies SettingSpec);
@@ -251,78 +256,33 @@ export function cliFlags(s: SettingSpec): string[] {
 
 export type Hook = (...args: any[]) => unknown;
 export type WorkersSpec = number | 'auto' | ((cpus: number) => number);
-export type NodeHandler = (req: IncomingMessage, res: ServerResponse) => unknown;
 
-/** The resolved settings, as the master and workers see them. */
-export interface Settings {
-  app: string | null;
-  interface: 'auto' | 'node' | 'fetch';
-  chdir: string | null;
-  env: Record<string, string>;
-  bind: string[];
-  backlog: number;
-  reusePort: boolean;
+/** What each kind of row holds once parsed. */
+interface KindTypes {
+  string: string;
+  int: number;
+  seconds: number;
+  boolean: boolean;
+  list: string[];
+  bytes: number;
   workers: WorkersSpec;
-  workerClass: string;
-  workerConnections: number;
-  timeout: number;
-  gracefulTimeout: number;
-  keepalive: number;
-  maxRequests: number;
-  maxRequestsJitter: number;
-  maxWorkerMemory: number;
-  heartbeatInterval: number;
-  nodeArgs: string[];
-  limitRequestLine: number;
-  limitRequestFields: number;
-  limitRequestFieldSize: number;
-  limitRequestBody: number;
-  forwardedAllowIps: string[];
-  certfile: string | null;
-  keyfile: string | null;
-  pidfile: string | null;
-  daemon: boolean;
-  user: string | null;
-  group: string | null;
-  umask: number | null;
-  logLevel: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal';
-  errorLog: string;
-  accessLog: string | null;
-  accessLogFormat: string;
-  reload: boolean;
-  reloadExtraFiles: string[];
-  broker: string;
-  queue: string;
-  concurrency: number;
-  maxRetries: number;
-  dlq: string | null;
-  taskTimeout: number;
-  controlSocket: string | null;
-  metricsBind: string | null;
-  config: string | null;
-  checkConfig: boolean;
-  printConfig: boolean;
-  onStarting: Hook | null;
-  onReload: Hook | null;
-  whenReady: Hook | null;
-  preFork: Hook | null;
-  postFork: Hook | null;
-  postWorkerInit: Hook | null;
-  workerInt: Hook | null;
-  workerAbort: Hook | null;
-  preExec: Hook | null;
-  childExit: Hook | null;
-  workerExit: Hook | null;
-  nworkersChanged: Hook | null;
-  onExit: Hook | null;
-  preRequest: Hook | null;
-  postRequest: Hook | null;
+  env: Record<string, string>;
+  octal: number;
+  hook: Hook;
 }
+type ValueOf<R> = R extends { kind: 'enum'; choices: readonly (infer C)[] }
+  ? C
+  : R extends { kind: infer K extends keyof KindTypes }
+    ? KindTypes[K]
+    : never;
+type Typed<R> = R extends { nullable: true } ? ValueOf<R> | null : ValueOf<R>;
+type Row = (typeof SETTINGS)[number];
 
-// The compiler checks the interface and the table name the same settings.
-type _SameNames = [SettingName] extends [keyof Settings] ? ([keyof Settings] extends [SettingName] ? true : never) : never;
-const _sameNames: _SameNames = true;
-void _sameNames;
+/** The resolved settings, as the master and workers see them: one field per row, typed by its kind. */
+export type Settings = { -readonly [R in Row as R['name']]: Typed<R> };
+
+/** The settings a worker sees: `workers` resolved to a count, hooks left in the config file. */
+export type WorkerSettings = Omit<Settings, 'workers'> & { workers: number };
 
 /** What a config file may contain: any subset of the settings, hooks typed loosely. */
 export type ArbiterConfig = Partial<Omit<Settings, 'maxWorkerMemory' | 'umask' | 'timeout'>> & {
@@ -339,12 +299,6 @@ export const DEFAULTS: Settings = Object.fromEntries(
 // Parsing and validation. Every failure is one line naming the setting, the value and
 // what was expected.
 
-export class SettingError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'SettingError';
-  }
-}
 
 function show(v: unknown): string {
   if (typeof v === 'string') return JSON.stringify(v);
@@ -369,10 +323,13 @@ export function parseValue(s: SettingSpec, raw: unknown, origin: string): unknow
   if (raw === null && s.nullable) return null;
   const fromText = typeof raw === 'string';
   switch (s.kind) {
-    case 'string':
+    case 'string': {
       if (typeof raw !== 'string' || raw === '') throw expected(s, raw, 'a non-empty string', origin);
-      if (s.name === 'workerClass' || s.name === 'app') return raw.trim();
-      return raw;
+      const text = s.trim ? raw.trim() : raw;
+      const problem = s.check?.(text as never);
+      if (problem) throw expected(s, raw, problem, origin);
+      return text;
+    }
     case 'int': {
       const n = fromText && /^\s*\d+\s*$/.test(raw) ? Number(raw) : raw;
       if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < (s.min ?? 0))

@@ -4,7 +4,12 @@
  */
 import type { Logger } from 'pino';
 import { HOOK_NAMES, type Hook } from './settings.js';
-import type { Hooks } from '../workers/contract.js';
+
+export interface Hooks {
+  /** Run a hook if configured; its exceptions and rejections are logged with its name, never thrown. */
+  run(name: string, ...args: unknown[]): Promise<void>;
+  has(name: string): boolean;
+}
 
 export function createHooks(values: Partial<Record<string, unknown>>, log: Logger): Hooks {
   const table = new Map<string, Hook>();

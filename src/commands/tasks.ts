@@ -15,9 +15,13 @@
  * Exit codes: 0 done, 1 the broker failed (or ids to retry/purge were not found), 2 usage.
  */
 import path from 'node:path';
-import { loadConfigFile } from '../../src/config.js';
-import { closest } from '../../src/settings.js';
-import { DEFAULT_BROKER, errorMessage, openBroker, type Broker, type DeadTask } from './brokers/broker.js';
+import { resolve, type Layer } from '../config.js';
+import { openBroker } from '../core/brokers/open.js';
+import type { Broker, DeadTask } from '../core/brokers/types.js';
+import { redactUrl } from '../core/brokers/url.js';
+import { errorMessage } from '../core/errors.js';
+import { fatalLine } from '../core/logging.js';
+import { BY_NAME, closest, parseValue } from '../core/settings.js';
 
 class UsageError extends Error {}
 
@@ -99,37 +103,30 @@ async function readStdin(): Promise<string> {
   return Buffer.concat(chunks).toString('utf8');
 }
 
-/** Broker URL, queue and dlq: flags over env over config file over defaults. */
-async function where(opts: Map<string, string>): Promise<{ broker: string; queue: string; dlq: string | undefined; cwd: string }> {
-  let cwd = process.cwd();
-  let layer: Record<string, unknown> = {};
-  const named = opts.get('config') ?? null;
-  const needFile = !(opts.has('broker') && opts.has('queue'));
-  if (named || needFile) {
+/** Broker URL, queue and dlq: flags over env over config file over defaults (src/config.ts). */
+async function where(opts: Map<string, string>): Promise<{ broker: string; queue: string; dlq: string | null; cwd: string }> {
+  const cli: Layer = {};
+  for (const name of ['broker', 'queue', 'dlq', 'config'] as const) {
+    const v = opts.get(name);
+    if (v === undefined) continue;
     try {
-      ({ layer } = await loadConfigFile(named, cwd));
+      cli[name] = parseValue(BY_NAME.get(name)!, v, `--${name}`);
     } catch (err) {
-      if (named) throw new UsageError(errorMessage(err));
-      // A broken config discovered on the way is not this command's business unless it is needed.
-      layer = {};
+      throw new UsageError(errorMessage(err));
     }
   }
-  if (typeof layer.chdir === 'string' && layer.chdir) cwd = path.resolve(cwd, layer.chdir);
-  const env = process.env;
-  const pick = (flag: string, envName: string, key: string): string | undefined =>
-    opts.get(flag) ?? (env[envName] || undefined) ?? (typeof layer[key] === 'string' ? (layer[key] as string) : undefined);
-  return {
-    broker: pick('broker', 'ARBITER_BROKER', 'broker') ?? DEFAULT_BROKER,
-    queue: pick('queue', 'ARBITER_QUEUE', 'queue') ?? 'default',
-    dlq: pick('dlq', 'ARBITER_DLQ', 'dlq'),
-    cwd,
-  };
+  let s;
+  try {
+    // A broken config discovered on the way is not this command's business unless it is named.
+    ({ settings: s } = await resolve({ cli, env: process.env, cwd: process.cwd(), configFile: 'tolerant' }, ['broker', 'queue', 'dlq', 'config', 'chdir']));
+  } catch (err) {
+    throw new UsageError(errorMessage(err));
+  }
+  return { broker: s.broker, queue: s.queue, dlq: s.dlq, cwd: s.chdir ? path.resolve(process.cwd(), s.chdir) : process.cwd() };
 }
 
 async function open(opts: Map<string, string>): Promise<{ broker: Broker; label: string }> {
   const w = await where(opts);
-  if (!w.broker.startsWith('spool:') && !/^rediss?:\/\//.test(w.broker))
-    throw new UsageError(`invalid broker ${JSON.stringify(w.broker)}: expected spool:PATH or redis://HOST:PORT/DB`);
   let broker: Broker;
   try {
     broker = await openBroker(w.broker, { queue: w.queue, ...(w.dlq ? { dlq: w.dlq } : {}), cwd: w.cwd, consumer: `cli:${process.pid}` });
@@ -139,16 +136,13 @@ async function open(opts: Map<string, string>): Promise<{ broker: Broker; label:
     if (/^invalid |must differ/.test(msg)) throw new UsageError(msg);
     throw err;
   }
-  return { broker, label: `queue "${w.queue}" on ${w.broker.replace(/\/\/[^@/]*@/, '//***@')}` };
+  return { broker, label: `queue "${w.queue}" on ${redactUrl(w.broker)}` };
 }
 
 function line(text: string): void {
   process.stdout.write(text + '\n');
 }
 
-function fatal(text: string): void {
-  process.stderr.write(`arbiter: error: ${text}\n`);
-}
 
 function iso(ms: number): string {
   return Number.isFinite(ms) && ms > 0 ? new Date(ms).toISOString() : '-';
@@ -221,7 +215,7 @@ async function run(command: string, p: Parsed): Promise<number> {
         const n = command === 'dlq retry' ? await broker.retryDead(ids) : await broker.purgeDead(ids);
         line(`${command === 'dlq retry' ? 'sent back' : 'purged'} ${n} dead task${n === 1 ? '' : 's'} (${label})`);
         if (ids && n < ids.length) {
-          fatal(`${ids.length - n} of the ${ids.length} id${ids.length === 1 ? '' : 's'} given not found in the dead-letter queue`);
+          fatalLine(`${ids.length - n} of the ${ids.length} id${ids.length === 1 ? '' : 's'} given not found in the dead-letter queue`);
           return 1;
         }
         return 0;
@@ -254,28 +248,28 @@ export async function taskCommand(argv: string[]): Promise<number> {
       return 0;
     }
     if (sub === undefined) {
-      fatal('arbiter dlq needs a command: list, retry, purge or stats (arbiter dlq --help)');
+      fatalLine('arbiter dlq needs a command: list, retry, purge or stats (arbiter dlq --help)');
       return 2;
     }
     command = `dlq ${sub}`;
     if (!FLAGS[command]) {
       const near = closest(sub, ['list', 'retry', 'purge', 'stats']);
-      fatal(`unknown command "arbiter dlq ${sub}": expected list, retry, purge or stats` + (near ? ` — did you mean "${near}"?` : ''));
+      fatalLine(`unknown command "arbiter dlq ${sub}": expected list, retry, purge or stats` + (near ? ` — did you mean "${near}"?` : ''));
       return 2;
     }
     rest = argv.slice(2);
   } else {
-    fatal(`unknown task command ${JSON.stringify(argv[0] ?? '')}: expected enqueue or dlq`);
+    fatalLine(`unknown task command ${JSON.stringify(argv[0] ?? '')}: expected enqueue or dlq`);
     return 2;
   }
   try {
     return await run(command, parse(rest, command));
   } catch (err) {
     if (err instanceof UsageError) {
-      fatal(err.message);
+      fatalLine(err.message);
       return 2;
     }
-    fatal(errorMessage(err).split('\n')[0]!);
+    fatalLine(errorMessage(err).split('\n')[0]!);
     return 1;
   }
 }

@@ -1,0 +1,24 @@
+/**
+ * Opening a broker by URL (see url.ts for the grammar). The implementations are loaded on
+ * demand: spool users never load ioredis, and Redis users never load the spool.
+ */
+import type { Broker, OpenBrokerOptions } from './types.js';
+import { resolveOptions } from './records.js';
+import { brokerUrlProblem, parseBrokerUrl } from './url.js';
+
+export { DEFAULT_BROKER } from './url.js';
+
+/** Opens a broker by URL; `opts` are checked first (queue names, lease). */
+export async function openBroker(url: string, opts: OpenBrokerOptions): Promise<Broker> {
+  const resolved = resolveOptions(opts);
+  const where = parseBrokerUrl(url);
+  if (where?.kind === 'spool') {
+    const { SpoolBroker } = await import('./spool.js');
+    return SpoolBroker.open(where.path, resolved);
+  }
+  if (where?.kind === 'redis') {
+    const { RedisBroker } = await import('./redis.js');
+    return RedisBroker.open(where.url, resolved);
+  }
+  throw new Error(`unknown broker "${url}" — expected ${brokerUrlProblem(url)}`);
+}

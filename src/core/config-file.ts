@@ -1,0 +1,97 @@
+/**
+ * Finding and loading the config file (cosmiconfig), and checking every key against the
+ * settings table. Both processes read it: the master for its settings and hooks, a worker
+ * for the hooks that run in it.
+ */
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import type { Loader } from 'cosmiconfig';
+import { SettingError, firstLine } from './errors.js';
+import { BY_NAME, parseValue, unknownSetting, type Settings } from './settings.js';
+
+/** Raw values from one source, already typed by the table. */
+export type Layer = Partial<Record<keyof Settings, unknown>>;
+
+/** Names searched for, in this order, from the directory up to the project root. */
+export const SEARCH_PLACES = [
+  'package.json',
+  '.arbiterrc',
+  '.arbiterrc.json',
+  '.arbiterrc.yaml',
+  '.arbiterrc.yml',
+  '.arbiterrc.js',
+  '.arbiterrc.mjs',
+  '.arbiterrc.cjs',
+  '.arbiterrc.ts',
+  'arbiter.config.ts',
+  'arbiter.config.mts',
+  'arbiter.config.js',
+  'arbiter.config.mjs',
+  'arbiter.config.cjs',
+  'arbiter.config.json',
+  'arbiter.config.yaml',
+  'arbiter.config.yml',
+];
+
+/** Loads TypeScript config files on Node 20 without a build step (tsx's loader). */
+const loadTs: Loader = async (filepath) => {
+  const { tsImport } = await import('tsx/esm/api');
+  const mod = await tsImport(pathToFileURL(filepath).href, import.meta.url);
+  return unwrapModule(mod);
+};
+
+function unwrapModule(mod: any): unknown {
+  // An ES module's default export, or a CommonJS module.exports seen through ESM interop.
+  let value = mod && typeof mod === 'object' && 'default' in mod ? mod.default : mod;
+  if (value && typeof value === 'object' && 'default' in value && Object.keys(value).length === 1) value = value.default;
+  return value;
+}
+
+async function explorer() {
+  const { cosmiconfig } = await import('cosmiconfig');
+  return cosmiconfig('arbiter', {
+    searchStrategy: 'project',
+    loaders: { '.ts': loadTs, '.mts': loadTs, '.cts': loadTs },
+    searchPlaces: SEARCH_PLACES,
+  });
+}
+
+/**
+ * Load and validate a config file: the one named, or the first one found from `cwd` up to
+ * the project root. Returns the typed layer and the file's absolute path.
+ */
+export async function loadConfigFile(named: string | null, cwd: string): Promise<{ layer: Layer; file: string | null }> {
+  let result: { config: unknown; filepath: string } | null;
+  if (named) {
+    const file = path.resolve(cwd, named);
+    if (!existsSync(file)) throw new SettingError(`config file not found: ${file}`);
+    try {
+      result = await (await explorer()).load(file);
+    } catch (err) {
+      throw new SettingError(`cannot load config file ${file}: ${firstLine(err)}`);
+    }
+  } else {
+    try {
+      result = await (await explorer()).search(cwd);
+    } catch (err) {
+      throw new SettingError(`cannot load config file: ${firstLine(err)}`);
+    }
+  }
+  if (!result) return { layer: {}, file: null };
+  const file = result.filepath;
+  let raw = result.config;
+  if (typeof raw === 'function') raw = await (raw as () => unknown)();
+  if (raw === undefined || raw === null) return { layer: {}, file };
+  if (typeof raw !== 'object' || Array.isArray(raw))
+    throw new SettingError(`config file ${file} must export an object of settings (found ${typeof raw})`);
+  const origin = path.basename(file);
+  const layer: Layer = {};
+  for (const [key, value] of Object.entries(raw as Record<string, unknown>)) {
+    const spec = BY_NAME.get(key);
+    if (!spec) throw unknownSetting(key, origin);
+    if (value === undefined) continue;
+    layer[key as keyof Settings] = parseValue(spec, value, origin);
+  }
+  return { layer, file };
+}

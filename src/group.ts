@@ -1,0 +1,383 @@
+/**
+ * A worker group: one pool of identical workers (same app, class, settings and listeners)
+ * that the master keeps at `target`. The group turns what happens to its workers (a
+ * message, an exit, a silent heartbeat) into moves of their lifecycle (worker-handle.ts)
+ * and asks policy.ts what to do next; it never decides inline.
+ *
+ * It tells the master what the master must know through events:
+ *   transition  every lifecycle move of every worker (metrics, status)
+ *   ready       the first `target` workers serve
+ *   reloaded    a reload has fully rolled out
+ *   reloadFailed  a reload's new workers cannot boot; the old ones serve on
+ *   fatal       no worker can boot and none serves: the arbiter must stop (exit 3)
+ *   drained     stopping, and no worker is left
+ */
+import { EventEmitter } from 'node:events';
+import { readFileSync, rmSync } from 'node:fs';
+import path from 'node:path';
+import type { Logger } from 'pino';
+import { serializable } from './config.js';
+import type { Hooks } from './core/hooks.js';
+import type { StuckReport, WorkerBoot, WorkerMessage } from './core/protocol.js';
+import type { Settings, WorkerSettings } from './core/settings.js';
+import { inheritedListeners, launchWorker, type Launch } from './launch.js';
+import {
+  BOOT_FAILURE_HOLD_MS, decide, isStuck, replacements, rollback, scaleDown, stopGraceMs, toSpawn,
+} from './policy.js';
+import type { Listener } from './sockets.js';
+import { RESTART_REASONS, WorkerHandle, type EndReason, type RestartReason, type Transition, type WorkerState } from './worker-handle.js';
+
+/** Public view of a worker, for hooks. */
+export interface WorkerInfo {
+  pid: number;
+  age: number;
+  state: WorkerState;
+  pool: string;
+}
+
+export interface GroupConfig {
+  settings: Settings;
+  configFile: string | null;
+  listeners: Listener[];
+  target: number;
+  hooks: Hooks;
+}
+
+export interface GroupOptions extends GroupConfig {
+  name: string;
+  log: Logger;
+  /** Where workers leave their stuck reports. */
+  runDir: string;
+  /** The master-wide worker sequence number (Gunicorn's age). */
+  nextAge: () => number;
+  /** What hooks get as their first argument. */
+  hookTarget: unknown;
+  launch?: Launch;
+}
+
+export interface GroupEvents {
+  transition: [Transition];
+  ready: [];
+  reloaded: [generation: number];
+  reloadFailed: [reason: string];
+  fatal: [reason: string, detail: string | undefined];
+  drained: [];
+}
+
+export class WorkerGroup {
+  readonly events = new EventEmitter<GroupEvents>();
+  readonly name: string;
+  settings: Settings;
+  configFile: string | null;
+  listeners: Listener[];
+  target: number;
+  hooks: Hooks;
+  readonly workers = new Map<number, WorkerHandle>();
+  /** Restarts by reason, since the master started. */
+  readonly restarts = Object.fromEntries(RESTART_REASONS.map((r) => [r, 0])) as Record<RestartReason, number>;
+  generation = 1;
+  ready = false;
+  /** A reload is rolling out. */
+  reloading = false;
+  private stopping: { graceful: boolean; keepAccepting: boolean } | null = null;
+  private quickDeaths = 0;
+  private nextSpawnAt = 0;
+  /** WINCH set the target to 0; this is what it was. */
+  private winchedFrom: number | null = null;
+  private readonly log: Logger;
+  private readonly runDir: string;
+  private readonly nextAge: () => number;
+  private readonly hookTarget: unknown;
+  private readonly launch: Launch;
+
+  constructor(opts: GroupOptions) {
+    this.name = opts.name;
+    this.settings = opts.settings;
+    this.configFile = opts.configFile;
+    this.listeners = opts.listeners;
+    this.target = opts.target;
+    this.hooks = opts.hooks;
+    this.log = opts.log;
+    this.runDir = opts.runDir;
+    this.nextAge = opts.nextAge;
+    this.hookTarget = opts.hookTarget;
+    this.launch = opts.launch ?? launchWorker;
+  }
+
+  info(w: WorkerHandle): WorkerInfo {
+    return { pid: w.pid, age: w.age, state: w.state, pool: this.name };
+  }
+
+  private get list(): WorkerHandle[] {
+    return [...this.workers.values()];
+  }
+
+  private hook(name: string, ...args: unknown[]): Promise<void> {
+    return this.hooks.run(name, this.hookTarget, ...args);
+  }
+
+  // ------------------------------------------------------------------ spawning
+
+  private spawnOne(): void {
+    const age = this.nextAge();
+    const s = this.settings;
+    const reportFile = path.join(this.runDir, `worker-${age}.stuck.json`);
+    const boot: WorkerBoot = {
+      settings: { ...serializable(s), workers: this.target } as WorkerSettings,
+      listeners: inheritedListeners(this.listeners),
+      configFile: this.configFile,
+      age,
+      reportFile,
+    };
+    let child;
+    try {
+      child = this.launch(boot, s, this.listeners);
+    } catch (err) {
+      return this.spawnFailed(String(err));
+    }
+    if (child.pid === undefined) {
+      // spawn failed synchronously (EAGAIN, ENOMEM, EMFILE): an 'error' event follows.
+      child.on('error', () => {});
+      return this.spawnFailed('could not spawn a worker process');
+    }
+    const w = new WorkerHandle(child.pid, age, this.generation, child, reportFile, (t) => this.events.emit('transition', t));
+    this.workers.set(w.pid, w);
+    this.log.info({ event: 'worker_booting', worker: w.pid, age, pool: this.name }, `booting worker with pid ${w.pid}`);
+    void this.hook('preFork', this.info(w));
+    child.on('message', (msg: WorkerMessage) => this.onMessage(w, msg));
+    child.on('error', (err) => this.log.error({ event: 'worker_ipc_error', worker: w.pid, err }, `worker ${w.pid}: ${err.message}`));
+    child.once('exit', (code, signal) => this.onExit(w, code, signal));
+  }
+
+  /** A worker that could not even start counts as a quick death, so backoff applies. */
+  private spawnFailed(why: string): void {
+    this.log.error({ event: 'spawn_failed', pool: this.name }, why);
+    this.quickDeaths++;
+    const { delayMs } = decide({ livedMs: 0, quickDeaths: this.quickDeaths });
+    this.nextSpawnAt = Date.now() + Math.max(delayMs, 100);
+  }
+
+  // ------------------------------------------------------------------ what workers say
+
+  private onMessage(w: WorkerHandle, msg: WorkerMessage): void {
+    // A custom worker class may send anything; only our own messages mean something.
+    if (!msg || typeof msg !== 'object') return;
+    w.lastSeen = Date.now();
+    switch (msg.t) {
+      case 'heartbeat':
+        w.counters = msg.counters;
+        w.current = msg.current;
+        break;
+      case 'booted':
+        if (w.booted(w.lastSeen)) {
+          this.log.info({ event: 'worker_ready', worker: w.pid, age: w.age, pool: this.name }, `worker ${w.pid} serving`);
+          this.afterBoot();
+        }
+        break;
+      case 'retire':
+        if (!this.stopping && w.retire(msg.reason)) {
+          this.log.info({ event: 'worker_retire', worker: w.pid, reason: msg.reason }, `worker ${w.pid} retiring (${msg.detail}); starting its replacement`);
+          this.maintain();
+        }
+        break;
+      case 'bootError':
+        w.bootError = { message: msg.message, detail: msg.detail };
+        break;
+    }
+  }
+
+  /** A worker started serving: old ones it replaces may leave; say when we are ready. */
+  private afterBoot(): void {
+    this.retireReplaced();
+    const serving = this.count('serving');
+    if (!this.ready && serving >= this.target) {
+      this.ready = true;
+      this.events.emit('ready');
+    }
+    if (this.reloading && this.count('retiring') === 0 && serving >= this.target) {
+      this.reloading = false;
+      this.events.emit('reloaded', this.generation);
+    }
+  }
+
+  private retireReplaced(): void {
+    for (const old of replacements(this.list, this.target)) this.stopWorker(old, true, old.reason ?? 'reload');
+  }
+
+  private count(state: WorkerState): number {
+    let n = 0;
+    for (const w of this.workers.values()) if (w.state === state) n++;
+    return n;
+  }
+
+  // ------------------------------------------------------------------ exits
+
+  private onExit(w: WorkerHandle, code: number | null, signal: NodeJS.Signals | null): void {
+    this.workers.delete(w.pid);
+    rmSync(w.reportFile, { force: true });
+    w.exited(code, signal);
+    const how = signal ? `signal ${signal}` : `code ${code}`;
+    const fields = { event: 'worker_exit', worker: w.pid, age: w.age, pool: this.name, code, signal, reason: w.died ? 'crash' : w.reason, livedMs: w.livedMs };
+    if (w.died) this.log.error(fields, `worker ${w.pid} died unexpectedly (${how}) after ${(w.livedMs / 1000).toFixed(1)} s`);
+    else this.log.info(fields, `worker ${w.pid} exited (${how}, ${w.reason})`);
+    void this.hook('childExit', this.info(w));
+    if (w.failedToBoot && !this.stopping) return this.onBootFailure(w);
+    const restart = w.restartReason;
+    if (restart) this.restarts[restart]++;
+    if (this.stopping) {
+      if (this.workers.size === 0) this.events.emit('drained');
+      return;
+    }
+    if (w.died) {
+      const verdict = decide({ livedMs: w.livedMs, quickDeaths: this.quickDeaths });
+      this.quickDeaths = verdict.quickDeaths;
+      if (verdict.delayMs > 0) {
+        this.nextSpawnAt = Date.now() + verdict.delayMs;
+        this.log.error(
+          { event: 'crash_loop', pool: this.name, deaths: this.quickDeaths, delayMs: verdict.delayMs },
+          `WORKER CRASH LOOP: ${this.quickDeaths} workers died within ${verdict.quickMs / 1000} s of starting; next start in ${(verdict.delayMs / 1000).toFixed(1)} s`,
+        );
+      }
+    }
+    this.maintain();
+  }
+
+  private onBootFailure(w: WorkerHandle): void {
+    const reason = w.bootError?.message ?? 'the worker exited before it could serve';
+    const detail = w.bootError?.detail;
+    const serving = this.list.some((o) => o.state === 'serving' || o.state === 'retiring');
+    if (!serving) {
+      this.log.error({ event: 'worker_boot_failed', worker: w.pid, pool: this.name, detail }, `worker failed to boot: ${reason}`);
+      this.events.emit('fatal', reason, detail);
+      return;
+    }
+    // A reload (HUP, --reload) or a replacement brought code that does not load: the
+    // workers already serving keep the old code and keep serving.
+    this.log.error({ event: 'worker_boot_failed', worker: w.pid, pool: this.name, detail }, `new worker failed to boot, keeping the running workers: ${reason}`);
+    for (const o of rollback(this.list, this.generation)) o.reinstate();
+    this.retireReplaced();
+    this.generation++;
+    this.nextSpawnAt = Date.now() + BOOT_FAILURE_HOLD_MS;
+    if (this.reloading) {
+      this.reloading = false;
+      this.events.emit('reloadFailed', reason);
+    }
+  }
+
+  // ------------------------------------------------------------------ keeping target
+
+  /** Start what is missing, let go of what is too much (the oldest first). */
+  maintain(): void {
+    if (this.stopping) return;
+    for (const w of scaleDown(this.list, this.target)) this.stopWorker(w, true, 'scale-down');
+    const n = toSpawn({ target: this.target, workers: this.list, quickDeaths: this.quickDeaths, now: Date.now(), nextSpawnAt: this.nextSpawnAt });
+    for (let i = 0; i < n; i++) this.spawnOne();
+  }
+
+  /** Periodic (the master's tick): stuck workers, and spawns that waited for a backoff. */
+  supervise(now: number): void {
+    const timeout = this.settings.timeout;
+    for (const w of this.workers.values()) {
+      if (w.reason !== 'timeout' && isStuck(now, w.lastSeen, timeout)) this.timeoutKill(w, now - w.lastSeen);
+    }
+    if (!this.stopping && now >= this.nextSpawnAt) this.maintain();
+  }
+
+  private timeoutKill(w: WorkerHandle, silentMs: number): void {
+    let report: StuckReport | null = null;
+    try {
+      report = JSON.parse(readFileSync(w.reportFile, 'utf8')) as StuckReport;
+    } catch {
+      /* the watchdog had nothing to say (or timeout is shorter than its first look) */
+    }
+    const working = report?.working || w.current?.what || '';
+    const stack = report?.stack ?? [];
+    this.log.error(
+      { event: 'worker_timeout', worker: w.pid, pool: this.name, silentMs, working: working || null, stack },
+      `WORKER TIMEOUT (pid:${w.pid}) silent for ${(silentMs / 1000).toFixed(1)} s` +
+        (working ? ` while serving ${working}` : '') +
+        (stack.length ? `\n    ${stack.slice(0, 12).join('\n    ')}` : ''),
+    );
+    if (w.kill('timeout')) void this.hook('workerAbort', this.info(w), { silentMs, working, stack });
+  }
+
+  private stopWorker(w: WorkerHandle, graceful: boolean, reason: EndReason): void {
+    if (w.state === 'stopping') {
+      if (!graceful) w.hurry();
+      return;
+    }
+    // Only a stop of the whole arbiter leaves nobody else to take new connections.
+    const keepAccepting = graceful && this.stopping !== null && this.stopping.keepAccepting;
+    if (!w.stop(reason, graceful, keepAccepting)) return;
+    const grace = stopGraceMs(graceful, this.settings.gracefulTimeout);
+    const timer = setTimeout(() => {
+      if (w.live) {
+        this.log.warn({ event: 'worker_killed', worker: w.pid }, `worker ${w.pid} still running after ${grace / 1000} s; killing it`);
+        w.child.kill('SIGKILL');
+      }
+    }, grace + 100);
+    timer.unref();
+  }
+
+  // ------------------------------------------------------------------ commands
+
+  /** TTIN / TTOU / `arbiter scale`. Returns false when stopping. */
+  scale(n: number): boolean {
+    if (this.stopping) return false;
+    const next = Math.max(1, Math.floor(n));
+    if (next === this.target) return true;
+    const old = this.target;
+    this.target = next;
+    this.log.info({ event: 'workers_changed', pool: this.name, from: old, to: next }, `workers: ${old} -> ${next}`);
+    void this.hook('nworkersChanged', next, old);
+    this.maintain();
+    return true;
+  }
+
+  /** HUP: new settings and code; every worker now serving is retired as new ones serve. */
+  reload(next: GroupConfig): void {
+    if (this.stopping) return;
+    if (next.target !== this.target) void this.hook('nworkersChanged', next.target, this.target);
+    this.settings = next.settings;
+    this.configFile = next.configFile;
+    this.listeners = next.listeners;
+    this.hooks = next.hooks;
+    this.target = next.target;
+    this.generation++;
+    this.reloading = true;
+    for (const w of this.list) {
+      if (w.state === 'serving') w.retire('reload', this.generation);
+      else if (w.state === 'booting') this.stopWorker(w, true, 'reload');
+    }
+    this.quickDeaths = 0;
+    this.nextSpawnAt = 0;
+    this.maintain();
+  }
+
+  /** WINCH: let every worker go gracefully, keep the listeners (a USR2 master serves). */
+  winch(): void {
+    this.winchedFrom = this.target;
+    this.target = 0;
+    for (const w of this.list) this.stopWorker(w, true, 'scale-down');
+  }
+
+  /** The USR2 master is gone after a WINCH: serve again. */
+  unwinch(): void {
+    if (this.winchedFrom === null || this.stopping) return;
+    this.target = this.winchedFrom;
+    this.winchedFrom = null;
+    this.maintain();
+  }
+
+  /** Stop every worker. `keepAccepting`: no other master takes the connections meanwhile. */
+  stopAll(graceful: boolean, keepAccepting: boolean): void {
+    this.stopping = { graceful, keepAccepting };
+    for (const w of this.list) this.stopWorker(w, graceful, 'stop');
+    if (this.workers.size === 0) this.events.emit('drained');
+  }
+
+  reopenLogs(): void {
+    for (const w of this.workers.values()) w.send({ t: 'reopenLogs' });
+  }
+}
+

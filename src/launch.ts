@@ -1,0 +1,31 @@
+/**
+ * Starting a worker process: `node [nodeArgs] workers/runtime.js` with the listeners on
+ * descriptors WORKER_FD_BASE.., the IPC channel on 3 and the boot description in
+ * ARBITER_WORKER, as the user and group the settings name. The master never imports the
+ * worker side; it starts it by path.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { ENV, WORKER_FD_BASE, type WorkerBoot } from './core/protocol.js';
+import type { Settings } from './core/settings.js';
+import type { Listener } from './sockets.js';
+import { resolveIds } from './users.js';
+
+const RUNTIME = fileURLToPath(new URL('../workers/runtime.js', import.meta.url));
+
+/** How a group starts a worker; tests give a fake one. */
+export type Launch = (boot: WorkerBoot, settings: Settings, listeners: readonly Listener[]) => ChildProcess;
+
+export const launchWorker: Launch = (boot, settings, listeners) => {
+  const fds = listeners.map((l) => l.fd);
+  return spawn(process.execPath, [...settings.nodeArgs, RUNTIME], {
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc', ...fds],
+    env: { ...process.env, ...settings.env, [ENV.WORKER]: JSON.stringify(boot) },
+    ...resolveIds(settings.user, settings.group),
+  });
+};
+
+/** What a worker is told about the listeners it inherits, in descriptor order. */
+export function inheritedListeners(listeners: readonly Listener[]): WorkerBoot['listeners'] {
+  return listeners.map((l, i) => ({ fd: WORKER_FD_BASE + i, label: l.label, kind: l.kind }));
+}

@@ -1,0 +1,129 @@
+/**
+ * A worker group driven through its whole life with fake worker processes (the `launch`
+ * it is given): what it starts, retires, rolls back and counts, with no process spawned.
+ */
+import assert from 'node:assert/strict';
+import type { ChildProcess } from 'node:child_process';
+import { EventEmitter } from 'node:events';
+import { mkdtempSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { test } from 'node:test';
+import pino from 'pino';
+import { DEFAULTS, type Settings } from '../src/core/settings.ts';
+import { createHooks } from '../src/core/hooks.ts';
+import { EXIT } from '../src/core/protocol.ts';
+import { WorkerGroup } from '../src/group.ts';
+
+type Fake = ChildProcess & { sent: { t: string; graceful?: boolean }[]; signals: string[]; die(code: number | null, signal?: NodeJS.Signals): void; say(msg: object): void };
+
+function setup(target: number, over: Partial<Settings> = {}) {
+  let nextPid = 1000;
+  const children: Fake[] = [];
+  const log = pino({ level: 'silent' });
+  const settings = { ...DEFAULTS, app: 'x.js', ...over } as Settings;
+  const group = new WorkerGroup({
+    name: 'main', settings, configFile: null, listeners: [], target, hooks: createHooks({}, log),
+    log, runDir: mkdtempSync(path.join(os.tmpdir(), 'arbiter-group-test-')), nextAge: (() => { let a = 0; return () => ++a; })(), hookTarget: null,
+    launch: () => {
+      const c = new EventEmitter() as Fake;
+      Object.assign(c, { pid: nextPid++, connected: true, sent: [], signals: [] });
+      c.send = ((msg: { t: string }) => (c.sent.push(msg), true)) as Fake['send'];
+      c.kill = ((sig: string) => (c.signals.push(sig), true)) as Fake['kill'];
+      c.die = (code, signal = undefined) => c.emit('exit', code, signal ?? null);
+      c.say = (msg) => c.emit('message', msg);
+      children.push(c);
+      return c;
+    },
+  });
+  const events: string[] = [];
+  for (const e of ['ready', 'reloaded', 'reloadFailed', 'fatal', 'drained'] as const) group.events.on(e, (...a: unknown[]) => events.push([e, ...a.filter((x) => typeof x === 'string')].join(':')));
+  const boot = (c: Fake) => c.say({ t: 'booted', pid: c.pid, appKind: 'node' });
+  const states = () => [...group.workers.values()].map((w) => `${w.pid}:${w.state}`);
+  return { group, children, events, boot, states };
+}
+
+test('starts the target, is ready when all serve, replaces a dead worker at once', () => {
+  const { group, children, events, boot, states } = setup(2);
+  group.maintain();
+  assert.equal(children.length, 2);
+  boot(children[0]!);
+  assert.deepEqual(events, []);
+  boot(children[1]!);
+  assert.deepEqual(events, ['ready']);
+  children[0]!.die(1);
+  assert.equal(children.length, 3, 'replaced at once');
+  assert.equal(group.restarts.crash, 1);
+  assert.deepEqual(states(), ['1001:serving', '1002:booting']);
+});
+
+test('a reload retires the serving workers and lets one go per new one serving', () => {
+  const { group, children, events, boot, states } = setup(2);
+  group.maintain();
+  children.forEach(boot);
+  group.reload({ settings: group.settings, configFile: null, listeners: [], target: 2, hooks: group.hooks });
+  assert.deepEqual(states(), ['1000:retiring', '1001:retiring', '1002:booting', '1003:booting']);
+  boot(children[2]!);
+  assert.deepEqual(states(), ['1000:stopping', '1001:retiring', '1002:serving', '1003:booting'], 'the oldest leaves first');
+  assert.deepEqual(children[0]!.sent.at(-1), { t: 'stop', graceful: true, keepAccepting: false });
+  boot(children[3]!);
+  assert.deepEqual(events, ['ready', 'reloaded']);
+  children[0]!.die(0);
+  children[1]!.die(0);
+  assert.equal(group.restarts.reload, 2);
+  assert.equal(children.length, 4, 'nothing more started');
+});
+
+test('a reload whose new code cannot boot keeps the old workers serving', () => {
+  const { group, children, events, boot, states } = setup(2);
+  group.maintain();
+  children.forEach(boot);
+  group.reload({ settings: group.settings, configFile: null, listeners: [], target: 2, hooks: group.hooks });
+  children[2]!.say({ t: 'bootError', message: 'app module x.js failed while loading: SyntaxError' });
+  children[2]!.die(EXIT.BOOT);
+  assert.deepEqual(events, ['ready', 'reloadFailed:app module x.js failed while loading: SyntaxError']);
+  assert.deepEqual(states(), ['1000:serving', '1001:serving', '1003:booting']);
+  assert.equal(group.restarts.crash, 0, 'a failed boot is not a crash');
+  children[3]!.die(EXIT.BOOT);
+  assert.deepEqual(states(), ['1000:serving', '1001:serving']);
+  group.maintain();
+  assert.equal(children.length, 4, 'no new attempt during the hold');
+});
+
+test('a first boot that fails is fatal; a stop drains', () => {
+  const { group, children, events } = setup(1);
+  group.maintain();
+  children[0]!.say({ t: 'bootError', message: 'cannot find app module' });
+  children[0]!.die(EXIT.BOOT);
+  assert.deepEqual(events, ['fatal:cannot find app module']);
+  group.stopAll(false, false);
+  assert.deepEqual(events, ['fatal:cannot find app module', 'drained']);
+});
+
+test('a worker killed for timeout and then caught by a reload is counted once, as a timeout', () => {
+  const { group, children, boot } = setup(1, { timeout: 1 });
+  group.maintain();
+  boot(children[0]!);
+  const w = group.workers.get(1000)!;
+  w.lastSeen = Date.now() - 5000;
+  group.supervise(Date.now());
+  assert.deepEqual(children[0]!.signals, ['SIGKILL']);
+  group.reload({ settings: group.settings, configFile: null, listeners: [], target: 1, hooks: group.hooks });
+  assert.equal(w.state, 'stopping');
+  assert.equal(w.reason, 'timeout');
+  children[0]!.die(null, 'SIGKILL');
+  assert.deepEqual(group.restarts, { timeout: 1, memory: 0, 'max-requests': 0, crash: 0, reload: 0 });
+});
+
+test('scale down lets the oldest go; workers that die quickly back off', () => {
+  const { group, children, boot, states } = setup(3);
+  group.maintain();
+  children.forEach(boot);
+  group.scale(1);
+  assert.deepEqual(states(), ['1000:stopping', '1001:stopping', '1002:serving']);
+  children[2]!.die(1);
+  assert.equal(children.length, 4, 'the first quick death is replaced at once');
+  children[3]!.die(1);
+  assert.equal(children.length, 4, 'the second starts a backoff');
+  assert.equal(group.restarts.crash, 2);
+});
