@@ -29,7 +29,7 @@ export default defineConfig({
   workers: (cpus) => cpus,
   // Worker class: http (Node's server), h11 (arbiter's own HTTP/1.1 engine), task (task consumer), or a module path exporting a custom class.
   workerClass: "http",
-  // Maximum simultaneous connections per worker; further connections wait in the backlog for another worker.
+  // Most connections a worker holds at once. At the cap it closes idle keep-alive connections to make room, then stops accepting, so that new connections wait in the backlog for it or another worker.
   workerConnections: 1000,
   // A worker whose event loop has been silent this long is killed and replaced (0 disables).
   timeout: 30,
@@ -55,6 +55,8 @@ export default defineConfig({
   limitRequestFields: 100,
   // Longest header field line accepted (431 beyond).
   limitRequestFieldSize: 8190,
+  // A connection that has not sent a complete request head this long after it opened, or after its previous response, gets 408 and is closed; a trickle of bytes does not extend it (0 = no limit).
+  headerTimeout: 20,
   // Largest request body the h11 worker accepts (413 beyond; 0 = no limit).
   limitRequestBody: 0,
   // Front-end addresses trusted to set X-Forwarded-For/-Proto (* trusts all); used for the access log's remote address.
@@ -111,7 +113,7 @@ export default defineConfig({
   // Control and metrics
   // Unix socket (mode 0600) for arbiter status, reload, scale and stop.
   controlSocket: null,
-  // Serve Prometheus metrics from the master at HOST:PORT/metrics.
+  // Serve Prometheus metrics from the master at HOST:PORT/metrics; a bare PORT listens on 127.0.0.1 only (give 0.0.0.0:PORT for a remote scraper).
   metricsBind: null,
 
   // Config file and checks

@@ -27,7 +27,10 @@ import { Arbiter } from './master.js';
 import { ledgerFor, startMetricsServer, watchMemoryFit, type MetricsServer } from './metrics.js';
 import * as sd from './notify.js';
 import { removePidfile, writePidfile } from './pidfile.js';
-import { BindError, inheritedFromParent, openListeners, systemdListeners, type Listener } from './sockets.js';
+import { BindError, closeListeners, inheritedFromParent, openListeners, systemdListeners, type Listener } from './sockets.js';
+import type { StartSignals } from './start-signals.js';
+import { taskBrokersFor } from './task-brokers.js';
+import { resolveIds } from './users.js';
 
 /** A start that cannot go on: the line to print and the exit code. */
 class StartFailure extends Error {
@@ -44,18 +47,19 @@ function usage(err: unknown): StartFailure {
   return new StartFailure(EXIT.USAGE, errorMessage(err));
 }
 
-export async function serve(argv: string[]): Promise<number> {
+export async function serve(argv: string[], signals: StartSignals): Promise<number> {
   echoStderrToLauncher();
   const launchCwd = process.cwd();
   try {
     const plan = await resolveStart(argv, launchCwd);
     if (typeof plan === 'number') return plan;
-    const app = await check(plan, launchCwd);
+    if (signals.stopBy) return EXIT.OK;
+    const app = await Promise.race([check(plan, launchCwd), signals.stopped.then(() => EXIT.OK)]);
     if (typeof app === 'number') return app;
     if (plan.resolved.settings.daemon && !underLauncher) return daemonize(launchCwd);
     const log = createLogger({ level: plan.resolved.settings.logLevel, errorLog: plan.resolved.settings.errorLog, role: 'master' });
     const started = await bind(plan, app, log);
-    return await run(plan, app, started, log, launchCwd);
+    return await run(plan, app, started, log, launchCwd, signals);
   } catch (err) {
     if (!(err instanceof StartFailure)) throw err;
     fatalLine(err.message);
@@ -106,6 +110,11 @@ async function resolveStart(argv: string[], launchCwd: string): Promise<Plan | n
 async function resolveServer(cli: Plan['cli'], cmdArgs: Plan['cmdArgs'], cwd: string): Promise<Resolved> {
   const resolved = await resolve({ cli, cmdArgs, env: process.env, cwd });
   checkCombination(resolved.settings);
+  try {
+    resolveIds(resolved.settings.user, resolved.settings.group);
+  } catch (err) {
+    throw new SettingError(errorMessage(err));
+  }
   return resolved;
 }
 
@@ -184,7 +193,7 @@ async function bind(plan: Plan, app: CheckedApp, log: Logger): Promise<Started> 
         listeners = fromSystemd;
       } else {
         if (s.reusePort && !supportsReusePort()) log.warn({ event: 'reuse_port_unsupported' }, `reusePort needs Node >= 22.12; ${process.version} binds without it`);
-        listeners = await openListeners(s.bind, { reusePort: s.reusePort, cwd: process.cwd(), inherited: inheritedFromParent(process.env) });
+        listeners = await openListeners(s.bind, { reusePort: s.reusePort, cwd: process.cwd(), owner: resolveIds(s.user, s.group), inherited: inheritedFromParent(process.env) });
       }
     } catch (err) {
       throw new StartFailure(err instanceof BindError ? EXIT.RUNTIME : EXIT.USAGE, errorMessage(err));
@@ -218,7 +227,7 @@ function supportsReusePort(): boolean {
 // ---------------------------------------------------------------------------------------
 // run
 
-async function run(plan: Plan, app: CheckedApp, started: Started, log: Logger, launchCwd: string): Promise<number> {
+async function run(plan: Plan, app: CheckedApp, started: Started, log: Logger, launchCwd: string, signals: StartSignals): Promise<number> {
   const s = plan.resolved.settings;
   let control: ControlServer | null = null;
   let metrics: MetricsServer | null = null;
@@ -245,6 +254,7 @@ async function run(plan: Plan, app: CheckedApp, started: Started, log: Logger, l
   });
   // Counters of workers that exit from now on are kept, whenever the metrics endpoint opens.
   ledgerFor(arbiter);
+  const taskBrokers = [...arbiter.groups.values()].some((g) => g.settings.workerClass === 'task') ? taskBrokersFor(arbiter, log) : null;
   arbiter.events.once('ready', () => {
     if (started.upgradeFrom) {
       try {
@@ -264,13 +274,27 @@ async function run(plan: Plan, app: CheckedApp, started: Started, log: Logger, l
     if (s.metricsBind) metrics = await startMetricsServer(arbiter, s.metricsBind, log, { retryInUse: !!started.upgradeFrom });
   } catch (err) {
     control?.close();
+    closeListeners(started.listeners, { unlink: true });
     if (s.pidfile) removePidfile(s.pidfile, process.pid);
     throw new StartFailure(EXIT.RUNTIME, errorMessage(err));
   }
+  for (const sig of signals.ignored) log.warn({ event: 'signal_ignored', signal: sig }, `${sig} came while starting; ignored`);
+  if (signals.stopBy) {
+    // Stopped before any worker existed: undo what the start did.
+    log.info({ event: 'stopped_while_starting', signal: signals.stopBy }, `${signals.stopBy} while starting: stopping`);
+    (control as ControlServer | null)?.close();
+    (metrics as MetricsServer | null)?.close();
+    closeListeners(started.listeners, { unlink: true });
+    if (s.pidfile) removePidfile(s.pidfile, process.pid);
+    return EXIT.OK;
+  }
+  await taskBrokers?.start();
+  signals.remove();
   arbiter.start();
   const stopMemoryWatch = watchMemoryFit(arbiter, log, detectMemoryLimit());
   const code = await arbiter.done;
   stopMemoryWatch();
+  await taskBrokers?.close();
   (control as ControlServer | null)?.close();
   (metrics as MetricsServer | null)?.close();
   if (s.pidfile) removePidfile(s.pidfile, process.pid);

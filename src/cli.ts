@@ -6,6 +6,8 @@
  * Exit codes: 0 clean stop, 1 runtime failure (including a bind that fails), 2 usage or
  * config error, 3 the app cannot be loaded or a worker failed to boot.
  */
+import { MASTER_SIGNALS, StartSignals } from './start-signals.js';
+
 type Command = (argv: string[]) => Promise<number>;
 
 const COMMANDS: Record<string, () => Promise<Command>> = {
@@ -18,9 +20,19 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   dlq: async () => (await import('./commands/tasks.js')).taskCommand,
 };
 
-export async function main(argv: string[] = process.argv.slice(2)): Promise<number> {
+/**
+ * `takeEarlySignals`: bin/arbiter notes signals from its first line on; this stops that and
+ * says which came.
+ */
+export async function main(argv: string[] = process.argv.slice(2), takeEarlySignals: () => NodeJS.Signals[] = () => []): Promise<number> {
   const command = argv[0] !== undefined && Object.hasOwn(COMMANDS, argv[0]) ? COMMANDS[argv[0]] : undefined;
-  if (command) return (await command())(argv);
+  if (command) {
+    takeEarlySignals();
+    return (await command())(argv);
+  }
+  // The server: handlers before anything else is loaded, so a TERM in its first moments
+  // cannot kill it with Node's default action (src/start-signals.ts).
+  const signals = new StartSignals(MASTER_SIGNALS, takeEarlySignals());
   const { serve } = await import('./boot.js');
-  return serve(argv);
+  return serve(argv, signals);
 }

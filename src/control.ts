@@ -17,6 +17,7 @@ import path from 'node:path';
 import type { Logger } from 'pino';
 import { VERSION } from './core/paths.js';
 import { MAIN_GROUP, type Arbiter } from './master.js';
+import { taskBrokersFor, type BrokerStatus } from './task-brokers.js';
 import type { WorkerHandle } from './worker-handle.js';
 
 /** Longest request line accepted. */
@@ -50,6 +51,8 @@ export interface Status {
   listeners: string[];
   target: number;
   restarts: Record<string, number>;
+  /** Task pools: whether their broker can be reached. */
+  brokers?: BrokerStatus[];
   workers: WorkerStatus[];
 }
 
@@ -73,6 +76,7 @@ function workerStatus(w: WorkerHandle, now: number): WorkerStatus {
 
 export function statusOf(arbiter: Arbiter): Status {
   const now = Date.now();
+  const brokers = taskBrokersFor(arbiter)?.status();
   return {
     pid: process.pid,
     uptime: secs(now - arbiter.startedAt),
@@ -82,6 +86,7 @@ export function statusOf(arbiter: Arbiter): Status {
     listeners: arbiter.listeners.map((l) => l.label),
     target: arbiter.target,
     restarts: { ...arbiter.restarts },
+    ...(brokers ? { brokers } : {}),
     workers: arbiter.workers().sort((a, b) => a.age - b.age).map((w) => workerStatus(w, now)),
   };
 }

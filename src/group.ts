@@ -13,14 +13,13 @@
  *   drained     stopping, and no worker is left
  */
 import { EventEmitter } from 'node:events';
-import { readFileSync, rmSync } from 'node:fs';
-import path from 'node:path';
+import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import { serializable } from './config.js';
 import type { Hooks } from './core/hooks.js';
 import type { StuckReport, WorkerBoot, WorkerMessage } from './core/protocol.js';
 import type { Settings, WorkerSettings } from './core/settings.js';
-import { inheritedListeners, launchWorker, type Launch } from './launch.js';
+import { inheritedListeners, launchWorker, reportFd, type Launch } from './launch.js';
 import {
   BOOT_FAILURE_HOLD_MS, decide, isStuck, replacements, rollback, scaleDown, stopGraceMs, toSpawn,
 } from './policy.js';
@@ -46,8 +45,6 @@ export interface GroupConfig {
 export interface GroupOptions extends GroupConfig {
   name: string;
   log: Logger;
-  /** Where workers leave their stuck reports. */
-  runDir: string;
   /** The master-wide worker sequence number (Gunicorn's age). */
   nextAge: () => number;
   /** What hooks get as their first argument. */
@@ -85,7 +82,6 @@ export class WorkerGroup {
   /** WINCH set the target to 0; this is what it was. */
   private winchedFrom: number | null = null;
   private readonly log: Logger;
-  private readonly runDir: string;
   private readonly nextAge: () => number;
   private readonly hookTarget: unknown;
   private readonly launch: Launch;
@@ -98,7 +94,6 @@ export class WorkerGroup {
     this.target = opts.target;
     this.hooks = opts.hooks;
     this.log = opts.log;
-    this.runDir = opts.runDir;
     this.nextAge = opts.nextAge;
     this.hookTarget = opts.hookTarget;
     this.launch = opts.launch ?? launchWorker;
@@ -121,13 +116,12 @@ export class WorkerGroup {
   private spawnOne(): void {
     const age = this.nextAge();
     const s = this.settings;
-    const reportFile = path.join(this.runDir, `worker-${age}.stuck.json`);
     const boot: WorkerBoot = {
       settings: { ...serializable(s), workers: this.target } as WorkerSettings,
       listeners: inheritedListeners(this.listeners),
       configFile: this.configFile,
       age,
-      reportFile,
+      reportFd: reportFd(this.listeners),
     };
     let child;
     try {
@@ -140,7 +134,8 @@ export class WorkerGroup {
       child.on('error', () => {});
       return this.spawnFailed('could not spawn a worker process');
     }
-    const w = new WorkerHandle(child.pid, age, this.generation, child, reportFile, (t) => this.events.emit('transition', t));
+    const w = new WorkerHandle(this.name, child.pid, age, this.generation, child, (t) => this.events.emit('transition', t));
+    readReports(w, child.stdio?.[boot.reportFd] as Readable | null | undefined);
     this.workers.set(w.pid, w);
     this.log.info({ event: 'worker_booting', worker: w.pid, age, pool: this.name }, `booting worker with pid ${w.pid}`);
     void this.hook('preFork', this.info(w));
@@ -183,6 +178,12 @@ export class WorkerGroup {
       case 'bootError':
         w.bootError = { message: msg.message, detail: msg.detail };
         break;
+      case 'listener': {
+        // A worker at workerConnections closed its copy; it wants one again.
+        const l = this.listeners[msg.index];
+        if (l && w.child.connected) w.child.send({ t: 'listener', index: msg.index }, l.handle as never, undefined, () => {});
+        break;
+      }
     }
   }
 
@@ -214,7 +215,6 @@ export class WorkerGroup {
 
   private onExit(w: WorkerHandle, code: number | null, signal: NodeJS.Signals | null): void {
     this.workers.delete(w.pid);
-    rmSync(w.reportFile, { force: true });
     w.exited(code, signal);
     const how = signal ? `signal ${signal}` : `code ${code}`;
     const fields = { event: 'worker_exit', worker: w.pid, age: w.age, pool: this.name, code, signal, reason: w.died ? 'crash' : w.reason, livedMs: w.livedMs };
@@ -229,7 +229,7 @@ export class WorkerGroup {
       return;
     }
     if (w.died) {
-      const verdict = decide({ livedMs: w.livedMs, quickDeaths: this.quickDeaths });
+      const verdict = decide({ livedMs: w.livedMs, quickDeaths: this.quickDeaths, killedAfterServing: w.bootedAt !== undefined && signal !== null });
       this.quickDeaths = verdict.quickDeaths;
       if (verdict.delayMs > 0) {
         this.nextSpawnAt = Date.now() + verdict.delayMs;
@@ -284,12 +284,8 @@ export class WorkerGroup {
   }
 
   private timeoutKill(w: WorkerHandle, silentMs: number): void {
-    let report: StuckReport | null = null;
-    try {
-      report = JSON.parse(readFileSync(w.reportFile, 'utf8')) as StuckReport;
-    } catch {
-      /* the watchdog had nothing to say (or timeout is shorter than its first look) */
-    }
+    // The watchdog's latest word, if it had one (timeout may be shorter than its first look).
+    const report = w.stuck;
     const working = report?.working || w.current?.what || '';
     const stack = report?.stack ?? [];
     this.log.error(
@@ -381,3 +377,25 @@ export class WorkerGroup {
   }
 }
 
+
+/** Keep the newest StuckReport the worker's watchdog wrote to its report pipe. */
+function readReports(w: WorkerHandle, pipe: Readable | null | undefined): void {
+  if (!pipe) return;
+  let buf = '';
+  pipe.setEncoding('utf8');
+  pipe.on('data', (chunk: string) => {
+    buf += chunk;
+    let nl: number;
+    while ((nl = buf.indexOf('\n')) !== -1) {
+      const line = buf.slice(0, nl);
+      buf = buf.slice(nl + 1);
+      try {
+        w.stuck = JSON.parse(line) as StuckReport;
+      } catch {
+        /* not a report: a custom class wrote there; ignore it */
+      }
+    }
+    if (buf.length > 1 << 20) buf = '';
+  });
+  pipe.on('error', () => {});
+}

@@ -1,15 +1,16 @@
 /**
- * Starting a worker process: `node [nodeArgs] workers/runtime.js` with the listeners on
- * descriptors WORKER_FD_BASE.., the IPC channel on 3 and the boot description in
- * ARBITER_WORKER, as the user and group the settings name. The master never imports the
- * worker side; it starts it by path.
+ * Starting a worker process: `node [nodeArgs] workers/runtime.js` with the IPC channel on 3,
+ * the listeners on descriptors WORKER_FD_BASE.., the watchdog's report pipe after them, and
+ * the boot description in ARBITER_WORKER, as the user and group the settings name. The
+ * master never imports the worker side; it starts it by path.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ENV, WORKER_FD_BASE, type WorkerBoot } from './core/protocol.js';
 import type { Settings } from './core/settings.js';
 import type { Listener } from './sockets.js';
-import { resolveIds } from './users.js';
+import { handTo, resolveIds } from './users.js';
 
 const RUNTIME = fileURLToPath(new URL('../workers/runtime.js', import.meta.url));
 
@@ -18,14 +19,22 @@ export type Launch = (boot: WorkerBoot, settings: Settings, listeners: readonly 
 
 export const launchWorker: Launch = (boot, settings, listeners) => {
   const fds = listeners.map((l) => l.fd);
+  const ids = resolveIds(settings.user, settings.group);
+  // The logs a worker opens must be writable as the user it runs as.
+  for (const file of [settings.errorLog, settings.accessLog]) if (file && file !== '-') handTo(ids, path.resolve(file), true);
   return spawn(process.execPath, [...settings.nodeArgs, RUNTIME], {
-    stdio: ['ignore', 'inherit', 'inherit', 'ipc', ...fds],
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc', ...fds, 'pipe'],
     env: { ...process.env, ...settings.env, [ENV.WORKER]: JSON.stringify(boot) },
-    ...resolveIds(settings.user, settings.group),
+    ...ids,
   });
 };
 
 /** What a worker is told about the listeners it inherits, in descriptor order. */
 export function inheritedListeners(listeners: readonly Listener[]): WorkerBoot['listeners'] {
   return listeners.map((l, i) => ({ fd: WORKER_FD_BASE + i, label: l.label, kind: l.kind }));
+}
+
+/** The descriptor of the report pipe: right after the listeners. */
+export function reportFd(listeners: readonly Listener[]): number {
+  return WORKER_FD_BASE + listeners.length;
 }

@@ -6,8 +6,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
-import { existsSync, mkdtempSync, renameSync, rmSync } from 'node:fs';
-import os from 'node:os';
+import { existsSync, renameSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import type { Resolved } from './config.js';
@@ -21,6 +20,8 @@ import type { Launch } from './launch.js';
 import * as sd from './notify.js';
 import { moveAside } from './pidfile.js';
 import { closeListeners, rebind, type Listener } from './sockets.js';
+import type { MasterSignal } from './start-signals.js';
+import { resolveIds } from './users.js';
 import { watchCode, type Watcher } from './watch.js';
 import type { RestartReason, Transition, WorkerHandle } from './worker-handle.js';
 
@@ -56,7 +57,7 @@ export interface ArbiterEvents {
 }
 
 /** SIGNALS[name] is what the master does on that signal (SPEC §4). */
-const SIGNALS: Record<string, (a: Arbiter) => void> = {
+const SIGNALS: Record<MasterSignal, (a: Arbiter) => void> = {
   SIGTERM: (a) => a.stop(true),
   SIGINT: (a) => a.stop(false),
   SIGQUIT: (a) => a.stop(false),
@@ -80,7 +81,6 @@ export class Arbiter {
   private exitCode: number | null = null;
   private hooks: Hooks;
   private readonly log: Logger;
-  private readonly runDir = mkdtempSync(path.join(os.tmpdir(), 'arbiter-'));
   private age = 0;
   private tick: NodeJS.Timeout | null = null;
   private readonly reloadConfig: ArbiterOptions['reloadConfig'];
@@ -106,7 +106,7 @@ export class Arbiter {
   }
 
   private addGroup(name: string, config: GroupConfig, launch?: Launch): void {
-    const g = new WorkerGroup({ ...config, name, log: this.log, runDir: this.runDir, nextAge: () => ++this.age, hookTarget: this, launch });
+    const g = new WorkerGroup({ ...config, name, log: this.log, nextAge: () => ++this.age, hookTarget: this, launch });
     g.events.on('transition', (t) => this.events.emit('transition', t));
     g.events.on('ready', () => this.groupReady());
     g.events.on('reloaded', () => this.groupReloaded());
@@ -242,7 +242,7 @@ export class Arbiter {
     let listeners = g.listeners;
     if (s.bind.join('\n') !== g.settings.bind.join('\n')) {
       try {
-        listeners = await rebind(g.listeners, s.bind, { reusePort: s.reusePort, cwd: process.cwd() });
+        listeners = await rebind(g.listeners, s.bind, { reusePort: s.reusePort, cwd: process.cwd(), owner: resolveIds(s.user, s.group) });
       } catch (err) {
         return failed(err);
       }
@@ -328,7 +328,6 @@ export class Arbiter {
     // After USR2 the new master owns the sockets: close ours, but leave the files in place.
     closeListeners(this.listeners, { unlink: this.reexecChild === null });
     if (this.settings.pidfile && this.reexecChild) rmSync(`${this.settings.pidfile}.oldbin`, { force: true });
-    rmSync(this.runDir, { recursive: true, force: true });
     void this.hooks.run('onExit', this).finally(() => this.resolveDone(this.exitCode ?? 0));
   }
 }

@@ -13,6 +13,7 @@ import { SettingError } from './core/errors.js';
 import { LATENCY_BUCKETS, type WorkerCounters } from './core/protocol.js';
 import type { Arbiter } from './master.js';
 import { parseAddress } from './sockets.js';
+import { taskBrokersFor } from './task-brokers.js';
 import { RESTART_REASONS, WORKER_STATES, type Transition } from './worker-handle.js';
 
 export { LATENCY_BUCKETS };
@@ -21,6 +22,8 @@ const STATES = WORKER_STATES.filter((s) => s !== 'exited');
 const REASONS = RESTART_REASONS;
 const TASK_OUTCOMES = ['processed', 'failed', 'retried', 'dead'] as const;
 const CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
+/** Connections the metrics endpoint holds at once. */
+const METRICS_MAX_CONNECTIONS = 32;
 
 /** Running totals: the retired workers' last counters plus, on demand, the live ones. */
 export interface Totals {
@@ -153,6 +156,12 @@ export function renderMetrics(arbiter: Arbiter, ledger = ledgerFor(arbiter)): st
   family('arbiter_workers_rss_bytes', 'gauge', 'Resident memory of all workers, from their last heartbeats.');
   sample('arbiter_workers_rss_bytes', {}, rss);
 
+  const brokers = taskBrokersFor(arbiter)?.status() ?? [];
+  if (brokers.length) {
+    family('arbiter_broker_up', 'gauge', 'Whether the task broker can be reached (1) or not (0).');
+    for (const b of brokers) sample('arbiter_broker_up', { broker: b.url }, b.up ? 1 : 0);
+  }
+
   family('arbiter_active', 'gauge', isTask ? 'Tasks being run right now.' : 'Requests being served right now.');
   sample('arbiter_active', {}, active);
 
@@ -179,9 +188,12 @@ export function renderMetrics(arbiter: Arbiter, ledger = ledgerFor(arbiter)): st
 
 /** `HOST:PORT`, `[v6]:PORT` or `PORT` (all interfaces) → where to listen. */
 export function parseMetricsBind(bind: string): { host: string; port: number } {
-  const a = parseAddress(bind.replace(/^https?:\/\//, '').replace(/\/metrics$/, ''));
+  const text = bind.replace(/^https?:\/\//, '').replace(/\/metrics$/, '');
+  const a = parseAddress(text);
   if (a.kind !== 'tcp') throw new SettingError(`metricsBind "${bind}": expected HOST:PORT, [v6]:PORT or PORT`);
-  return { host: a.host, port: a.port };
+  // A bare port means this machine only: metrics are for a local scraper or sidecar unless
+  // an address says otherwise (0.0.0.0:9100 for a scraper elsewhere).
+  return { host: /^\d+$/.test(text) ? '127.0.0.1' : a.host, port: a.port };
 }
 
 export interface MetricsServer {
@@ -203,7 +215,12 @@ export function startMetricsServer(
 ): Promise<MetricsServer> {
   const { host, port } = parseMetricsBind(bind);
   const ledger = ledgerFor(arbiter);
-  const server = http.createServer((req, res) => {
+  const server = http.createServer({
+    keepAliveTimeout: 5000,
+    headersTimeout: 10_000,
+    requestTimeout: 10_000,
+    connectionsCheckingInterval: 1000,
+  }, (req, res) => {
     const url = (req.url ?? '/').split('?')[0];
     if (url !== '/metrics') {
       res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: try /metrics\n');
@@ -224,9 +241,19 @@ export function startMetricsServer(
     res.writeHead(200, { 'content-type': CONTENT_TYPE, 'content-length': Buffer.byteLength(body) });
     res.end(req.method === 'HEAD' ? undefined : body);
   });
-  server.keepAliveTimeout = 5000;
-  server.headersTimeout = 10_000;
-  server.requestTimeout = 10_000;
+  // A scraper needs a connection or two. Beyond the cap the oldest connection with no request
+  // in progress makes room (else the new one is closed), so idle clients can neither take the
+  // descriptors the master needs to start workers nor lock a scraper out.
+  const held = new Set<import('node:net').Socket>();
+  server.on('connection', (socket) => {
+    if (held.size >= METRICS_MAX_CONNECTIONS) {
+      const idle = [...held].find((s) => !(s as { _httpMessage?: unknown })._httpMessage);
+      (idle ?? socket).destroy();
+      if (!idle) return;
+    }
+    held.add(socket);
+    socket.once('close', () => held.delete(socket));
+  });
   server.unref();
   let closed = false;
   let retry: NodeJS.Timeout | null = null;

@@ -28,6 +28,11 @@ export interface Policy {
   livedMs: number;
   /** Consecutive quick deaths before this one. */
   quickDeaths: number;
+  /**
+   * It had served and was ended by a signal the master did not send (kill -9, the OOM
+   * killer): not a sign of broken code, so it is replaced at once and the count stands.
+   */
+  killedAfterServing?: boolean;
 }
 
 export interface Verdict {
@@ -41,6 +46,7 @@ export const FIRST_DELAY_MS = 100;
 export const MAX_DELAY_MS = 10_000;
 
 export function decide(p: Policy): Verdict {
+  if (p.killedAfterServing) return { quickDeaths: p.quickDeaths, delayMs: 0, quickMs: QUICK_DEATH_MS };
   if (p.livedMs >= QUICK_DEATH_MS) return { quickDeaths: 0, delayMs: 0, quickMs: QUICK_DEATH_MS };
   const quickDeaths = p.quickDeaths + 1;
   // The first quick death may be bad luck: replace at once. From the second on, back off.

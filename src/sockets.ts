@@ -18,6 +18,7 @@ import path from 'node:path';
 import { getSystemErrorName } from 'node:util';
 import { SettingError } from './core/errors.js';
 import { ENV } from './core/protocol.js';
+import { handTo, type Ids } from './users.js';
 
 export type Address =
   | { kind: 'tcp'; host: string; port: number; v6: boolean }
@@ -120,7 +121,14 @@ function staleSocket(file: string): Promise<boolean> {
 
 const UV_TCP_REUSEPORT = 4;
 
-async function bindOne(text: string, opts: { reusePort: boolean; cwd: string }): Promise<Listener> {
+export interface BindOptions {
+  reusePort: boolean;
+  cwd: string;
+  /** The workers' user and group: a unix socket is handed to them, so they can connect to it too. */
+  owner?: Ids;
+}
+
+async function bindOne(text: string, opts: BindOptions): Promise<Listener> {
   const a = parseAddress(text, opts.cwd);
   const label = labelOf(a);
   if (a.kind === 'fd') return adopt(a.fd, label);
@@ -132,6 +140,7 @@ async function bindOne(text: string, opts: { reusePort: boolean; cwd: string }):
     }
     const h = createServerHandle(a.path, -1, -1);
     if (typeof h === 'number') throw bindFailure(label, h);
+    if (opts.owner) handTo(opts.owner, a.path, false);
     return { label, kind: 'unix', fd: h.fd, handle: h, unlinkOnExit: a.path };
   }
   let host = a.host;
@@ -215,7 +224,7 @@ export function inheritedFromParent(env: NodeJS.ProcessEnv): Map<string, number>
  */
 export async function openListeners(
   binds: string[],
-  opts: { reusePort: boolean; cwd: string; inherited?: Map<string, number> },
+  opts: BindOptions & { inherited?: Map<string, number> },
 ): Promise<Listener[]> {
   const out: Listener[] = [];
   const inherited = new Map(opts.inherited ?? []);
@@ -261,7 +270,7 @@ export function closeListeners(listeners: Listener[], opts: { unlink: boolean })
  * new, closed where it was dropped (workers of the old generation hold their own copies and
  * keep accepting until they leave). If a new address cannot be bound, nothing changes.
  */
-export async function rebind(current: Listener[], binds: string[], opts: { reusePort: boolean; cwd: string }): Promise<Listener[]> {
+export async function rebind(current: Listener[], binds: string[], opts: BindOptions): Promise<Listener[]> {
   const byLabel = new Map(current.map((l) => [l.label, l]));
   const next: Listener[] = [];
   const fresh: Listener[] = [];

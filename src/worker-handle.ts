@@ -15,7 +15,7 @@
  *     live state (a worker that dies on its own).
  */
 import type { ChildProcess } from 'node:child_process';
-import { EXIT, type CurrentWork, type MasterMessage, type RetireReason, type WorkerCounters } from './core/protocol.js';
+import { EXIT, type CurrentWork, type MasterMessage, type RetireReason, type StuckReport, type WorkerCounters } from './core/protocol.js';
 
 export type WorkerState = 'booting' | 'serving' | 'retiring' | 'stopping' | 'exited';
 export const WORKER_STATES: readonly WorkerState[] = ['booting', 'serving', 'retiring', 'stopping', 'exited'];
@@ -61,18 +61,21 @@ export class WorkerHandle {
   reason: EndReason | undefined;
   /** The reload generation that retired it, so a failed reload gives back exactly those. */
   retiredBy: number | undefined;
+  /** The newest report of the worker's watchdog: where its event loop is stuck. */
+  stuck: StuckReport | undefined;
   /** What the worker said before it exited with EXIT.BOOT. */
   bootError: { message: string; detail?: string } | undefined;
   exit: { code: number | null; signal: NodeJS.Signals | null; from: WorkerState } | undefined;
 
   constructor(
+    /** The group (pool) it belongs to. */
+    readonly pool: string,
     readonly pid: number,
     /** Gunicorn's "age": the master's sequence number for this worker. */
     readonly age: number,
     /** The reload generation it was started for. */
     readonly generation: number,
     readonly child: ChildProcess,
-    readonly reportFile: string,
     private readonly announce: Announce,
   ) {}
 

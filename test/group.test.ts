@@ -5,9 +5,6 @@
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
-import { mkdtempSync } from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { test } from 'node:test';
 import pino from 'pino';
 import { DEFAULTS, type Settings } from '../src/core/settings.ts';
@@ -24,7 +21,7 @@ function setup(target: number, over: Partial<Settings> = {}) {
   const settings = { ...DEFAULTS, app: 'x.js', ...over } as Settings;
   const group = new WorkerGroup({
     name: 'main', settings, configFile: null, listeners: [], target, hooks: createHooks({}, log),
-    log, runDir: mkdtempSync(path.join(os.tmpdir(), 'arbiter-group-test-')), nextAge: (() => { let a = 0; return () => ++a; })(), hookTarget: null,
+    log, nextAge: (() => { let a = 0; return () => ++a; })(), hookTarget: null,
     launch: () => {
       const c = new EventEmitter() as Fake;
       Object.assign(c, { pid: nextPid++, connected: true, sent: [], signals: [] });

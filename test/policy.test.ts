@@ -30,6 +30,8 @@ test('crash-loop policy: replace at once, then back off doubling, capped, reset 
   assert.deepEqual(delays.slice(0, 4), [100, 200, 400, 800]);
   assert.equal(delays.at(-1), MAX_DELAY_MS);
   assert.equal(decide({ livedMs: 10_000, quickDeaths: q }).quickDeaths, 0);
+  // Killed from outside after serving (kill -9, the OOM killer): replaced at once, whatever its age.
+  assert.deepEqual(decide({ livedMs: 100, quickDeaths: 5, killedAfterServing: true }), { quickDeaths: 5, delayMs: 0, quickMs: 5000 });
 });
 
 test('toSpawn: what is missing, nothing during a backoff, one at a time in a crash loop', () => {
@@ -93,7 +95,7 @@ function fakeChild(): ChildProcess & { sent: unknown[]; signals: string[] } {
 
 function handle(moves: Transition[] = []) {
   const child = fakeChild();
-  return { w: new WorkerHandle(100, 1, 1, child, '/nonexistent', (t) => moves.push(t)), child };
+  return { w: new WorkerHandle('main', 100, 1, 1, child, (t) => moves.push(t)), child };
 }
 
 test('the lifecycle table: every state lists its moves, exited is terminal, stopping only leaves by exiting', () => {

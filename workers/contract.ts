@@ -24,6 +24,11 @@ export interface WorkerContext {
   done(): void;
   /** The work most recently started, for the WORKER TIMEOUT report. Cheap: one assignment. */
   working(what: string | { method?: string; url?: string } | null): void;
+  /**
+   * A fresh copy of inherited listener `index`, sent by the master: a class that closed its
+   * listening server to stop accepting (workerConnections) listens on it to accept again.
+   */
+  listener(index: number): Promise<object>;
 }
 
 export interface WorkerInstance {

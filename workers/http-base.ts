@@ -5,9 +5,9 @@
  * and the drain of a graceful stop. Each class keeps only its serving loop.
  */
 import { readFileSync } from 'node:fs';
-import type net from 'node:net';
+import net from 'node:net';
 import { oneLine } from '../src/core/errors.js';
-import { LATENCY_BUCKETS, type InheritedListener } from '../src/core/protocol.js';
+import { LATENCY_BUCKETS } from '../src/core/protocol.js';
 import { openAccessLog, type AccessEntry, type AccessLog } from './accesslog.js';
 import type { WorkerContext } from './contract.js';
 
@@ -29,24 +29,113 @@ export function loadTls(s: WorkerContext['settings']): TlsMaterial | null {
 }
 
 /**
- * Listen on every inherited descriptor. Each is a listening socket of our own to accept on;
- * `serverFor` makes the server that takes listener i's connections.
+ * The worker's listening servers, one per inherited listener. `serverFor(i)` makes the
+ * server that takes listener i's connections (once). A worker can stop accepting without
+ * dropping anything: closing its servers closes only its own copies of the descriptors; the
+ * master's copy keeps the socket listening, and new connections wait in the kernel's queue
+ * for another worker, or for this one once it asks the master for fresh copies.
  */
-export function listenAll(listeners: readonly InheritedListener[], backlog: number, serverFor: (i: number) => net.Server): Promise<void> {
-  return Promise.all(
-    listeners.map(
-      (l, i) =>
-        new Promise<void>((resolve, reject) => {
-          const srv = serverFor(i);
-          srv.once('error', reject);
-          // The backlog goes as an argument: Node ignores options.backlog when listening on an fd.
-          srv.listen({ fd: l.fd }, backlog, () => {
-            srv.off('error', reject);
-            resolve();
-          });
-        }),
-    ),
-  ).then(() => undefined);
+export class Listening {
+  readonly servers: net.Server[] = [];
+  private paused = false;
+  private resuming = false;
+  private closed = false;
+
+  constructor(
+    private readonly ctx: WorkerContext,
+    private readonly serverFor: (i: number) => net.Server,
+  ) {}
+
+  start(): Promise<void> {
+    const backlog = this.ctx.settings.backlog;
+    return Promise.all(
+      this.ctx.listeners.map((l, i) => {
+        const srv = this.serverFor(i);
+        this.servers.push(srv);
+        // The backlog goes as an argument: Node ignores options.backlog when listening on an fd.
+        return listenOn(srv, { fd: l.fd }, backlog);
+      }),
+    ).then(() => undefined);
+  }
+
+  /** Stop accepting for now (workerConnections reached). */
+  pause(): void {
+    if (this.paused || this.closed) return;
+    this.paused = true;
+    void this.closeServers();
+  }
+
+  /** Accept again: listen on copies of the listeners the master sends. */
+  resume(): void {
+    if (!this.paused || this.resuming || this.closed) return;
+    this.resuming = true;
+    void Promise.all(
+      this.servers.map(async (srv, i) => {
+        const handle = await this.ctx.listener(i);
+        if (!this.closed) await listenOn(srv, handle, this.ctx.settings.backlog);
+      }),
+    )
+      .catch((err) => this.ctx.log.error({ err }, `cannot listen again: ${oneLine(err)}`))
+      .finally(() => {
+        this.resuming = false;
+        this.paused = false;
+      });
+  }
+
+  get accepting(): boolean {
+    return !this.paused && !this.closed;
+  }
+
+  /** For good (a stop). */
+  close(): Promise<void> {
+    this.closed = true;
+    return this.closeServers();
+  }
+
+  // net.Server's close for every server, http ones included: http.Server's own close would
+  // also drop idle keep-alive connections, which is a reset a graceful stop must not cause.
+  private closeServers(): Promise<void> {
+    return Promise.all(
+      this.servers.map((srv) => new Promise<void>((resolve) => (srv.listening ? net.Server.prototype.close.call(srv, () => resolve()) : resolve()))),
+    ).then(() => undefined);
+  }
+}
+
+function listenOn(srv: net.Server, handle: object, backlog: number): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    srv.once('error', reject);
+    srv.listen(handle, backlog, () => {
+      srv.off('error', reject);
+      resolve();
+    });
+  });
+}
+
+/**
+ * workerConnections. When a connection comes and the worker already holds the cap, the oldest
+ * idle connection (nothing in progress, nothing read since its last request) makes room for
+ * it: `evictIdle` closes one and says whether it found one. With none idle, the worker takes
+ * this one and stops accepting until it is below the cap again, so that what it cannot take
+ * waits in the listen queue for another worker instead of being accepted and dropped. An idle
+ * client can hold a connection only while nobody needs the room; a slow one, only until
+ * headerTimeout.
+ */
+export class ConnectionCap {
+  constructor(
+    private readonly cap: number,
+    private readonly listening: Listening,
+    private readonly evictIdle: () => boolean,
+  ) {}
+
+  /** A connection was accepted; `open` does not count it yet. Call before tracking it. */
+  admit(open: number): void {
+    if (open >= this.cap && !this.evictIdle()) this.listening.pause();
+  }
+
+  /** A connection ended; `open` no longer counts it. */
+  released(open: number, stopping: boolean): void {
+    if (open < this.cap && !stopping) this.listening.resume();
+  }
 }
 
 /** An app error the class answers itself (500, or a closed connection): logged once, here. */
@@ -134,10 +223,10 @@ export async function drain(o: {
   open: () => number;
   lastAccept: () => number;
   keepAccepting: boolean;
-  closeListeners: () => Promise<void>;
+  listening: Listening;
   sweep?: () => void;
 }): Promise<void> {
-  let closing: Promise<void> | null = o.keepAccepting ? null : o.closeListeners();
+  let closing: Promise<void> | null = o.keepAccepting ? null : o.listening.close();
   await new Promise<void>((resolve) => {
     let lastSweep = Date.now();
     const check = setInterval(() => {
@@ -152,6 +241,6 @@ export async function drain(o: {
       }
     }, DRAIN_POLL_MS);
   });
-  closing ??= o.closeListeners();
+  closing ??= o.listening.close();
   await closing;
 }

@@ -14,12 +14,20 @@ import { adaptHttpApp, type HttpApp } from '../src/core/app.js';
 import { nodeEntry } from './accesslog.js';
 import type { WorkerClass, WorkerContext, WorkerInstance } from './contract.js';
 import { fetchToNode } from './fetch.js';
-import { RequestObserver, drain, listenAll, loadTls, logAppError } from './http-base.js';
+import { ConnectionCap, Listening, RequestObserver, drain, loadTls, logAppError } from './http-base.js';
+
+/**
+ * A whole request (head and body) must arrive within this (Node's default): a client that
+ * trickles its body cannot hold a connection for ever. The head has `headerTimeout`.
+ */
+const REQUEST_TIMEOUT_MS = 300_000;
+/** How often Node looks for connections past their header or request deadline. */
+const DEADLINE_CHECK_MS = 250;
+/** What the socket had read when its last request began (see idle()). */
+const READ_AT_REQUEST = Symbol('arbiter.readAtRequest');
 
 class HttpWorker implements WorkerInstance {
   private readonly server: http.Server;
-  /** Servers of the listeners after the first: they hand their connections to `server`. */
-  private readonly extra: net.Server[] = [];
   private readonly sockets = new Set<Socket>();
   /** Idle at the last sweep of a graceful stop: closed at the next. */
   private idle = new Set<Socket>();
@@ -27,6 +35,8 @@ class HttpWorker implements WorkerInstance {
   private stopping = false;
   private lastConnection = 0;
   private readonly observer: RequestObserver;
+  private readonly listening: Listening;
+  private readonly cap: ConnectionCap;
 
   constructor(
     private readonly ctx: WorkerContext,
@@ -39,20 +49,30 @@ class HttpWorker implements WorkerInstance {
         ? app.handler
         : fetchToNode(app.fetch, { https: !!tls, onError: (err) => logAppError(ctx, err) });
     this.observer = new RequestObserver(ctx);
+    const headersTimeout = s.headerTimeout * 1000;
     const options: http.ServerOptions = {
       keepAliveTimeout: s.keepalive * 1000,
       // Node's own cap on the whole head; our finer limits are checked per request below.
       maxHeaderSize: Math.max(16384, s.limitRequestLine + s.limitRequestFields * (s.limitRequestFieldSize + 2)),
-      requestTimeout: 0,
+      // headerTimeout: Node answers 408 and closes; counted from the connection or the
+      // previous response, not refreshed by each byte (slowloris).
+      headersTimeout,
+      requestTimeout: headersTimeout > 0 ? Math.max(REQUEST_TIMEOUT_MS, headersTimeout) : 0,
+      connectionsCheckingInterval: DEADLINE_CHECK_MS,
     };
     this.server = tls ? https.createServer({ ...options, ...tls }) : http.createServer(options);
     this.server.maxHeadersCount = s.limitRequestFields > 0 ? s.limitRequestFields + 1 : 0;
-    this.server.maxConnections = s.workerConnections;
     this.server.on('request', this.wrap(handler));
+    this.listening = new Listening(ctx, (i) => (i === 0 ? this.server : this.extraServer()));
+    this.cap = new ConnectionCap(s.workerConnections, this.listening, () => this.evictIdle());
     this.server.on('connection', (socket: Socket) => {
+      this.cap.admit(this.sockets.size);
       this.sockets.add(socket);
       this.lastConnection = Date.now();
-      socket.once('close', () => this.sockets.delete(socket));
+      socket.once('close', () => {
+        this.sockets.delete(socket);
+        this.cap.released(this.sockets.size, this.stopping);
+      });
     });
   }
 
@@ -67,6 +87,7 @@ class HttpWorker implements WorkerInstance {
     const watching = this.observer.watching;
     return (req: IncomingMessage, res: ServerResponse) => {
       this.requests++;
+      (req.socket as Socket & { [READ_AT_REQUEST]?: number })[READ_AT_REQUEST] = req.socket.bytesRead;
       ctx.working(req);
       ctx.done();
       if (this.stopping || noKeepalive) {
@@ -126,27 +147,36 @@ class HttpWorker implements WorkerInstance {
   }
 
   start(): Promise<void> {
-    // A server can only listen once: listeners after the first feed the same handler.
-    return listenAll(this.ctx.listeners, this.ctx.settings.backlog, (i) => (i === 0 ? this.server : this.extraServer()));
+    return this.listening.start();
   }
 
-  /** A listening server that hands its connections to the main http server. */
+  /**
+   * Close the oldest idle keep-alive connection: no request in progress and nothing read
+   * since its last request began (a connection that has sent part of a head is not idle:
+   * headerTimeout deals with it). Approximate for a request whose body arrived after its
+   * head: that connection is not taken for idle until Node's keep-alive timeout closes it.
+   */
+  private evictIdle(): boolean {
+    for (const socket of this.sockets) {
+      if ((socket as any)._httpMessage) continue;
+      const read = (socket as Socket & { [READ_AT_REQUEST]?: number })[READ_AT_REQUEST] ?? 0;
+      if (socket.bytesRead !== read) continue;
+      socket.destroy();
+      return true;
+    }
+    return false;
+  }
+
+  /** A server can listen only once: listeners after the first hand their connections to the main one. */
   private extraServer(): net.Server {
-    const srv = net.createServer({ pauseOnConnect: false }, (socket) => this.server.emit('connection', socket));
-    this.extra.push(srv);
-    return srv;
+    return net.createServer({ pauseOnConnect: false }, (socket) => this.server.emit('connection', socket));
   }
 
   async stop(graceful: boolean, opts: { keepAccepting?: boolean } = {}): Promise<void> {
     this.stopping = true;
-    const servers = [this.server as net.Server, ...this.extra];
-    // net.Server's close, not http.Server's: Node's http close also drops idle keep-alive
-    // connections at once, which is the reset we are avoiding.
-    const closeListeners = () =>
-      Promise.all(servers.map((srv) => new Promise<void>((resolve) => net.Server.prototype.close.call(srv, () => resolve())))).then(() => undefined);
     if (!graceful) {
       for (const s of this.sockets) s.destroy();
-      await closeListeners();
+      await this.listening.close();
       return;
     }
     for (const socket of this.sockets) {
@@ -161,7 +191,7 @@ class HttpWorker implements WorkerInstance {
       open: () => this.sockets.size,
       lastAccept: () => this.lastConnection,
       keepAccepting: opts.keepAccepting ?? false,
-      closeListeners,
+      listening: this.listening,
       sweep: () => {
         for (const socket of this.idle) socket.destroy();
         this.idle.clear();

@@ -46,7 +46,7 @@ function retire(reason: RetireReason, detail: string): void {
   send({ t: 'retire', reason, detail });
 }
 
-const watchdog = settings.timeout > 0 ? startWatchdog(boot.reportFile, settings.timeout, settings.heartbeatInterval) : null;
+const watchdog = settings.timeout > 0 ? startWatchdog(boot.reportFd, settings.timeout, settings.heartbeatInterval) : null;
 const slot = globalThis as unknown as Record<symbol, unknown>;
 
 function describeCurrent(): CurrentWork | undefined {
@@ -54,6 +54,9 @@ function describeCurrent(): CurrentWork | undefined {
   if (c == null) return undefined;
   return { what: typeof c === 'string' ? c : `${c.method} ${c.url}`, since: 0 };
 }
+
+/** Listener copies asked of the master (ctx.listener), by index. */
+const wanted = new Map<number, ((handle: object) => void)[]>();
 
 const ctx: WorkerContext = {
   settings,
@@ -66,6 +69,16 @@ const ctx: WorkerContext = {
   },
   working(what) {
     slot[CURRENT] = what;
+  },
+  listener(index) {
+    return new Promise((resolve) => {
+      const waiting = wanted.get(index);
+      if (waiting) waiting.push(resolve);
+      else {
+        wanted.set(index, [resolve]);
+        send({ t: 'listener', index });
+      }
+    });
   },
 };
 
@@ -112,11 +125,15 @@ function workerInfo() {
   return { pid: process.pid, age: boot.age, settings };
 }
 
-process.on('message', (msg: MasterMessage) => {
+process.on('message', (msg: MasterMessage, handle: unknown) => {
   if (msg.t === 'stop') void stop(msg.graceful, msg.keepAccepting);
   else if (msg.t === 'reopenLogs') {
     reopenErrorLog();
     instance?.reopenLogs?.();
+  } else if (msg.t === 'listener' && handle) {
+    const waiting = wanted.get(msg.index) ?? [];
+    wanted.delete(msg.index);
+    for (const resolve of waiting) resolve(handle as object);
   }
 });
 // The master, or a process-group signal such as a terminal's Ctrl-C.

@@ -1,10 +1,10 @@
 /** The watchdog thread's side (see watchdog.ts). */
 import { Session } from 'node:inspector';
-import { writeFileSync, renameSync } from 'node:fs';
+import { writeSync } from 'node:fs';
 import { workerData } from 'node:worker_threads';
 import type { StuckReport } from '../src/core/protocol.js';
 
-const { shared, reportFile, stuckAfterMs } = workerData as { shared: Float64Array; reportFile: string; stuckAfterMs: number };
+const { shared, reportFd, stuckAfterMs } = workerData as { shared: Float64Array; reportFd: number; stuckAfterMs: number };
 
 let reported = false;
 let capturing = false;
@@ -66,8 +66,8 @@ async function capture(silentMs: number): Promise<void> {
       return `at ${f.functionName || '<anonymous>'} (${url}:${f.location.lineNumber + 1}:${f.location.columnNumber + 1})`;
     });
     const report: StuckReport = { pid: process.pid, silentMs, working, stack };
-    writeFileSync(reportFile + '.tmp', JSON.stringify(report));
-    renameSync(reportFile + '.tmp', reportFile);
+    // One line, one write: the master keeps the newest complete line.
+    writeSync(reportFd, JSON.stringify(report) + '\n');
     reported = true;
   } catch {
     /* nothing to report with; the master still kills the worker */

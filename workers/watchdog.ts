@@ -6,7 +6,8 @@
  * JavaScript would never run. The watchdog thread has its own event loop: it connects an
  * inspector session to the main thread, pauses it (V8 serves the request from inside any
  * JavaScript loop), reads the call stack and what the worker was serving, resumes, and
- * leaves the report in a file the master reads when it kills the worker for `timeout`.
+ * writes the report to the master's report pipe, which the master reads when it kills the
+ * worker for `timeout`.
  */
 import { Worker } from 'node:worker_threads';
 
@@ -18,13 +19,13 @@ export interface Watchdog {
   stop(): void;
 }
 
-export function startWatchdog(reportFile: string, timeoutSeconds: number, heartbeatSeconds: number): Watchdog {
+export function startWatchdog(reportFd: number, timeoutSeconds: number, heartbeatSeconds: number): Watchdog {
   const shared = new Float64Array(new SharedArrayBuffer(8));
   shared[0] = Date.now();
   // Report early enough that the file is there when the master's patience runs out.
   const stuckAfterMs = Math.max(heartbeatSeconds * 2000, timeoutSeconds * 600);
   const thread = new Worker(new URL('./watchdog-thread.js', import.meta.url), {
-    workerData: { shared, reportFile, stuckAfterMs },
+    workerData: { shared, reportFd, stuckAfterMs },
     stdout: false,
     stderr: false,
   });

@@ -23,7 +23,9 @@ export const EXIT = {
 
 // ---------------------------------------------------------------------------------------
 // Descriptors. A worker finds listener i at WORKER_FD_BASE + i (0-2 are stdio, 3 the IPC
-// channel); a master started by USR2 finds them at REEXEC_FD_BASE + i (it has no IPC channel).
+// channel) and, after the listeners, the pipe its watchdog writes stuck reports to
+// (WorkerBoot.reportFd); a master started by USR2 finds the listeners at REEXEC_FD_BASE + i
+// (it has no IPC channel).
 
 export const WORKER_FD_BASE = 4;
 export const REEXEC_FD_BASE = 3;
@@ -69,8 +71,12 @@ export interface WorkerBoot {
   configFile: string | null;
   /** Gunicorn's worker "age": the master's sequence number for this worker. */
   age: number;
-  /** Where the watchdog leaves its StuckReport for the master. */
-  reportFile: string;
+  /**
+   * The write end of a pipe to the master: the watchdog writes one StuckReport per line.
+   * A pipe rather than a file: it works whatever user the worker runs as, and leaves nothing
+   * on disk when the master is killed.
+   */
+  reportFd: number;
 }
 
 /** What the watchdog found when the worker's event loop stopped beating. */
@@ -136,6 +142,8 @@ export type RetireReason = 'max-requests' | 'memory';
 
 export type WorkerMessage =
   | { t: 'booted'; pid: number; appKind: 'node' | 'fetch' | 'task'; picked?: string }
+  /** Send listener `index` again (the worker closed its copy to stop accepting at workerConnections). */
+  | { t: 'listener'; index: number }
   | { t: 'heartbeat'; counters: WorkerCounters; current?: CurrentWork }
   | { t: 'retire'; reason: RetireReason; detail: string }
   | { t: 'bootError'; message: string; detail?: string };
@@ -148,4 +156,6 @@ export type MasterMessage =
    * serves (reload, recycling, scale-down) the worker stops accepting at once.
    */
   | { t: 'stop'; graceful: boolean; keepAccepting?: boolean }
-  | { t: 'reopenLogs' };
+  | { t: 'reopenLogs' }
+  /** Listener `index`, as the handle that comes with this message. */
+  | { t: 'listener'; index: number };

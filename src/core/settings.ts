@@ -107,7 +107,7 @@ export const SETTINGS = [
   { name: 'workerClass', kind: 'string', default: 'http', trim: true, short: 'k', section: 'workers', meta: 'CLASS',
     doc: 'Worker class: `http` (Node\'s server), `h11` (arbiter\'s own HTTP/1.1 engine), `task` (task consumer), or a module path exporting a custom class.' },
   { name: 'workerConnections', kind: 'int', default: 1000, min: 1, section: 'workers', meta: 'INT',
-    doc: 'Maximum simultaneous connections per worker; with `http` a connection beyond it is closed at once (Node\'s maxConnections).' },
+    doc: 'Most connections a worker holds at once. At the cap it closes idle keep-alive connections to make room, then stops accepting, so that new connections wait in the backlog for it or another worker.' },
   { name: 'timeout', kind: 'seconds', default: 30, min: 0, short: 't', section: 'workers', meta: 'SECONDS',
     doc: 'A worker whose event loop has been silent this long is killed and replaced (0 disables).' },
   { name: 'gracefulTimeout', kind: 'seconds', default: 30, min: 0, section: 'workers', aliases: ['graceful-timeout'], meta: 'SECONDS',
@@ -132,6 +132,8 @@ export const SETTINGS = [
     doc: 'Most header fields accepted in a request (431 beyond).' },
   { name: 'limitRequestFieldSize', kind: 'int', default: 8190, min: 0, section: 'http', aliases: ['limit-request-field_size'], meta: 'BYTES',
     doc: 'Longest header field line accepted (431 beyond).' },
+  { name: 'headerTimeout', kind: 'seconds', default: 20, min: 0, section: 'http', meta: 'SECONDS',
+    doc: 'A connection that has not sent a complete request head this long after it opened, or after its previous response, gets 408 and is closed; a trickle of bytes does not extend it (0 = no limit).' },
   { name: 'limitRequestBody', kind: 'bytes', default: 0, section: 'http', meta: 'BYTES',
     doc: 'Largest request body the h11 worker accepts (413 beyond; 0 = no limit).' },
   { name: 'forwardedAllowIps', kind: 'list', default: ['127.0.0.1', '::1'], section: 'http', meta: 'IPS',
@@ -189,7 +191,7 @@ export const SETTINGS = [
   { name: 'controlSocket', kind: 'string', default: null, nullable: true, section: 'control', meta: 'PATH',
     doc: 'Unix socket (mode 0600) for `arbiter status`, `reload`, `scale` and `stop`.' },
   { name: 'metricsBind', kind: 'string', default: null, nullable: true, section: 'control', meta: 'ADDRESS',
-    doc: 'Serve Prometheus metrics from the master at `HOST:PORT/metrics`.' },
+    doc: 'Serve Prometheus metrics from the master at `HOST:PORT/metrics`; a bare `PORT` listens on 127.0.0.1 only (give `0.0.0.0:PORT` for a remote scraper).' },
 
   // config
   { name: 'config', kind: 'string', default: null, nullable: true, short: 'c', section: 'config', meta: 'FILE',

@@ -26,6 +26,8 @@ export interface Exchange {
 
 /** The worker side every connection reports to (worker.ts). */
 export interface ConnOwner {
+  /** The connection no longer counts toward workerConnections (closing, or closed). */
+  connReleased(conn: Conn): void;
   readonly stopping: boolean;
   readonly closeEach: boolean;
   startRequest(conn: Conn, ev: RequestEvent): Exchange;
@@ -51,8 +53,17 @@ export class Conn {
   busy = false;
   /** The current exchange (null between requests). */
   ex: Exchange | null = null;
-  /** Coarse timestamp when the connection became idle (waiting for a request). */
+  /**
+   * Coarse timestamp when the connection began waiting for its next request: at accept, and
+   * when a response ended. Bytes of the next head do not move it (headerTimeout).
+   */
   idleSince: number;
+  /** Bytes of the next request have come, but not a whole head. */
+  partial = false;
+  /** Coarse timestamp when the current request's head arrived. */
+  requestSince = 0;
+  /** Still counted toward workerConnections (not closing, not closed). */
+  private held = true;
   /** Set when we decided to close (ended our side); the sweep destroys it after a while. */
   closingSince = 0;
   dead = false;
@@ -87,6 +98,7 @@ export class Conn {
 
   private onData(chunk: Buffer): void {
     if (this.closingSince !== 0) return; // draining a closed connection: discard
+    if (!this.busy) this.partial = true;
     if (this.batching) {
       this.pump(this.h.receive(chunk)); // joins the output already queued for this turn
       return;
@@ -126,6 +138,8 @@ export class Conn {
               return;
             }
             this.busy = true;
+            this.partial = false;
+            this.requestSince = clock.now;
             this.ex = this.owner.startRequest(this, ev);
             break;
           case 'data':
@@ -181,6 +195,8 @@ export class Conn {
   finishExchange(ex: Exchange, status: number): void {
     if (this.ex === ex) this.ex = null;
     this.busy = false;
+    this.idleSince = clock.now;
+    this.partial = this.h.bufferedBytes > 0;
     this.owner.requestFinished(this, status);
     if (ex.onFlushed !== undefined) {
       this.flushed.push(ex);
@@ -248,7 +264,6 @@ export class Conn {
       if (!this.busy) this.endGracefully();
       return;
     }
-    if (!this.busy) this.idleSince = clock.now;
     const held = !this.busy ? false : h.bufferedBytes > MAX_HELD;
     if (held !== this.pauseHeld) {
       this.pauseHeld = held;
@@ -297,10 +312,18 @@ export class Conn {
 
   // ------------------------------------------------------------------ closing
 
+  /** A deadline passed with no complete head: answer `status` (408) and close. */
+  timeOut(status: number): void {
+    if (this.busy || this.dead || this.closingSince !== 0) return;
+    this.protocolError(status);
+    this.flush();
+  }
+
   /** Close after flushing: half-close, discard what the peer still sends, destroy later (sweep). */
   endGracefully(): void {
     if (this.dead || this.closingSince !== 0) return;
     this.closingSince = clock.now;
+    this.release();
     this.h.startClosing();
     this.sock.end();
     this.sock.resume();
@@ -311,9 +334,16 @@ export class Conn {
     this.sock.destroy();
   }
 
+  private release(): void {
+    if (!this.held) return;
+    this.held = false;
+    this.owner.connReleased(this);
+  }
+
   private onClose(): void {
     if (this.dead) return;
     this.dead = true;
+    this.release();
     this.out.length = 0;
     const ex = this.ex;
     this.ex = null;

@@ -11,7 +11,7 @@ import { adaptHttpApp, type HttpApp, type NodeHandler, type FetchHandler } from 
 import { oneLine } from '../../src/core/errors.js';
 import { nodeEntry } from '../accesslog.js';
 import type { WorkerClass, WorkerContext, WorkerInstance } from '../contract.js';
-import { IDLE_AFTER_STOP_MS, RequestObserver, drain, listenAll, loadTls, logAppError, type TlsMaterial } from '../http-base.js';
+import { ConnectionCap, IDLE_AFTER_STOP_MS, Listening, RequestObserver, drain, loadTls, logAppError, type TlsMaterial } from '../http-base.js';
 import { Conn, clock, type ConnOwner, type Exchange } from './conn.js';
 import { createDateCache, type H11Options, type RequestEvent } from './engine/index.js';
 import { installLightResponse } from '../fetch-light.js';
@@ -22,10 +22,15 @@ import { NodeEx, nodeAppError } from './node.js';
 const LINGER_MS = 5000;
 /** Before the first request when keepalive is 0: how long a client may take to send a head. */
 const FIRST_REQUEST_MS = 10_000;
+/** A request body must have arrived this long after its head (as -k http: Node's requestTimeout). */
+const REQUEST_BODY_MS = 300_000;
 
 class H11Worker implements WorkerInstance, ConnOwner {
-  private readonly servers: net.Server[] = [];
   private readonly conns = new Set<Conn>();
+  /** Connections that count toward workerConnections: open and not closing. */
+  private holding = 0;
+  private readonly listening: Listening;
+  private readonly cap: ConnectionCap;
   private requests = 0;
   private active = 0;
   stopping = false;
@@ -34,7 +39,7 @@ class H11Worker implements WorkerInstance, ConnOwner {
   private readonly observe: boolean;
   private readonly opts: H11Options;
   private readonly idleMs: number;
-  private readonly maxConns: number;
+  private readonly headerMs: number;
   private readonly scheme: string;
   private readonly tlsOpts: TlsMaterial | null;
   private readonly nodeHandler: NodeHandler | null;
@@ -56,7 +61,9 @@ class H11Worker implements WorkerInstance, ConnOwner {
     this.observe = this.observer.watching;
     this.closeEach = s.keepalive === 0;
     this.idleMs = s.keepalive > 0 ? s.keepalive * 1000 : FIRST_REQUEST_MS;
-    this.maxConns = s.workerConnections > 0 ? s.workerConnections : Infinity;
+    this.headerMs = s.headerTimeout * 1000;
+    this.listening = new Listening(ctx, () => this.newServer());
+    this.cap = new ConnectionCap(s.workerConnections, this.listening, () => this.evictIdle());
     this.opts = {
       limitRequestLine: s.limitRequestLine,
       limitRequestFields: s.limitRequestFields,
@@ -80,17 +87,29 @@ class H11Worker implements WorkerInstance, ConnOwner {
 
   private onConnection = (sock: Socket): void => {
     this.lastAccept = clock.now;
-    if (this.conns.size >= this.maxConns) {
-      // workerConnections reached: refuse (the client sees a reset / EOF and retries elsewhere).
-      sock.destroy();
-      return;
-    }
+    this.cap.admit(this.holding);
     if (this.tlsOpts) sock.setNoDelay(true);
     this.conns.add(new Conn(sock, this, this.opts, clock.now));
+    this.holding++;
   };
+
+  connReleased(): void {
+    this.cap.released(--this.holding, this.stopping);
+  }
 
   connClosed(conn: Conn): void {
     this.conns.delete(conn);
+  }
+
+  /** The oldest idle keep-alive connection makes room (see ConnectionCap). */
+  private evictIdle(): boolean {
+    for (const c of this.conns) {
+      if (!c.busy && !c.partial && !c.dead && c.closingSince === 0) {
+        c.endGracefully();
+        return true;
+      }
+    }
+    return false;
   }
 
   // ---------------------------------------------------------------- requests
@@ -195,18 +214,24 @@ class H11Worker implements WorkerInstance, ConnOwner {
   start(): Promise<void> {
     this.sweepTimer = setInterval(() => this.sweep(), 250);
     this.sweepTimer.unref();
-    return listenAll(this.ctx.listeners, this.ctx.settings.backlog, () => {
-      const srv = this.tlsOpts
-        ? tls.createServer({ ...this.tlsOpts, allowHalfOpen: true }, this.onConnection)
-        : net.createServer({ allowHalfOpen: true, noDelay: true } as net.ServerOpts, this.onConnection);
-      srv.on('error', (err) => this.ctx.log.error({ err }, `listener error: ${oneLine(err)}`));
-      if (this.tlsOpts) srv.on('tlsClientError', noop);
-      this.servers.push(srv);
-      return srv;
-    });
+    return this.listening.start();
   }
 
-  /** Every 250 ms: the coarse clock (and so the Date header), idle keep-alive connections, lingering closes. */
+  private newServer(): net.Server {
+    const srv = this.tlsOpts
+      ? tls.createServer({ ...this.tlsOpts, allowHalfOpen: true }, this.onConnection)
+      : net.createServer({ allowHalfOpen: true, noDelay: true } as net.ServerOpts, this.onConnection);
+    srv.on('error', (err) => this.ctx.log.error({ err }, `listener error: ${oneLine(err)}`));
+    if (this.tlsOpts) srv.on('tlsClientError', noop);
+    return srv;
+  }
+
+  /**
+   * Every 250 ms: the coarse clock (and so the Date header), then the deadlines. Between
+   * requests a connection has `keepalive` to start the next head and `headerTimeout` to
+   * finish it, both counted from its previous response (or its accept): bytes do not move
+   * either clock, so a client sending a byte at a time gets its 408 like a silent one.
+   */
   private sweep(): void {
     const now = (clock.now = Date.now());
     const stopping = this.stopping;
@@ -215,8 +240,12 @@ class H11Worker implements WorkerInstance, ConnOwner {
       if (c.closingSince !== 0) {
         if (now - c.closingSince > LINGER_MS) c.closeNow();
       } else if (!c.busy) {
-        const held = c.h.bufferedBytes !== 0;
-        if (now - c.idleSince >= (stopping && !held ? IDLE_AFTER_STOP_MS : this.idleMs)) (idle ??= []).push(c);
+        const waited = now - c.idleSince;
+        if (c.partial) {
+          if (this.headerMs > 0 && waited >= this.headerMs) c.timeOut(408);
+        } else if (waited >= (stopping ? IDLE_AFTER_STOP_MS : this.idleMs)) (idle ??= []).push(c);
+      } else if (c.h.readState === 'body' && now - c.requestSince > REQUEST_BODY_MS) {
+        c.closeNow();
       }
     }
     // Close in the check phase, after this loop iteration's I/O was read: a request that
@@ -224,15 +253,11 @@ class H11Worker implements WorkerInstance, ConnOwner {
     if (idle !== null) setImmediate(closeIdle, idle);
   }
 
-  private closeListeners(): Promise<void> {
-    return Promise.all(this.servers.map((srv) => new Promise<void>((resolve) => srv.close(() => resolve())))).then(() => undefined);
-  }
-
   async stop(graceful: boolean, opts: { keepAccepting?: boolean } = {}): Promise<void> {
     this.stopping = true;
     if (!graceful) {
       for (const c of this.conns) c.closeNow();
-      await this.closeListeners();
+      await this.listening.close();
       return;
     }
     // Responses not yet started say `Connection: close`; idle connections get
@@ -247,7 +272,7 @@ class H11Worker implements WorkerInstance, ConnOwner {
       open: () => this.conns.size,
       lastAccept: () => this.lastAccept,
       keepAccepting: opts.keepAccepting ?? false,
-      closeListeners: () => this.closeListeners(),
+      listening: this.listening,
     });
     if (this.sweepTimer) clearInterval(this.sweepTimer);
     this.observer.flush();
@@ -268,7 +293,7 @@ function closeIdle(conns: Conn[]): void {
   const now = clock.now;
   for (const c of conns) {
     // Still idle, and not since a request it served in between (idleSince moved on).
-    if (!c.busy && !c.dead && c.closingSince === 0 && now - c.idleSince >= IDLE_AFTER_STOP_MS) c.endGracefully();
+    if (!c.busy && !c.partial && !c.dead && c.closingSince === 0 && now - c.idleSince >= IDLE_AFTER_STOP_MS) c.endGracefully();
   }
 }
 

@@ -29,11 +29,10 @@
  * Backoff before retry n (n = the attempt that failed): base × 2^(n-1), capped at 5 minutes,
  * times a random factor in [0.75, 1.25). base is 1 s; `ARBITER_TASK_BACKOFF_MS` overrides it.
  */
-import { hostname } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import { openBroker } from '../../src/core/brokers/open.js';
-import { resolveOptions } from '../../src/core/brokers/records.js';
+import { consumerName, resolveOptions } from '../../src/core/brokers/records.js';
 import type { Broker, Delivery, TaskAttempt } from '../../src/core/brokers/types.js';
 import { redactUrl } from '../../src/core/brokers/url.js';
 import { AppLoadError, SettingError, oneLine } from '../../src/core/errors.js';
@@ -173,6 +172,8 @@ class TaskWorker implements WorkerInstance {
   private readonly leaseMs: number;
   private stopping = false;
   private quick = false;
+  /** The broker's connection is up (brokers that can be unreachable say when it is not). */
+  private brokerUp = true;
   private loopDone: Promise<void> = Promise.resolve();
   private stopped: Promise<void> | null = null;
   /** Wakes the fetch loop when a slot frees or a stop begins. */
@@ -202,10 +203,11 @@ class TaskWorker implements WorkerInstance {
     this.broker = await openBroker(s.broker, {
       queue: s.queue,
       ...(s.dlq ? { dlq: s.dlq } : {}),
-      consumer: `${hostname()}:${process.pid}`,
+      consumer: consumerName(process.pid),
       leaseMs: this.leaseMs,
       cwd: process.cwd(),
     });
+    this.broker.onHealth?.((h) => (this.brokerUp = h.up));
     this.ctx.log.info(
       { event: 'task_consuming', broker: redactUrl(s.broker), queue: s.queue, concurrency: this.concurrency, leaseMs: this.leaseMs },
       `consuming queue "${s.queue}" from ${redactUrl(s.broker)}, ${this.concurrency} at a time`,
@@ -234,13 +236,15 @@ class TaskWorker implements WorkerInstance {
       try {
         // Never block while work is waiting in the buffer: it will need the slots first.
         batch = await broker.fetch(want, this.buffered() > 0 || free <= 0 ? 0 : FETCH_WAIT_MS);
-        if (errors > 0) this.ctx.log.info({ event: 'task_fetch_recovered' }, `fetching tasks works again after ${errors} failure${errors === 1 ? '' : 's'}`);
+        if (errors > 0 && this.brokerUp) this.ctx.log.info({ event: 'task_fetch_recovered' }, `fetching tasks works again after ${errors} failure${errors === 1 ? '' : 's'}`);
         errors = 0;
       } catch (err) {
         errors++;
         const wait = Math.min(5000, 100 * 2 ** Math.min(errors - 1, 6));
-        // Loud at first, then once a minute or so while the broker stays away.
-        if (errors <= 3 || errors % 12 === 0)
+        // Loud at first, then once a minute or so. An outage of the broker itself is the
+        // master's to report, once for the whole arbiter (src/task-brokers.ts).
+        if (!this.brokerUp) this.ctx.log.debug({ event: 'task_fetch_failed', err, failures: errors }, `fetching tasks failed while the broker is away (${oneLine(err)})`);
+        else if (errors <= 3 || errors % 12 === 0)
           this.ctx.log.error({ event: 'task_fetch_failed', err, failures: errors }, `fetching tasks failed (${oneLine(err)}); trying again in ${wait} ms`);
         await new Promise<void>((resolve) => {
           const t = setTimeout(resolve, wait);

@@ -96,3 +96,11 @@ export function nextAttempt(task: TaskRecord, error: string, at = Date.now()): T
 }
 
 export const LEASE_EXPIRED = 'lease expired (worker died?)';
+
+/** What the master writes in the history of a task whose worker it saw exit. */
+export const WORKER_GONE = 'the worker running it exited';
+
+/** The consumer name of a task worker process: the worker claims under it, the master releases it. */
+export function consumerName(pid: number): string {
+  return `${hostname()}:${pid}`;
+}

@@ -22,9 +22,11 @@
  * were ever delivered — it would lose tasks, which is exactly what a queue must not do.
  */
 import { createHash } from 'node:crypto';
+import { EventEmitter } from 'node:events';
 import { Redis } from 'ioredis';
 import {
   type Broker,
+  type BrokerHealth,
   type BrokerStats,
   type DeadTask,
   type Delivery,
@@ -36,7 +38,25 @@ import { isQueueName, isTaskRecord, LEASE_EXPIRED, newTask, nextAttempt, rawTask
 import { errorMessage } from '../errors.js';
 import { redactUrl } from './url.js';
 
+function withDeadline<T>(p: Promise<T>, ms: number, error: () => Error): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => reject(error()), Math.max(0, ms));
+    p.then(
+      (v) => {
+        clearTimeout(timer);
+        resolve(v);
+      },
+      (err) => {
+        clearTimeout(timer);
+        reject(err);
+      },
+    );
+  });
+}
+
 const GROUP = 'arbiter';
+/** How long enqueue() waits for an unreachable Redis before it fails (EnqueueOptions.timeout). */
+const ENQUEUE_WAIT_MS = 5000;
 /** Delayed tasks become visible within this long even if another producer added them. */
 const PROMOTE_POLL = 250;
 const PROMOTE_BATCH = 1000;
@@ -76,11 +96,13 @@ end
 local nxt = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
 return {#due, nxt[2] or ''}`;
 
-// ARGV: group, consumer, minIdle, count, now, error, cursor
-const REAP = `
-local r = redis.call('XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[7], 'COUNT', ARGV[4])
+// requeue(claimed): the entries just claimed (as XCLAIM and XAUTOCLAIM return them) go back
+// on the stream as their next attempt, with ARGV[5] (now) and ARGV[6] (the error) in their
+// history. Shared by the reaper and the release of a consumer that is gone.
+const REQUEUE = `
+local function requeue(claimed)
 local n = 0
-for _, e in ipairs(r[2]) do
+for _, e in ipairs(claimed) do
   local id, f = e[1], e[2]
   if type(f) == 'table' then
     local a, h, t
@@ -104,7 +126,26 @@ for _, e in ipairs(r[2]) do
   redis.call('XACK', KEYS[1], ARGV[1], id)
   redis.call('XDEL', KEYS[1], id)
 end
-return {r[1], n}`;
+return n
+end
+`;
+
+// ARGV: group, consumer, minIdle, count, now, error, cursor
+const REAP = REQUEUE + `
+local r = redis.call('XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[7], 'COUNT', ARGV[4])
+return {r[1], requeue(r[2])}`;
+
+// A consumer that is known to be gone (its process exited): its entries now, not after a lease.
+// ARGV: group, me, gone, count, now, error
+const REQUEUE_GONE = REQUEUE + `
+local p = redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', ARGV[4], ARGV[3])
+if #p == 0 then
+  redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[3])
+  return 0
+end
+local ids = {}
+for i, e in ipairs(p) do ids[i] = e[1] end
+return requeue(redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, unpack(ids)))`;
 
 // ARGV: group, id, due, now, a, h, t
 const FAIL = `
@@ -163,6 +204,7 @@ const S = {
   enqueue: new Script(ENQUEUE),
   promote: new Script(PROMOTE),
   reap: new Script(REAP),
+  requeueGone: new Script(REQUEUE_GONE),
   fail: new Script(FAIL),
   dead: new Script(DEAD),
   release: new Script(RELEASE),
@@ -240,13 +282,22 @@ export class RedisBroker implements Broker {
   /** Last failure of background work (promote, reap, renew); those retry on their next tick, so this is for diagnostics only. */
   lastError: Error | null = null;
 
+  private health: BrokerHealth = { up: true, since: Date.now() };
+  private readonly healthEvents = new EventEmitter<{ change: [BrokerHealth] }>();
+  private lastConnectError = '';
+
   private constructor(
     private readonly cmd: Redis,
     private readonly opts: ResolvedBrokerOptions,
+    private readonly shownUrl: string,
   ) {
     this.stream = `arbiter:${opts.queue}`;
     this.delayed = `arbiter:${opts.queue}:delayed`;
     this.dlqKey = `arbiter:${opts.dlq}`;
+    // ioredis reconnects by itself; what we add is knowing when it is away, and for how long.
+    cmd.on('error', (err: Error) => (this.lastConnectError = errorMessage(err)));
+    cmd.on('close', () => this.setHealth(false));
+    cmd.on('ready', () => this.setHealth(true));
   }
 
   static async open(url: string, opts: ResolvedBrokerOptions): Promise<RedisBroker> {
@@ -259,7 +310,55 @@ export class RedisBroker implements Broker {
       cmd.disconnect();
       throw new Error(`cannot connect to ${redactUrl(url)}: ${errorMessage(err)}`);
     }
-    return new RedisBroker(cmd, opts);
+    return new RedisBroker(cmd, opts, redactUrl(url));
+  }
+
+  private setHealth(up: boolean): void {
+    if (this.closed || up === this.health.up) return;
+    this.health = up ? { up, since: Date.now() } : { up, since: Date.now(), error: this.lastConnectError || 'connection closed' };
+    this.healthEvents.emit('change', this.health);
+  }
+
+  onHealth(listener: (h: BrokerHealth) => void): void {
+    this.healthEvents.on('change', listener);
+  }
+
+  /** Resolves once the connection is up, or rejects after `ms`. */
+  private whenUp(ms: number): Promise<void> {
+    if (this.health.up) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.healthEvents.off('change', onChange);
+        reject(new Error(`the broker ${this.shownUrl} is unreachable (${this.health.error}); waited ${ms / 1000} s`));
+      }, ms);
+      const onChange = (h: BrokerHealth) => {
+        if (!h.up) return;
+        clearTimeout(timer);
+        this.healthEvents.off('change', onChange);
+        resolve();
+      };
+      this.healthEvents.on('change', onChange);
+    });
+  }
+
+  async durabilityWarnings(): Promise<string[]> {
+    const config = async (key: string): Promise<string | null> => {
+      try {
+        const r = (await this.cmd.call('CONFIG', 'GET', key)) as string[];
+        return r[1] ?? null;
+      } catch {
+        return null; // CONFIG renamed or disabled (managed Redis): nothing to say
+      }
+    };
+    const [aof, save, policy] = await Promise.all([config('appendonly'), config('save'), config('maxmemory-policy')]);
+    const out: string[] = [];
+    if (aof === 'no' && save === '')
+      out.push(`${this.shownUrl} has no persistence (appendonly no, no save points): a restart of Redis loses every queued task; set appendonly yes`);
+    else if (aof === 'no' && save !== null)
+      out.push(`${this.shownUrl} persists only by snapshots (appendonly no): a crash of Redis loses the tasks enqueued since the last one; set appendonly yes`);
+    if (policy !== null && policy !== 'noeviction')
+      out.push(`${this.shownUrl} may evict queued tasks under memory pressure (maxmemory-policy ${policy}); set maxmemory-policy noeviction`);
+    return out;
   }
 
   // ---------------------------------------------------------------- consuming
@@ -448,6 +547,16 @@ export class RedisBroker implements Broker {
     }
   }
 
+  async releaseConsumer(consumer: string, reason: string): Promise<number> {
+    await this.ensureGroup();
+    let total = 0;
+    for (;;) {
+      const n = Number(await S.requeueGone.run(this.cmd, [this.stream], [GROUP, this.opts.consumer, consumer, REAP_BATCH, Date.now(), reason]));
+      total += n;
+      if (n === 0) return total;
+    }
+  }
+
   /** Each worker process has its own consumer name; without this the group's list only grows. */
   private async sweepConsumers(): Promise<void> {
     const list = (await this.cmd.call('XINFO', 'CONSUMERS', this.stream, GROUP)) as (string | number)[][];
@@ -488,8 +597,11 @@ export class RedisBroker implements Broker {
   async enqueue(name: string, payload: unknown, opts?: EnqueueOptions): Promise<string> {
     if (this.closed) throw new Error('broker is closed');
     const { task, dueAt } = newTask(name, payload, opts);
+    const waitMs = opts?.timeout ?? ENQUEUE_WAIT_MS;
+    const deadline = Date.now() + waitMs;
     try {
-      await S.enqueue.run(this.cmd, [this.stream, this.delayed], [
+      await this.whenUp(waitMs);
+      const sent = S.enqueue.run(this.cmd, [this.stream, this.delayed], [
         this.opts.maxLen,
         dueAt,
         task.enqueuedAt,
@@ -497,6 +609,9 @@ export class RedisBroker implements Broker {
         JSON.stringify(task.history),
         taskBody(task),
       ]);
+      // A connection lost mid-command is retried by ioredis when it is back: bounded here too.
+      await withDeadline(sent, deadline - Date.now(), () =>
+        new Error(`no answer from the broker ${this.shownUrl} within ${waitMs / 1000} s: task ${task.id} may or may not have been enqueued`));
     } catch (err) {
       const msg = errorMessage(err);
       if (msg.startsWith('QUEUEFULL')) throw new Error(`queue "${this.opts.queue}" is full: ${msg.slice('QUEUEFULL '.length)}`);

@@ -181,8 +181,7 @@ export class SpoolBroker implements Broker {
     this.tmpDir = path.join(qdir, 'tmp');
     this.freeDir = path.join(qdir, 'free');
     this.dlqDir = path.join(root, opts.dlq);
-    // The consumer name is part of claimed file names: keep it short and separator-free.
-    this.consumer = opts.consumer.replace(/[^A-Za-z0-9_.:@-]/g, '_').slice(0, 64) || 'consumer';
+    this.consumer = consumerTag(opts.consumer);
   }
 
   static async open(spoolPath: string, opts: ResolvedBrokerOptions): Promise<SpoolBroker> {
@@ -454,7 +453,19 @@ export class SpoolBroker implements Broker {
     return this.reaping;
   }
 
-  private async reapOne(claimedName: string, readyName: string): Promise<void> {
+  async releaseConsumer(consumer: string, reason: string): Promise<number> {
+    const tag = consumerTag(consumer);
+    let n = 0;
+    for (const name of await fsp.readdir(this.claimedDir)) {
+      const m = CLAIMED_NAME.exec(name);
+      if (!m || m[2] !== tag) continue;
+      await this.reapOne(name, m[3]!, reason);
+      n++;
+    }
+    return n;
+  }
+
+  private async reapOne(claimedName: string, readyName: string, reason = LEASE_EXPIRED): Promise<void> {
     // Take the expired claim over first (one reaper wins the rename); should this process die
     // halfway, its own claim expires in turn and another reaper finishes the job.
     const mine = `${pad(Date.now() + this.opts.leaseMs)}~${this.consumer}~${readyName}`;
@@ -473,7 +484,7 @@ export class SpoolBroker implements Broker {
       parsed = undefined;
     }
     if (isTaskRecord(parsed)) {
-      await this.writeDurable(this.readyDir, this.newName(Date.now()), JSON.stringify(nextAttempt(parsed, LEASE_EXPIRED)));
+      await this.writeDurable(this.readyDir, this.newName(Date.now()), JSON.stringify(nextAttempt(parsed, reason)));
       await unlinkQuiet(minePath);
     } else {
       // Unparsable: there is no attempt to count; hand it back as is and let a worker dead-letter it.
@@ -710,4 +721,9 @@ function parseDead(text: string, fileName: string, queue: string): DeadTask {
     return { task: rawTask(fileName.slice(0, -5)), error: `unreadable dead-letter file: ${errorMessage(err)}`, deadAt: dueOf(fileName), queue, raw: text };
   }
   return { task: rawTask(fileName.slice(0, -5)), error: 'unrecognized dead-letter file', deadAt: dueOf(fileName), queue, raw: text };
+}
+
+/** The consumer name is part of claimed file names: keep it short and separator-free. */
+function consumerTag(consumer: string): string {
+  return consumer.replace(/[^A-Za-z0-9_.:@-]/g, '_').slice(0, 64) || 'consumer';
 }

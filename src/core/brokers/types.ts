@@ -50,6 +50,11 @@ export interface Delivery {
 export interface EnqueueOptions {
   /** Not before this many ms from now. */
   delay?: number;
+  /**
+   * How long to wait for a broker that cannot be reached (ms, default 5000) before failing.
+   * A task is reported enqueued only once the broker has it.
+   */
+  timeout?: number;
   maxRetries?: number;
   /** The task id (default: a random UUID). Ids are not deduplicated. */
   id?: string;
@@ -78,6 +83,15 @@ export interface DeadTask {
   raw?: string;
 }
 
+/** Whether the broker can be reached, and since when. */
+export interface BrokerHealth {
+  up: boolean;
+  /** Epoch ms of the last change. */
+  since: number;
+  /** Why it is down. */
+  error?: string;
+}
+
 export interface Broker {
   /**
    * Claims up to `max` due tasks. Waits up to `waitMs` for at least one (0: do not wait);
@@ -95,6 +109,12 @@ export interface Broker {
    * Without it the claim would wait for its lease to expire.
    */
   release?(d: Delivery): Promise<void>;
+  /**
+   * Hands back at once, as their next attempt with `reason` in the history, the deliveries
+   * claimed by `consumer`, whose process is known to be gone (the master saw it exit): they
+   * need not wait for their lease. Returns how many.
+   */
+  releaseConsumer(consumer: string, reason: string): Promise<number>;
   enqueue(name: string, payload: unknown, opts?: EnqueueOptions): Promise<string>;
   stats(): Promise<BrokerStats>;
   /** Oldest first; default limit 100. */
@@ -103,6 +123,10 @@ export interface Broker {
   retryDead(ids?: string[]): Promise<number>;
   /** Deletes dead tasks (all, or those with these task ids). */
   purgeDead(ids?: string[]): Promise<number>;
+  /** Reachability, for brokers that can be unreachable (Redis); called on every change. */
+  onHealth?(listener: (h: BrokerHealth) => void): void;
+  /** What about this broker's configuration could lose tasks, as warnings for the start-up log. */
+  durabilityWarnings?(): Promise<string[]>;
   /** Stops timers and blocking reads; does not settle outstanding deliveries (leases will). */
   close(): Promise<void>;
 }
