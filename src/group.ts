@@ -59,7 +59,7 @@ export interface GroupEvents {
   transition: [Transition];
   ready: [];
   reloaded: [generation: number];
-  reloadFailed: [reason: string];
+  reloadFailed: [reason: string, detail?: string];
   fatal: [reason: string, detail: string | undefined];
   drained: [];
 }
@@ -260,7 +260,7 @@ export class WorkerGroup {
     this.nextSpawnAt = Date.now() + BOOT_FAILURE_HOLD_MS;
     if (this.reloading) {
       this.reloading = false;
-      this.events.emit('reloadFailed', reason);
+      this.events.emit('reloadFailed', reason, detail);
     }
   }
 

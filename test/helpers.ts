@@ -3,7 +3,7 @@
  * is registered and killed by pid when the test file ends, whatever happened.
  */
 import { spawn, spawnSync, type ChildProcess, type SpawnOptions } from 'node:child_process';
-import { mkdtempSync, readFileSync, readdirSync, writeFileSync, mkdirSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
@@ -19,6 +19,7 @@ export const FIXTURES = path.join(ROOT, 'test', 'fixtures');
 const started = new Set<number>();
 after(() => {
   for (const pid of started) killTree(pid);
+  rmSync(RUNTIME_DIR, { recursive: true, force: true });
 });
 
 /** Also kill this process when the test file ends (one a test did not spawn itself, e.g. a USR2 master). */
@@ -186,10 +187,17 @@ export function run(args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEn
   };
 }
 
+/**
+ * The runtime directory (control sockets) of every arbiter this test file starts: its own,
+ * so that `arbiter status` sees this file's arbiters only, whatever else runs on the machine.
+ */
+export const RUNTIME_DIR = mkdtempSync(path.join(os.tmpdir(), 'arbiter-run-'));
+
 /** The environment without anything that would change arbiter's behaviour by accident. */
-function cleanEnv(): NodeJS.ProcessEnv {
+export function cleanEnv(): NodeJS.ProcessEnv {
   const env = { ...process.env };
   for (const k of Object.keys(env)) if (k.startsWith('ARBITER_') || k.startsWith('LISTEN_') || k === 'PORT' || k === 'WEB_CONCURRENCY' || k === 'NODE_OPTIONS') delete env[k];
+  env.ARBITER_RUNTIME_DIR = RUNTIME_DIR;
   return env;
 }
 

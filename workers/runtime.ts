@@ -4,6 +4,7 @@
  * (src/core/protocol.ts). This file is the part every worker class shares: boot,
  * heartbeats, recycling, signals and stop.
  */
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { importApp } from '../src/core/app.js';
 import { loadConfigFile } from '../src/core/config-file.js';
 import { AppLoadError, appStack, oneLine } from '../src/core/errors.js';
@@ -69,10 +70,19 @@ const ctx: WorkerContext = {
   },
 };
 
+// Event-loop delay for `arbiter top` and status: sampled every LOOP_SAMPLE_MS, reported and
+// reset with each heartbeat. The histogram's values include the sampling interval itself.
+const LOOP_SAMPLE_MS = 20;
+const loop = monitorEventLoopDelay({ resolution: LOOP_SAMPLE_MS });
+loop.enable();
+const beyond = (ns: number) => (Number.isFinite(ns) ? Math.max(0, Math.round((ns / 1e6 - LOOP_SAMPLE_MS) * 10) / 10) : 0);
+
 function heartbeat(): void {
   const rss = process.memoryUsage.rss();
   watchdog?.beat();
-  const counters = { ...(instance?.counters() ?? { requests: 0, active: 0 }), rss };
+  const loopDelay = { mean: beyond(loop.mean), max: beyond(loop.max) };
+  loop.reset();
+  const counters = { ...(instance?.counters() ?? { requests: 0, active: 0 }), rss, loopDelay };
   send({ t: 'heartbeat', counters, current: describeCurrent() });
   if (settings.maxWorkerMemory > 0 && rss > settings.maxWorkerMemory && !stopping)
     retire('memory', `RSS ${rss} bytes is over maxWorkerMemory ${settings.maxWorkerMemory}`);

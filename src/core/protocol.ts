@@ -47,6 +47,12 @@ export const ENV = {
   FDS: 'ARBITER_FDS',
   /** Set in a USR2 master: the pid of the master that started it. */
   UPGRADE_FROM: 'ARBITER_UPGRADE_FROM',
+  /** Set in a USR2 master: the name it takes over from the old master once it serves. */
+  UPGRADE_NAME: 'ARBITER_UPGRADE_NAME',
+  /** Set in a USR2 master: the descriptor on which it tells the old master how its start went. */
+  UPGRADE_FD: 'ARBITER_UPGRADE_FD',
+  /** The per-user runtime directory, instead of $XDG_RUNTIME_DIR/arbiter or /tmp/arbiter-UID. */
+  RUNTIME_DIR: 'ARBITER_RUNTIME_DIR',
   /** Set in a daemon started by `-D`: report to the launcher until serving. */
   DAEMON: 'ARBITER_DAEMON',
   /** Test and tuning knobs of the task class. */
@@ -99,6 +105,11 @@ export interface WorkerCounters {
   /** Resident set size in bytes. */
   rss: number;
   /**
+   * Event-loop delay since the previous heartbeat, milliseconds beyond the sampling interval
+   * (perf_hooks.monitorEventLoopDelay): how long callbacks wait for the loop.
+   */
+  loopDelay?: { mean: number; max: number };
+  /**
    * Request latency, HTTP classes only, and only while `metricsBind` is set. Per-bucket
    * counts (not cumulative) for the upper bounds in LATENCY_BUCKETS, then one count for
    * +Inf, then the sum of all durations in seconds: length LATENCY_BUCKETS.length + 2.
@@ -106,8 +117,8 @@ export interface WorkerCounters {
   latency?: number[];
 }
 
-/** What a worker class reports; the runtime adds `rss`. */
-export type ClassCounters = Omit<WorkerCounters, 'rss'>;
+/** What a worker class reports; the runtime adds `rss` and `loopDelay`. */
+export type ClassCounters = Omit<WorkerCounters, 'rss' | 'loopDelay'>;
 
 /** Upper bounds, in seconds, of the request-latency histogram (Prometheus' defaults). */
 export const LATENCY_BUCKETS: readonly number[] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
