@@ -24,7 +24,7 @@ import { VERSION } from './core/paths.js';
 import { ENV, EXIT } from './core/protocol.js';
 import type { Settings, WorkerSettings } from './core/settings.js';
 import { detectCpus, detectMemoryLimit, resolveWorkers } from './cpus.js';
-import { daemonize, echoStderrToLauncher, tellLauncherReady, underLauncher } from './daemon.js';
+import { daemonErrorLog, daemonize, echoStderrToLauncher, tellLauncherReady, underLauncher } from './daemon.js';
 import { takeHandover, tellOldMaster } from './handover.js';
 import { Arbiter } from './master.js';
 import { ledgerFor, startMetricsServer, watchMemoryFit, type MetricsServer } from './metrics.js';
@@ -57,7 +57,8 @@ export async function serve(argv: string[]): Promise<number> {
     const app = await check(plan, launchCwd);
     if (typeof app === 'number') return app;
     if (plan.resolved.settings.daemon && !underLauncher) return daemonize(launchCwd);
-    const log = createLogger({ level: plan.resolved.settings.logLevel, errorLog: plan.resolved.settings.errorLog, role: 'master' });
+    const errorLog = daemonErrorLog(plan.resolved.settings, wantedName(plan.resolved.settings, process.env[ENV.UPGRADE_NAME]).name);
+    const log = createLogger({ level: plan.resolved.settings.logLevel, errorLog, role: 'master' });
     const started = await bind(plan, app, log);
     return await run(plan, app, started, log, launchCwd);
   } catch (err) {

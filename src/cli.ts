@@ -26,7 +26,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
 
 async function help(argv: string[]): Promise<number> {
   const { helpFor } = await import('./help.js');
-  const name = argv[1];
+  const name = argv[1] === '--help' || argv[1] === '-h' ? 'help' : argv[1];
   const text = helpFor(name);
   if (text === null) {
     const { fatalLine } = await import('./core/logging.js');

@@ -1,8 +1,9 @@
 /**
- * Starting a worker process: `node [nodeArgs] workers/runtime.js` with the listeners on
- * descriptors WORKER_FD_BASE.., the IPC channel on 3 and the boot description in
- * ARBITER_WORKER, as the user and group the settings name. The master never imports the
- * worker side; it starts it by path.
+ * Starting a worker process: `node [nodeArgs] workers/runtime.js` with stdout and stderr
+ * piped to the master (src/worker-output.ts reads them into the log), the IPC channel on 3,
+ * the listeners on descriptors WORKER_FD_BASE.., and the boot description in ARBITER_WORKER,
+ * as the user and group the settings name. The master never imports the worker side; it
+ * starts it by path.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -18,8 +19,11 @@ export type Launch = (boot: WorkerBoot, settings: Settings, listeners: readonly 
 
 export const launchWorker: Launch = (boot, settings, listeners) => {
   const fds = listeners.map((l) => l.fd);
+  // An access log to `-` is written straight to the master's stdout, not through the log.
+  const stdout = settings.accessLog === '-' ? [1] : [];
+  if (stdout.length) boot = { ...boot, stdoutFd: WORKER_FD_BASE + fds.length };
   return spawn(process.execPath, [...settings.nodeArgs, RUNTIME], {
-    stdio: ['ignore', 'inherit', 'inherit', 'ipc', ...fds],
+    stdio: ['ignore', 'pipe', 'pipe', 'ipc', ...fds, ...stdout],
     env: { ...process.env, ...settings.env, [ENV.WORKER]: JSON.stringify(boot) },
     ...resolveIds(settings.user, settings.group),
   });

@@ -300,8 +300,9 @@ export class Arbiter {
     const fds = listeners.map((l, i) => `${REEXEC_FD_BASE + i}=${l.label}`).join(',');
     const handoverFd = REEXEC_FD_BASE + listeners.length;
     const env: NodeJS.ProcessEnv = { ...process.env, [ENV.FDS]: fds, [ENV.UPGRADE_FROM]: String(process.pid), [ENV.UPGRADE_NAME]: this.name, [ENV.UPGRADE_FD]: String(handoverFd) };
-    // A daemon's launcher is long gone; the new master must not wait to report to it.
-    delete env[ENV.DAEMON];
+    // A daemon's launcher is long gone: the new master must not report to it, but it is still
+    // a daemon (its log goes where this one's does).
+    if (env[ENV.DAEMON] !== undefined) env[ENV.DAEMON] = '1';
     const child = spawn(process.execPath, [...process.execArgv, ...process.argv.slice(1)], {
       cwd: this.launchCwd,
       stdio: ['inherit', 'inherit', 'inherit', ...listeners.map((l) => l.fd), 'pipe'],

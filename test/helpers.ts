@@ -201,6 +201,23 @@ export function cleanEnv(): NodeJS.ProcessEnv {
   return env;
 }
 
+/**
+ * Run an arbiter command (`status`, `reload`, …) to its end, asynchronously (the test process
+ * stays free to reap masters meanwhile); bounded by `timeoutMs`.
+ */
+export async function command(args: string[], opts: Parameters<typeof run>[1] & { timeoutMs?: number } = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const r = run(args, opts);
+  // 'close': the process has exited and its output is all read.
+  const closed = new Promise<void>((resolve) => r.proc.once('close', () => resolve()));
+  const res = await Promise.race([r.exited, sleep(opts.timeoutMs ?? 60_000).then(() => null)]);
+  if (!res) {
+    killTree(r.pid);
+    throw new Error(`arbiter ${args.join(' ')} did not finish within ${opts.timeoutMs ?? 60_000} ms:\n${r.stdout()}\n${r.stderr()}`);
+  }
+  await closed;
+  return { code: res.code, stdout: r.stdout(), stderr: r.stderr() };
+}
+
 /** Start arbiter and wait until it logs `ready`. */
 export async function serve(args: string[], opts: Parameters<typeof run>[1] = {}): Promise<Running> {
   const r = run(args, opts);

@@ -9,8 +9,9 @@ import { importApp } from '../src/core/app.js';
 import { loadConfigFile } from '../src/core/config-file.js';
 import { AppLoadError, appStack, oneLine } from '../src/core/errors.js';
 import { createHooks } from '../src/core/hooks.js';
-import { createLogger, reopenErrorLog } from '../src/core/logging.js';
+import { createLogger } from '../src/core/logging.js';
 import { ENV, EXIT, type CurrentWork, type MasterMessage, type RetireReason, type WorkerBoot, type WorkerMessage } from '../src/core/protocol.js';
+import { setAccessLogStdout } from './accesslog.js';
 import { loadWorkerClass } from './classes.js';
 import type { WorkerContext, WorkerInstance } from './contract.js';
 import { CURRENT, startWatchdog } from './watchdog.js';
@@ -24,7 +25,12 @@ delete process.env[ENV.WORKER];
 
 const settings = boot.settings;
 process.title = `arbiter worker [${settings.app ?? settings.workerClass}]`;
-const log = createLogger({ level: settings.logLevel, errorLog: settings.errorLog, role: 'worker' });
+// JSON lines to stderr, a pipe the master reads into the one log (src/core/logging.ts).
+const log = createLogger({ level: settings.logLevel, errorLog: '-', role: 'worker' });
+if (boot.stdoutFd !== undefined) setAccessLogStdout(boot.stdoutFd);
+// Lines written just before a crash or process.exit() must reach the master: block on the
+// pipes rather than queue in memory that exit throws away.
+for (const stream of [process.stdout, process.stderr]) (stream as unknown as { _handle?: { setBlocking?: (b: boolean) => void } })._handle?.setBlocking?.(true);
 
 function send(msg: WorkerMessage): void {
   if (process.connected) process.send!(msg, undefined, undefined, () => {});
@@ -124,10 +130,7 @@ function workerInfo() {
 
 process.on('message', (msg: MasterMessage) => {
   if (msg.t === 'stop') void stop(msg.graceful, msg.keepAccepting);
-  else if (msg.t === 'reopenLogs') {
-    reopenErrorLog();
-    instance?.reopenLogs?.();
-  }
+  else if (msg.t === 'reopenLogs') instance?.reopenLogs?.();
 });
 // The master, or a process-group signal such as a terminal's Ctrl-C.
 process.on('SIGTERM', () => void stop(true));

@@ -32,6 +32,15 @@ export const SEARCH_PLACES = [
   'arbiter.config.json',
   'arbiter.config.yaml',
   'arbiter.config.yml',
+  // `arbiter -c arbiter.conf.ts` is how people write it (the Gunicorn habit): found as well.
+  'arbiter.conf.ts',
+  'arbiter.conf.mts',
+  'arbiter.conf.js',
+  'arbiter.conf.mjs',
+  'arbiter.conf.cjs',
+  'arbiter.conf.json',
+  'arbiter.conf.yaml',
+  'arbiter.conf.yml',
 ];
 
 /** Loads TypeScript config files on Node 20 without a build step (tsx's loader). */

@@ -22,8 +22,10 @@ export const EXIT = {
 } as const;
 
 // ---------------------------------------------------------------------------------------
-// Descriptors. A worker finds listener i at WORKER_FD_BASE + i (0-2 are stdio, 3 the IPC
-// channel); a master started by USR2 finds them at REEXEC_FD_BASE + i (it has no IPC channel).
+// Descriptors. A worker finds listener i at WORKER_FD_BASE + i (0 is /dev/null, 1 and 2 are
+// pipes to the master, which writes what comes through them to the log; 3 is the IPC
+// channel), then, for an access log to `-`, the master's own stdout (WorkerBoot.stdoutFd).
+// A master started by USR2 finds them at REEXEC_FD_BASE + i, then its hand-over pipe.
 
 export const WORKER_FD_BASE = 4;
 export const REEXEC_FD_BASE = 3;
@@ -77,6 +79,8 @@ export interface WorkerBoot {
   age: number;
   /** Where the watchdog leaves its StuckReport for the master. */
   reportFile: string;
+  /** The master's stdout, where an access log to `-` goes (the worker's own fd 1 is a pipe to the log). */
+  stdoutFd?: number;
 }
 
 /** What the watchdog found when the worker's event loop stopped beating. */

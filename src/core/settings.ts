@@ -200,7 +200,7 @@ export const SETTINGS = [
 
   // config
   { name: 'config', kind: 'string', default: null, nullable: true, short: 'c', section: 'config', meta: 'FILE',
-    doc: 'Config file (.ts .js .mjs .cjs .json .yaml); otherwise `arbiter.config.*`, `.arbiterrc*` or `package.json#arbiter` is searched for.' },
+    doc: 'Config file (.ts .js .mjs .cjs .json .yaml); otherwise `arbiter.conf.*`, `arbiter.config.*`, `.arbiterrc*` or `package.json#arbiter` is searched for.' },
   { name: 'checkConfig', kind: 'boolean', default: false, section: 'config',
     doc: 'Load the config and the app, bind nothing, and exit 0 (fine) or 2 (with the reason).' },
   { name: 'printConfig', kind: 'boolean', default: false, section: 'config',

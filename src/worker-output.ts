@@ -1,0 +1,81 @@
+/**
+ * A worker's stdout and stderr, in the master: read line by line from the worker's pipes and
+ * written to the one log (SPEC §9). The worker's own log lines (JSON, from its logger) pass
+ * as they are; anything else is the app's output (console.log, a library's warning) and
+ * becomes a log line of its own, tagged with the worker's pid, age and stream:
+ *
+ *   {"level":"info","time":"…","pid":4133,"role":"worker","age":1,"stream":"stdout","msg":"hello"}
+ *
+ * Each chunk read is written in one piece, whole lines only, so two workers' lines never
+ * mix. What a worker wrote just before it died is still in the pipe and is read to the end.
+ */
+import type { Readable } from 'node:stream';
+import { writeLogLines } from './core/logging.js';
+
+/** A line longer than this is written in pieces of this size (a runaway line cannot grow the master). */
+export const MAX_LINE = 64 * 1024;
+/** How long a worker's exit waits for its pipes to end (a grandchild may hold them open). */
+const DRAIN_MS = 200;
+
+/** One of our workers' own log lines: written by its pino logger (src/core/logging.ts). */
+function isWorkerLog(line: string): boolean {
+  return line.startsWith('{"level":"') && line.includes('"role":"worker"');
+}
+
+const LEVEL = { stdout: 'info', stderr: 'warn' } as const;
+
+/** The log lines for `lines` of app output (or a worker's own log lines, passed as they are). */
+export function tagLines(lines: string[], who: { pid: number; age: number }, stream: 'stdout' | 'stderr', now = new Date()): string {
+  let out = '';
+  let head: string | null = null;
+  for (const line of lines) {
+    if (stream === 'stderr' && isWorkerLog(line)) {
+      out += line + '\n';
+      continue;
+    }
+    head ??= `{"level":"${LEVEL[stream]}","time":"${now.toISOString()}","pid":${who.pid},"role":"worker","age":${who.age},"stream":"${stream}","msg":`;
+    out += head + JSON.stringify(line) + '}\n';
+  }
+  return out;
+}
+
+/** Read one pipe line by line into the log. Resolves when the pipe has ended. */
+function pump(from: Readable, who: { pid: number; age: number }, stream: 'stdout' | 'stderr'): Promise<void> {
+  return new Promise((resolve) => {
+    let rest = '';
+    from.setEncoding('utf8');
+    from.on('data', (chunk: string) => {
+      const text = rest + chunk;
+      const lines = text.split('\n');
+      rest = lines.pop()!;
+      while (rest.length > MAX_LINE) {
+        lines.push(rest.slice(0, MAX_LINE));
+        rest = rest.slice(MAX_LINE);
+      }
+      if (lines.length) writeLogLines(tagLines(lines.map(stripCr), who, stream));
+    });
+    const end = () => {
+      if (rest) writeLogLines(tagLines([stripCr(rest)], who, stream));
+      rest = '';
+      resolve();
+    };
+    from.once('end', end);
+    from.once('error', end);
+    from.once('close', end);
+  });
+}
+
+const stripCr = (line: string) => (line.endsWith('\r') ? line.slice(0, -1) : line);
+
+export interface CapturedOutput {
+  /** Resolves once both pipes have ended, or after a short wait. */
+  drained(): Promise<void>;
+}
+
+/** Start reading a worker's stdout and stderr (either may be absent: a test's fake worker). */
+export function captureOutput(child: { stdout: Readable | null; stderr: Readable | null }, who: { pid: number; age: number }): CapturedOutput {
+  const done = Promise.all([child.stdout && pump(child.stdout, who, 'stdout'), child.stderr && pump(child.stderr, who, 'stderr')]).then(() => {});
+  return {
+    drained: () => Promise.race([done, new Promise<void>((r) => setTimeout(r, DRAIN_MS).unref())]),
+  };
+}
