@@ -149,7 +149,7 @@ export class WorkerGroup {
     child.on('error', (err) => this.log.error({ event: 'worker_ipc_error', worker: w.pid, err }, `worker ${w.pid}: ${err.message}`));
     // The exit is handled once what the worker wrote last is in the log (its pipes ended).
     const output = captureOutput(child, { pid: w.pid, age });
-    child.once('exit', (code, signal) => void output.drained().then(() => this.onExit(w, code, signal)));
+    child.once('exit', (code, signal) => output.whenDrained(() => this.onExit(w, code, signal)));
   }
 
   /** A worker that could not even start counts as a quick death, so backoff applies. */

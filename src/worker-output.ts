@@ -68,14 +68,34 @@ function pump(from: Readable, who: { pid: number; age: number }, stream: 'stdout
 const stripCr = (line: string) => (line.endsWith('\r') ? line.slice(0, -1) : line);
 
 export interface CapturedOutput {
-  /** Resolves once both pipes have ended, or after a short wait. */
-  drained(): Promise<void>;
+  /** Run `fn` once both pipes have ended (at once if they have), or after a short wait. */
+  whenDrained(fn: () => void): void;
 }
 
 /** Start reading a worker's stdout and stderr (either may be absent: a test's fake worker). */
-export function captureOutput(child: { stdout: Readable | null; stderr: Readable | null }, who: { pid: number; age: number }): CapturedOutput {
-  const done = Promise.all([child.stdout && pump(child.stdout, who, 'stdout'), child.stderr && pump(child.stderr, who, 'stderr')]).then(() => {});
+export function captureOutput(child: { stdout?: Readable | null; stderr?: Readable | null }, who: { pid: number; age: number }): CapturedOutput {
+  let open = 0;
+  let waiting: (() => void) | null = null;
+  const ended = () => {
+    if (--open === 0 && waiting) waiting();
+  };
+  for (const [from, stream] of [[child.stdout, 'stdout'], [child.stderr, 'stderr']] as const) {
+    if (!from) continue;
+    open++;
+    void pump(from, who, stream).then(ended);
+  }
   return {
-    drained: () => Promise.race([done, new Promise<void>((r) => setTimeout(r, DRAIN_MS).unref())]),
+    whenDrained(fn) {
+      if (open === 0) return fn();
+      let called = false;
+      const once = () => {
+        if (called) return;
+        called = true;
+        clearTimeout(timer);
+        fn();
+      };
+      waiting = once;
+      const timer = setTimeout(once, DRAIN_MS);
+    },
   };
 }

@@ -166,7 +166,7 @@ export const SETTINGS = [
   { name: 'logLevel', kind: 'enum', default: 'info', choices: ['trace', 'debug', 'info', 'warn', 'error', 'fatal'], section: 'logging', meta: 'LEVEL',
     doc: 'Lowest level of error-log lines written.' },
   { name: 'errorLog', kind: 'string', default: '-', section: 'logging', aliases: ['error-logfile', 'log-file'], meta: 'FILE',
-    doc: 'Where the master and workers log (`-` = stderr). JSON lines; readable text when stderr is a TTY.' },
+    doc: 'Where the master writes the one log (`-` = stderr): its own lines and every worker\'s, with the app\'s stdout and stderr tagged by worker. JSON lines; readable one-line events on a terminal. A daemon (`-D`) without it logs to `NAME.log` in the runtime directory.' },
   { name: 'accessLog', kind: 'string', default: null, nullable: true, section: 'logging', aliases: ['access-logfile'], meta: 'FILE',
     doc: 'Access log file (`-` = stdout); none when unset.' },
   { name: 'accessLogFormat', kind: 'string', default: GUNICORN_ACCESS_FORMAT, section: 'logging', aliases: ['access-logformat'], meta: 'FORMAT',
