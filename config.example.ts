@@ -3,7 +3,7 @@
  * any file given with -c); leave out the rest. Durations are seconds; sizes take 512MB, 1GiB.
  * This file is type-checked against defineConfig() by the test suite.
  */
-import { defineConfig } from 'arbiter';
+import { defineConfig } from 'arbiterd';
 
 export default defineConfig({
   // Application

@@ -209,7 +209,9 @@ export async function command(args: string[], opts: Parameters<typeof run>[1] & 
   const r = run(args, opts);
   // 'close': the process has exited and its output is all read.
   const closed = new Promise<void>((resolve) => r.proc.once('close', () => resolve()));
-  const res = await Promise.race([r.exited, sleep(opts.timeoutMs ?? 60_000).then(() => null)]);
+  let timer: NodeJS.Timeout | undefined;
+  const res = await Promise.race([r.exited, new Promise<null>((resolve) => (timer = setTimeout(() => resolve(null), opts.timeoutMs ?? 60_000)))]);
+  clearTimeout(timer);
   if (!res) {
     killTree(r.pid);
     throw new Error(`arbiter ${args.join(' ')} did not finish within ${opts.timeoutMs ?? 60_000} ms:\n${r.stdout()}\n${r.stderr()}`);
@@ -233,7 +235,10 @@ export async function serve(args: string[], opts: Parameters<typeof run>[1] = {}
 /** Stop with a signal and wait for the exit, bounded. */
 export async function stop(r: Running, sig: NodeJS.Signals = 'SIGTERM', timeoutMs = 15_000) {
   r.signal(sig);
-  const res = await Promise.race([r.exited, sleep(timeoutMs).then(() => null)]);
+  let timer: NodeJS.Timeout | undefined;
+  const res = await Promise.race([r.exited, new Promise<null>((resolve) => (timer = setTimeout(() => resolve(null), timeoutMs)))]);
+  // A pending timer would keep the test file alive for the rest of timeoutMs.
+  clearTimeout(timer);
   if (!res) {
     killTree(r.pid);
     throw new Error(`arbiter did not exit within ${timeoutMs} ms after ${sig}`);
