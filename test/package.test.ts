@@ -91,7 +91,11 @@ for (const kind of ['commonjs', 'module'] as const) {
         const args = words.slice(2);
         if (args[0] === '-c') {
           server = run(args, { cwd: dir, env, cmd: ['npx', 'arbiter'] });
-          const reply = await waitFor(() => request({ port }).catch(() => null), 60_000, `the quick start serving on ${port}; stderr:\n${server.stderr()}`);
+          const started = server;
+          const reply = await waitFor(() => {
+            if (started.proc.exitCode !== null) throw new Error(`npx arbiter ${args.join(' ')} exited with ${started.proc.exitCode}:\n${started.stderr()}`);
+            return request({ port }).catch(() => null);
+          }, 60_000, `the quick start serving on ${port}`);
           assert.equal(reply.status, 200);
           assert.equal(reply.body, 'Hello from arbiter\n');
           continue;
