@@ -109,6 +109,8 @@ async function stop(graceful: boolean, keepAccepting = false): Promise<void> {
     } catch (err) {
       log.error({ err }, 'error while stopping');
     }
+    // What the app counted outlives the worker: the master keeps its counters.
+    await reportMetrics(0, true);
     await finish(0);
   })();
   stopping = work;
@@ -131,7 +133,30 @@ function workerInfo() {
 process.on('message', (msg: MasterMessage) => {
   if (msg.t === 'stop') void stop(msg.graceful, msg.keepAccepting);
   else if (msg.t === 'reopenLogs') instance?.reopenLogs?.();
+  else if (msg.t === 'metrics') void reportMetrics(msg.id);
 });
+
+/** The app's prom-client metrics, with metricsBind only (app-metrics.ts). */
+let appMetrics: import('./app-metrics.js').AppMetricsSource | null = null;
+
+/** Answer a metrics request; `final`: the last report of a stopping worker (nothing when there is nothing). */
+async function reportMetrics(id: number, final = false): Promise<void> {
+  let metrics: Awaited<ReturnType<NonNullable<typeof appMetrics>['read']>> = null;
+  try {
+    metrics = (await appMetrics?.read()) ?? null;
+  } catch (err) {
+    log.warn({ event: 'app_metrics_failed', err: String(err) }, `cannot read the app's prom-client metrics: ${oneLine(err)}`);
+  }
+  if (final && metrics === null) return;
+  await new Promise<void>((resolve) => {
+    if (!process.connected) return resolve();
+    const timer = setTimeout(resolve, 500);
+    process.send!({ t: 'metrics', id, metrics, final } satisfies WorkerMessage, undefined, undefined, () => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
+}
 // The master, or a process-group signal such as a terminal's Ctrl-C.
 process.on('SIGTERM', () => void stop(true));
 for (const sig of ['SIGINT', 'SIGQUIT'] as const)
@@ -158,7 +183,8 @@ async function main(): Promise<void> {
     }
     await ctx.hooks.run('postFork', workerInfo());
     const cls = await loadWorkerClass(settings.workerClass, cwd);
-    const { value, where } = await importApp(settings.app!, cwd);
+    const { value, where, file } = await importApp(settings.app!, cwd);
+    if (settings.metricsBind) appMetrics = new (await import('./app-metrics.js')).AppMetricsSource(file);
     const { app } = await cls.adapt(value, settings, where);
     instance = cls.create(ctx, app);
     await instance.start();

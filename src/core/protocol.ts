@@ -143,6 +143,19 @@ export interface CurrentWork {
   since: number;
 }
 
+/**
+ * One metric of the app's own prom-client registry, as `register.getMetricsAsJSON()` gives
+ * it (exemplars and timestamps left out). The master merges every worker's (src/app-metrics.ts).
+ */
+export interface AppMetric {
+  name: string;
+  help: string;
+  type: string;
+  /** How workers' values of the metric combine: sum, first, min, max, average or omit. */
+  aggregator?: string;
+  values: { value: number; labels: Record<string, string | number>; metricName?: string }[];
+}
+
 // ---------------------------------------------------------------------------------------
 // Messages.
 
@@ -153,7 +166,13 @@ export type WorkerMessage =
   | { t: 'booted'; pid: number; appKind: 'node' | 'fetch' | 'task'; picked?: string }
   | { t: 'heartbeat'; counters: WorkerCounters; current?: CurrentWork }
   | { t: 'retire'; reason: RetireReason; detail: string }
-  | { t: 'bootError'; message: string; detail?: string };
+  | { t: 'bootError'; message: string; detail?: string }
+  /**
+   * The app's prom-client metrics: the answer to a `metrics` request (`id`), or, with
+   * `final`, the last word of a worker that is stopping. `metrics` is null when the app has
+   * no prom-client registry.
+   */
+  | { t: 'metrics'; id: number; metrics: AppMetric[] | null; final?: boolean };
 
 export type MasterMessage =
   /**
@@ -163,4 +182,6 @@ export type MasterMessage =
    * serves (reload, recycling, scale-down) the worker stops accepting at once.
    */
   | { t: 'stop'; graceful: boolean; keepAccepting?: boolean }
-  | { t: 'reopenLogs' };
+  | { t: 'reopenLogs' }
+  /** Send the app's prom-client metrics (only while `metricsBind` is set). */
+  | { t: 'metrics'; id: number };
