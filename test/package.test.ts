@@ -106,8 +106,9 @@ for (const kind of ['commonjs', 'module'] as const) {
         if (args[0] === 'scale') assert.match(out.stdout, /workers: 2 -> 3/);
         if (args[0] === 'reload') assert.match(out.stdout, /reloaded: workers/);
         if (args[0] === 'stop') {
-          const res = await server!.exited;
-          assert.equal(res.code, 0, server!.stderr());
+          const stopped: Running = server!;
+          const res = await stopped.exited;
+          assert.equal(res.code, 0, stopped.stderr());
           server = null;
         }
       }
