@@ -14,6 +14,10 @@ import { writeLogLines } from './core/logging.js';
 
 /** A line longer than this is written in pieces of this size (a runaway line cannot grow the master). */
 export const MAX_LINE = 64 * 1024;
+/** After data arrives, how long the pipe waits to be drained, for lines to gather. */
+const GATHER_MS = 2;
+/** A read that brings this many lines means a busy writer: no pause before the next. */
+const BUSY_LINES = 64;
 /** How long a worker's exit waits for its pipes to end (a grandchild may hold them open). */
 const DRAIN_MS = 200;
 
@@ -39,22 +43,51 @@ export function tagLines(lines: string[], who: { pid: number; age: number }, str
   return out;
 }
 
-/** Read one pipe line by line into the log. Resolves when the pipe has ended. */
+/**
+ * Read one pipe line by line into the log. Resolves when the pipe has ended.
+ *
+ * After each read the pipe is left alone for GATHER_MS: an app that logs every request
+ * would otherwise wake the master for every line, and each wake-up costs more than the line.
+ * Meanwhile lines gather in the pipe (a worker blocks only if it writes more than the pipe
+ * holds in that time), and are then read, tagged and written together. Reading is paused at
+ * the pipe itself (its handle's readStop/readStart): a paused stream would go on reading
+ * into its own buffer, one wake-up per line.
+ */
 function pump(from: Readable, who: { pid: number; age: number }, stream: 'stdout' | 'stderr'): Promise<void> {
+  type Handle = { readStop?: () => number; readStart?: () => number } | null | undefined;
+  const handleOf = () => (from as unknown as { _handle?: Handle })._handle;
+  const handle = handleOf();
   return new Promise((resolve) => {
     let rest = '';
+    let ended = false;
     from.setEncoding('utf8');
-    from.on('data', (chunk: string) => {
-      const text = rest + chunk;
+    /** Lines the last read brought. */
+    let got = 0;
+    const drain = () => {
+      let text = rest;
+      for (let chunk = from.read() as string | null; chunk !== null; chunk = from.read() as string | null) text += chunk;
       const lines = text.split('\n');
       rest = lines.pop()!;
       while (rest.length > MAX_LINE) {
         lines.push(rest.slice(0, MAX_LINE));
         rest = rest.slice(MAX_LINE);
       }
+      got = lines.length;
       if (lines.length) writeLogLines(tagLines(lines.map(stripCr), who, stream));
+    };
+    from.on('readable', () => {
+      drain();
+      // A worker writing as fast as it can fills the pipe in less than GATHER_MS: read on.
+      if (ended || got >= BUSY_LINES || typeof handle?.readStop !== 'function') return;
+      handle.readStop();
+      setTimeout(() => {
+        if (!ended && handleOf()) handle.readStart?.();
+      }, GATHER_MS);
     });
     const end = () => {
+      if (ended) return;
+      ended = true;
+      drain();
       if (rest) writeLogLines(tagLines([stripCr(rest)], who, stream));
       rest = '';
       resolve();
