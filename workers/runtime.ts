@@ -24,7 +24,7 @@ if (!boot) {
 delete process.env[ENV.WORKER];
 
 const settings = boot.settings;
-process.title = `arbiter worker [${settings.app ?? settings.workerClass}]`;
+process.title = `arbiter worker [${settings.procName ?? settings.app ?? settings.workerClass}]`;
 // JSON lines to stderr, a pipe the master reads into the one log (src/core/logging.ts).
 const log = createLogger({ level: settings.logLevel, errorLog: '-', role: 'worker' });
 if (boot.stdoutFd !== undefined) setAccessLogStdout(boot.stdoutFd);
