@@ -14,15 +14,19 @@ export function statFields(stat: string): string[] {
   return stat.slice(stat.lastIndexOf(')') + 2).trim().split(' ');
 }
 
-/** User + system CPU seconds of `pid`, or null (not Linux, or the process is gone). */
-export function cpuSeconds(pid: number): number | null {
-  let stat: string;
+/** The fields of a /proc/PID/stat file, or null when it cannot be read (not Linux, or gone). */
+export function statFile(file: string): string[] | null {
   try {
-    stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return statFields(readFileSync(file, 'utf8'));
   } catch {
     return null;
   }
-  const f = statFields(stat);
+}
+
+/** User + system CPU seconds of `pid`, or null (not Linux, or the process is gone). */
+export function cpuSeconds(pid: number): number | null {
+  const f = statFile(`/proc/${pid}/stat`);
+  if (!f) return null;
   // utime and stime are fields 14 and 15 of proc(5).
   const ticks = Number(f[11]) + Number(f[12]);
   return Number.isFinite(ticks) ? ticks / TICKS : null;

@@ -13,6 +13,7 @@
 import { chmodSync, linkSync, lstatSync, readdirSync, renameSync, statSync, unlinkSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
+import { alive } from './pidfile.js';
 
 /** What is at a socket path: a live server, a dead one's file, nothing, or not a socket. */
 export type PathState = 'live' | 'stale' | 'absent' | 'other';
@@ -65,15 +66,6 @@ export function removeDeadTemporaries(dir: string): void {
     } catch {
       /* gone */
     }
-  }
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 
