@@ -3,7 +3,7 @@
  * any file given with -c); leave out the rest. Durations are seconds; sizes take 512MB, 1GiB.
  * This file is type-checked against defineConfig() by the test suite.
  */
-import { defineConfig } from 'arbiter';
+import { defineConfig } from 'arbiterd';
 
 export default defineConfig({
   // Application
@@ -69,6 +69,9 @@ export default defineConfig({
   keyfile: null,
 
   // Process
+  // This arbiter's name: its control socket NAME.sock in the runtime directory, the process
+  // titles, and what `arbiter status` lists and `-n NAME` picks. Default: from the app.
+  procName: 'web',
   // Write the master's pid here; removed on exit (renamed *.oldbin during a USR2 upgrade).
   pidfile: null,
   // Detach from the terminal and run in the background.
@@ -83,7 +86,8 @@ export default defineConfig({
   // Logging
   // Lowest level of error-log lines written.
   logLevel: "info",
-  // Where the master and workers log (- = stderr). JSON lines; readable text when stderr is a TTY.
+  // Where the master writes the one log (- = stderr): its own lines and every worker's, with
+  // the app's stdout and stderr tagged by worker. JSON lines; readable lines on a terminal.
   errorLog: "-",
   // Access log file (- = stdout); none when unset.
   accessLog: null,
@@ -111,7 +115,8 @@ export default defineConfig({
   taskTimeout: 0,
 
   // Control and metrics
-  // Unix socket (mode 0600) for arbiter status, reload, scale and stop.
+  // The control socket (mode 0600) for arbiter status, reload, scale, stop, upgrade and top.
+  // Unset: NAME.sock in the per-user runtime directory.
   controlSocket: null,
   // Serve Prometheus metrics from the master at HOST:PORT/metrics; a bare PORT listens on 127.0.0.1 only (give 0.0.0.0:PORT for a remote scraper).
   metricsBind: null,

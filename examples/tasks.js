@@ -8,7 +8,7 @@
  *   arbiter enqueue resize '{"image":"cat.png","width":320}' --delay 5000 --max-retries 5
  *   arbiter dlq list          # what failed for good, with its last error
  *
- * From code: `import { enqueue } from 'arbiter'; await enqueue('sendEmail', { to, subject });`
+ * From code: `import { enqueue } from 'arbiterd'; await enqueue('sendEmail', { to, subject });`
  *
  * A handler resolves when the task is done (the task is then acknowledged) and throws when it
  * failed (it is retried with backoff, then dead-lettered). Tasks are delivered at least once:
@@ -22,7 +22,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 
 const OUT = process.env.TASKS_OUT ?? path.join(process.cwd(), '.arbiter-example-out');
 
-/** @type {import('arbiter').TaskHandlers} */
+/** @type {import('arbiterd').TaskHandlers} */
 export const handlers = {
   /** "Sends" an email: writes it to an outbox directory instead of talking to an SMTP server. */
   async sendEmail(payload, ctx) {

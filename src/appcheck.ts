@@ -3,7 +3,9 @@
  *
  * The load runs in a worker thread, not on the master's own thread: app modules do things
  * when imported (start timers, open pools, call process.exit), and none of that may touch
- * the master. The thread is ended as soon as the verdict is in.
+ * the master. The thread is ended as soon as the verdict is in. What the app prints while
+ * it loads is kept back: the workers print it again, into the log, where it belongs; only
+ * when the check fails is it shown, since it may say why.
  */
 import { Worker } from 'node:worker_threads';
 import { AppLoadError, SettingError } from './core/errors.js';
@@ -21,9 +23,15 @@ type Verdict = { ok: true; picked: string; listens: boolean; file: string } | { 
 export async function checkApp(settings: WorkerSettings, cwd: string): Promise<AppCheck> {
   const thread = new Worker(new URL('./appcheck-thread.js', import.meta.url), {
     workerData: { settings, cwd },
-    stdout: false,
-    stderr: false,
+    stdout: true,
+    stderr: true,
   });
+  const printed: string[] = [];
+  for (const s of [thread.stdout, thread.stderr]) {
+    s.setEncoding('utf8');
+    s.on('data', (d: string) => printed.push(d));
+  }
+  let ok = false;
   try {
     const verdict = await new Promise<Verdict>((resolve, reject) => {
       thread.once('message', resolve);
@@ -32,10 +40,14 @@ export async function checkApp(settings: WorkerSettings, cwd: string): Promise<A
         resolve({ ok: false, kind: 'AppLoadError', message: `the app ended the process (exit code ${code}) while loading` }),
       );
     });
-    if (verdict.ok) return { picked: verdict.picked, listens: verdict.listens, file: verdict.file };
+    if (verdict.ok) {
+      ok = true;
+      return { picked: verdict.picked, listens: verdict.listens, file: verdict.file };
+    }
     if (verdict.kind === 'SettingError') throw new SettingError(verdict.message);
     throw new AppLoadError(verdict.message, verdict.detail);
   } finally {
     void thread.terminate();
+    if (!ok && printed.length) process.stderr.write(printed.join(''));
   }
 }

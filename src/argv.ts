@@ -1,25 +1,18 @@
 /**
- * The command line, built from the settings table: the yargs parser, `--help`, and the
- * parsing of argv (or ARBITER_CMD_ARGS) into a layer of typed values.
+ * The command line, built from the settings table: the yargs parser, and the parsing of argv
+ * (or ARBITER_CMD_ARGS) into a layer of typed values. `--help` is src/help.ts.
  */
 import yargs, { type Argv } from 'yargs';
 import type { Layer } from './core/config-file.js';
 import { SettingError } from './core/errors.js';
-import { BY_NAME, SECTION_TITLES, SETTINGS, closest, kebab, parseValue, type SettingSpec, type Settings } from './core/settings.js';
+import { BY_NAME, SETTINGS, closest, kebab, parseValue, type SettingSpec, type Settings } from './core/settings.js';
 
 const CLI_SETTINGS = SETTINGS.filter((s) => (s as SettingSpec).cli !== false) as SettingSpec[];
 
-/** Build the yargs parser from the settings table. */
-function parser(argv: string[], forHelp: boolean): Argv {
+/** Build the yargs parser from the settings table (help is src/help.ts's, not yargs'). */
+function parser(argv: string[]): Argv {
   let y = yargs(argv)
     .scriptName('arbiter')
-    .usage(
-      'Usage: arbiter [OPTIONS] APP_MODULE\n\n' +
-        'A pre-fork process manager for Node.js: one master binds the sockets and keeps\n' +
-        'N workers serving APP_MODULE (MODULE[:EXPORT], e.g. app.js:handler).\n\n' +
-        'Commands: arbiter status | reload | stop | scale N | upgrade   (need controlSocket or pidfile)\n' +
-        '          arbiter enqueue NAME [JSON] | dlq list|retry|purge   (task queues)',
-    )
     .parserConfiguration({
       'camel-case-expansion': false,
       'strip-aliased': true,
@@ -27,7 +20,6 @@ function parser(argv: string[], forHelp: boolean): Argv {
       'parse-numbers': false,
       'parse-positional-numbers': false,
     })
-    .wrap(Math.min(110, process.stdout.columns || 100))
     .exitProcess(false)
     .fail((msg, err) => {
       throw err ?? new SettingError(msg.replace(/\n.*/s, ''));
@@ -40,17 +32,9 @@ function parser(argv: string[], forHelp: boolean): Argv {
       type: isBool ? 'boolean' : 'string',
       array: repeatable,
       requiresArg: !isBool,
-      describe: s.doc.replace(/`/g, '') + (forHelp ? defaultNote(s) : ''),
-      group: SECTION_TITLES[s.section] + ':',
     });
   }
-  return y.help(false).version(false).option('help', { alias: 'h', type: 'boolean', describe: 'Show this help' }).option('version', { alias: 'v', type: 'boolean', describe: 'Show the version' });
-}
-
-function defaultNote(s: SettingSpec): string {
-  const d = s.default;
-  if (d === null || (Array.isArray(d) && d.length === 0) || (typeof d === 'object' && d && !Array.isArray(d) && Object.keys(d).length === 0)) return '';
-  return ` [default: ${Array.isArray(d) ? d.join(', ') : String(d)}]`;
+  return y.help(false).version(false).option('help', { alias: 'h', type: 'boolean' }).option('version', { alias: 'v', type: 'boolean' });
 }
 
 const KNOWN_KEYS = new Set(['_', '$0', 'help', 'version', ...CLI_SETTINGS.map((s) => kebab(s.name))]);
@@ -58,7 +42,7 @@ const ALL_FLAGS = CLI_SETTINGS.flatMap((s) => [kebab(s.name), ...(s.aliases ?? [
 
 /** Parse argv (the real one, or ARBITER_CMD_ARGS) into a layer of typed values. */
 export function parseArgs(argv: string[], origin: 'cli' | 'ARBITER_CMD_ARGS'): { layer: Layer; help: boolean; version: boolean } {
-  const parsed = parser(argv, false).parseSync() as Record<string, unknown>;
+  const parsed = parser(argv).parseSync() as Record<string, unknown>;
   for (const key of Object.keys(parsed)) {
     if (KNOWN_KEYS.has(key)) continue;
     const flag = key.length === 1 ? `-${key}` : `--${key}`;
@@ -109,8 +93,3 @@ export function splitArgs(text: string): string[] {
   return out;
 }
 
-
-/** `arbiter --help`. */
-export function helpText(): Promise<string> {
-  return parser([], true).getHelp();
-}

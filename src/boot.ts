@@ -11,10 +11,12 @@
  */
 import path from 'node:path';
 import type { Logger } from 'pino';
-import { helpText, parseArgs, splitArgs } from './argv.js';
+import { parseArgs, splitArgs } from './argv.js';
+import { mainHelp } from './help.js';
 import { checkApp } from './appcheck.js';
 import { checkCombination, formatConfig, resolve, serializable, unknownEnv, type Resolved } from './config.js';
-import { startControlServer, type ControlServer } from './control.js';
+import type { ControlServer } from './control.js';
+import { openControl, wantedName } from './control-place.js';
 import { AppLoadError, SettingError, errorMessage, indent } from './core/errors.js';
 import { createHooks } from './core/hooks.js';
 import { createLogger, fatalLine } from './core/logging.js';
@@ -22,7 +24,8 @@ import { VERSION } from './core/paths.js';
 import { ENV, EXIT } from './core/protocol.js';
 import type { Settings, WorkerSettings } from './core/settings.js';
 import { detectCpus, detectMemoryLimit, resolveWorkers } from './cpus.js';
-import { daemonize, echoStderrToLauncher, tellLauncherReady, underLauncher } from './daemon.js';
+import { daemonErrorLog, daemonize, echoStderrToLauncher, tellLauncherReady, underLauncher } from './daemon.js';
+import { takeHandover, tellOldMaster } from './handover.js';
 import { Arbiter } from './master.js';
 import { ledgerFor, startMetricsServer, watchMemoryFit, type MetricsServer } from './metrics.js';
 import * as sd from './notify.js';
@@ -49,6 +52,7 @@ function usage(err: unknown): StartFailure {
 
 export async function serve(argv: string[], signals: StartSignals): Promise<number> {
   echoStderrToLauncher();
+  takeHandover();
   const launchCwd = process.cwd();
   try {
     const plan = await resolveStart(argv, launchCwd);
@@ -57,13 +61,15 @@ export async function serve(argv: string[], signals: StartSignals): Promise<numb
     const app = await Promise.race([check(plan, launchCwd), signals.stopped.then(() => EXIT.OK)]);
     if (typeof app === 'number') return app;
     if (plan.resolved.settings.daemon && !underLauncher) return daemonize(launchCwd);
-    const log = createLogger({ level: plan.resolved.settings.logLevel, errorLog: plan.resolved.settings.errorLog, role: 'master' });
+    const errorLog = daemonErrorLog(plan.resolved.settings, wantedName(plan.resolved.settings, process.env[ENV.UPGRADE_NAME]).name);
+    const log = createLogger({ level: plan.resolved.settings.logLevel, errorLog, role: 'master' });
     const started = await bind(plan, app, log);
     return await run(plan, app, started, log, launchCwd, signals);
   } catch (err) {
     if (!(err instanceof StartFailure)) throw err;
     fatalLine(err.message);
     if (err.detail) process.stderr.write(indent(err.detail) + '\n');
+    tellOldMaster({ t: 'failed', reason: err.message, detail: err.detail });
     return err.code;
   }
 }
@@ -85,7 +91,7 @@ async function resolveStart(argv: string[], launchCwd: string): Promise<Plan | n
   try {
     const cli = parseArgs(argv, 'cli');
     if (cli.help) {
-      process.stdout.write((await helpText()) + '\n');
+      process.stdout.write(mainHelp());
       return EXIT.OK;
     }
     if (cli.version) {
@@ -172,8 +178,10 @@ function workerSettings(s: Settings, workers: number): WorkerSettings {
 
 interface Started {
   listeners: Listener[];
-  /** Set in a master started by USR2: it claims the pidfile once it serves. */
+  /** Set in a master started by USR2: it claims the pidfile and control socket once it serves. */
   upgradeFrom: string | undefined;
+  /** The name of the master it replaces. */
+  upgradeName: string | undefined;
   hooks: ReturnType<typeof createHooks>;
 }
 
@@ -204,7 +212,9 @@ async function bind(plan: Plan, app: CheckedApp, log: Logger): Promise<Started> 
   // A master started by USR2 claims the pidfile only once it serves, which is what
   // `arbiter upgrade` waits for before it retires the old master.
   const upgradeFrom = process.env[ENV.UPGRADE_FROM];
+  const upgradeName = process.env[ENV.UPGRADE_NAME];
   delete process.env[ENV.UPGRADE_FROM];
+  delete process.env[ENV.UPGRADE_NAME];
   if (!upgradeFrom) {
     try {
       claimPidfile(s);
@@ -212,7 +222,7 @@ async function bind(plan: Plan, app: CheckedApp, log: Logger): Promise<Started> 
       throw new StartFailure(EXIT.RUNTIME, errorMessage(err));
     }
   }
-  return { listeners, upgradeFrom, hooks };
+  return { listeners, upgradeFrom, upgradeName, hooks };
 }
 
 function claimPidfile(s: Settings): void {
@@ -231,6 +241,7 @@ async function run(plan: Plan, app: CheckedApp, started: Started, log: Logger, l
   const s = plan.resolved.settings;
   let control: ControlServer | null = null;
   let metrics: MetricsServer | null = null;
+  const wanted = wantedName(s, started.upgradeName);
   const arbiter = new Arbiter({
     resolved: plan.resolved,
     listeners: started.listeners,
@@ -238,10 +249,10 @@ async function run(plan: Plan, app: CheckedApp, started: Started, log: Logger, l
     log,
     hooks: started.hooks,
     onSettings: async (next, prev) => {
-      control = await moveServer('control socket', 'reload_control_failed', prev.controlSocket, next.controlSocket, control, log, (at) =>
-        startControlServer(arbiter, at, log));
-      metrics = await moveServer('metrics', 'reload_metrics_failed', prev.metricsBind, next.metricsBind, metrics, log, (at) =>
-        startMetricsServer(arbiter, at, log));
+      control = await moveServer('control socket', 'reload_control_failed', prev.controlSocket, next.controlSocket, control, log, async () =>
+        (await openControl(arbiter, next, log, { name: arbiter.name, explicit: true, upgrading: false })).server);
+      metrics = await moveServer('metrics', 'reload_metrics_failed', prev.metricsBind, next.metricsBind, metrics, log, async (at) =>
+        at ? startMetricsServer(arbiter, at, log) : null);
     },
     reloadConfig: async () => {
       // HUP re-reads the file and the environment as they are now; the command line stays.
@@ -251,17 +262,24 @@ async function run(plan: Plan, app: CheckedApp, started: Started, log: Logger, l
     },
     launchCwd,
     appFile: app.file,
+    name: wanted.name,
   });
   // Counters of workers that exit from now on are kept, whenever the metrics endpoint opens.
   ledgerFor(arbiter);
   const taskBrokers = [...arbiter.groups.values()].some((g) => g.settings.workerClass === 'task') ? taskBrokersFor(arbiter, log) : null;
-  arbiter.events.once('ready', () => {
+  arbiter.events.once('ready', async () => {
     if (started.upgradeFrom) {
       try {
         claimPidfile(s);
       } catch (err) {
         fatalLine(errorMessage(err));
       }
+      try {
+        await control?.takeOver();
+      } catch (err) {
+        log.error({ event: 'control_takeover_failed', err: errorMessage(err) }, `cannot take over the control socket: ${errorMessage(err)}`);
+      }
+      tellOldMaster({ t: 'ready' });
     }
     tellLauncherReady();
     void (started.upgradeFrom ? sd.mainpid(process.pid) : sd.ready());
@@ -269,8 +287,13 @@ async function run(plan: Plan, app: CheckedApp, started: Started, log: Logger, l
   // The master outlives its own bugs as it outlives its workers': log loudly, keep supervising.
   process.on('uncaughtException', (err) => log.error({ event: 'master_error', err }, `unexpected error in the master: ${err.message}`));
   process.on('unhandledRejection', (err) => log.error({ event: 'master_error', err }, `unhandled rejection in the master: ${String(err)}`));
+  // A new master started by USR2 that died took its socket with it: point the path back here.
+  arbiter.events.on('upgradeEnded', () => void control?.reclaim().catch(() => {}));
   try {
-    if (s.controlSocket) control = await startControlServer(arbiter, s.controlSocket, log, { takeOver: !!started.upgradeFrom });
+    const placed = await openControl(arbiter, s, log, { ...wanted, upgrading: !!started.upgradeFrom });
+    control = placed.server;
+    arbiter.name = placed.name;
+    process.title = `arbiter master [${placed.name}]`;
     if (s.metricsBind) metrics = await startMetricsServer(arbiter, s.metricsBind, log, { retryInUse: !!started.upgradeFrom });
   } catch (err) {
     control?.close();
@@ -293,6 +316,7 @@ async function run(plan: Plan, app: CheckedApp, started: Started, log: Logger, l
   arbiter.start();
   const stopMemoryWatch = watchMemoryFit(arbiter, log, detectMemoryLimit());
   const code = await arbiter.done;
+  if (code !== 0 && arbiter.haltReason) tellOldMaster({ t: 'failed', ...arbiter.haltReason });
   stopMemoryWatch();
   await taskBrokers?.close();
   (control as ControlServer | null)?.close();
@@ -308,11 +332,11 @@ async function run(plan: Plan, app: CheckedApp, started: Started, log: Logger, l
  */
 async function moveServer<T extends { close(): void }>(
   what: string, event: string, prev: string | null, next: string | null, current: T | null,
-  log: Logger, open: (at: string) => Promise<T>,
+  log: Logger, open: (at: string | null) => Promise<T | null>,
 ): Promise<T | null> {
   if (next === prev) return current;
   try {
-    const fresh = next ? await open(next) : null;
+    const fresh = await open(next);
     current?.close();
     return fresh;
   } catch (err) {

@@ -1,32 +1,46 @@
 /**
- * The control socket: a unix socket (mode 0600) in the master for `arbiter status`,
- * `scale`, `reload` and `stop`. One JSON request per line, one JSON reply per line:
+ * The control socket: a unix socket (mode 0600) in the master for `arbiter status`, `scale`,
+ * `reload`, `stop`, `upgrade` and `top`. One JSON request per line, one JSON reply per line.
+ * Every request may name a `pool`; without one it means the pool an arbiter started from the
+ * command line has (`main`). What each request does is REQUESTS below:
  *
  *   {"cmd":"status"}            → {"ok":true,"status":{...}}
- *   {"cmd":"reload"}            → {"ok":true}                      (as HUP)
- *   {"cmd":"scale","n":3}       → {"ok":true,"from":2,"to":3}      (as TTIN/TTOU)
+ *   {"cmd":"reload"}            → once the new workers serve: {"ok":true,"workers":{...},"changed":[...]}
+ *                                 or, when they cannot boot: {"ok":false,"error":"...","detail":"..."}
+ *   {"cmd":"scale","n":3}       → {"ok":true,"from":2,"to":3}      ("by":1 / "by":-1 is relative)
  *   {"cmd":"stop"}              → {"ok":true,"pid":1234}           (as TERM; "graceful":false as INT)
+ *   {"cmd":"upgrade"}           → once a new master serves: {"ok":true,"from":1234,"to":1250}, and
+ *                                 this master then stops gracefully; {"ok":false,...} when it failed
  *   anything else               → {"ok":false,"error":"..."}
  *
  * Nothing a client sends can take the master down: bad JSON, unknown commands, huge lines
  * and clients that vanish mid-reply all end in an error reply or a closed connection.
  */
-import net from 'node:net';
-import { chmodSync, lstatSync, statSync, unlinkSync } from 'node:fs';
-import path from 'node:path';
+import type net from 'node:net';
 import type { Logger } from 'pino';
+import { serializable } from './config.js';
+import { errorMessage } from './core/errors.js';
 import { VERSION } from './core/paths.js';
+import type { Settings } from './core/settings.js';
+import type { WorkerGroup } from './group.js';
 import { MAIN_GROUP, type Arbiter } from './master.js';
 import { taskBrokersFor, type BrokerStatus } from './task-brokers.js';
+import { cpuSeconds } from './procstat.js';
+import { listenBeside, PathTaken, type ClaimedSocket } from './socket-claim.js';
 import type { WorkerHandle } from './worker-handle.js';
 
 /** Longest request line accepted. */
 const MAX_LINE = 64 * 1024;
 /** Most workers `scale` may ask for: a typo should not fork-bomb the machine. */
 export const MAX_SCALE = 1024;
+/** How long `reload` and `upgrade` wait for the new workers or master to serve. */
+export const OUTCOME_WAIT_MS = 120_000;
+/** A connection with no request in flight is closed after this long. */
+const IDLE_MS = 60_000;
 
 export interface WorkerStatus {
   pid: number;
+  pool: string;
   age: number;
   state: string;
   /** Seconds since the worker started serving (or since it was spawned, while booting). */
@@ -37,11 +51,16 @@ export interface WorkerStatus {
   active: number;
   /** Bytes; null before the first heartbeat. */
   rss: number | null;
+  /** CPU seconds (user + system) the process has used; null when /proc cannot tell. */
+  cpu: number | null;
+  /** Event-loop delay over the last heartbeat interval, milliseconds; null before one. */
+  loopDelay: { mean: number; max: number } | null;
   /** Seconds since the master last heard from the worker. */
   heartbeatAgo: number;
 }
 
 export interface Status {
+  name: string;
   pid: number;
   /** Seconds. */
   uptime: number;
@@ -58,26 +77,31 @@ export interface Status {
 
 const secs = (ms: number) => Math.round(ms / 100) / 10;
 
-function workerStatus(w: WorkerHandle, now: number): WorkerStatus {
+function workerStatus(w: WorkerHandle, pool: string, now: number): WorkerStatus {
   const c = w.counters;
   const out: WorkerStatus = {
     pid: w.pid,
+    pool,
     age: w.age,
     state: w.state,
     uptime: secs(now - (w.bootedAt ?? w.spawnedAt)),
     requests: c?.requests ?? 0,
     active: c?.active ?? 0,
     rss: c?.rss ?? null,
+    cpu: cpuSeconds(w.pid),
+    loopDelay: c?.loopDelay ?? null,
     heartbeatAgo: secs(now - w.lastSeen),
   };
   if (c?.tasks) out.tasks = { processed: c.tasks.processed, failed: c.tasks.failed, retried: c.tasks.retried, dead: c.tasks.dead };
   return out;
 }
 
-export function statusOf(arbiter: Arbiter): Status {
+export function statusOf(arbiter: Arbiter, name: string): Status {
   const now = Date.now();
   const brokers = taskBrokersFor(arbiter)?.status();
+  const workers = [...arbiter.groups.values()].flatMap((g) => [...g.workers.values()].map((w) => workerStatus(w, g.name, now)));
   return {
+    name,
     pid: process.pid,
     uptime: secs(now - arbiter.startedAt),
     version: VERSION,
@@ -87,159 +111,235 @@ export function statusOf(arbiter: Arbiter): Status {
     target: arbiter.target,
     restarts: { ...arbiter.restarts },
     ...(brokers ? { brokers } : {}),
-    workers: arbiter.workers().sort((a, b) => a.age - b.age).map((w) => workerStatus(w, now)),
+    workers: workers.sort((a, b) => a.age - b.age),
   };
 }
 
 type Reply = Record<string, unknown> & { ok: boolean };
+type Request = Record<string, unknown> & { cmd: string };
+/** A reply, and what to do once it is written (stop after `stop` and `upgrade`). */
+export interface Outcome {
+  reply: Reply;
+  after?: () => void;
+}
+interface Context {
+  arbiter: Arbiter;
+  log: Logger;
+  name: string;
+}
 
-/** One request → one reply. `after` runs once the reply is written (used by stop). */
-export function handleRequest(arbiter: Arbiter, line: string, log: Logger): { reply: Reply; after?: () => void } {
+const fail = (error: string, more: Record<string, unknown> = {}): Outcome => ({ reply: { ok: false, error, ...more } });
+
+/** The group a request is about: its `pool`, or the main one. */
+function poolOf(arbiter: Arbiter, req: Request): WorkerGroup | string {
+  if (req.pool === undefined) return arbiter.main;
+  const g = typeof req.pool === 'string' ? arbiter.groups.get(req.pool) : undefined;
+  return g ?? `no pool ${JSON.stringify(req.pool)}; pools: ${[...arbiter.groups.keys()].join(', ')}`;
+}
+
+const serving = (g: WorkerGroup) => [...g.workers.values()].filter((w) => w.state === 'serving').map((w) => w.pid).sort((a, b) => a - b);
+
+/** The settings a reload changed, as `setting: before -> after`. */
+export function changedSettings(prev: Settings, next: Settings): { setting: string; from: unknown; to: unknown }[] {
+  const a = serializable(prev);
+  const b = serializable(next);
+  const out: { setting: string; from: unknown; to: unknown }[] = [];
+  for (const key of Object.keys(b)) if (JSON.stringify(a[key]) !== JSON.stringify(b[key])) out.push({ setting: key, from: a[key] ?? null, to: b[key] });
+  return out;
+}
+
+/** Resolves with the first of `events` the arbiter emits, or `null` after `ms`. */
+function firstOf<K extends 'reloaded' | 'reloadFailed' | 'upgraded' | 'upgradeEnded'>(
+  arbiter: Arbiter, events: K[], ms: number,
+): Promise<{ event: K; args: unknown[] } | null> {
+  return new Promise((resolve) => {
+    const offs: (() => void)[] = [];
+    const done = (v: { event: K; args: unknown[] } | null) => {
+      for (const off of offs) off();
+      clearTimeout(timer);
+      resolve(v);
+    };
+    for (const event of events) {
+      const on = (...args: unknown[]) => done({ event, args });
+      arbiter.events.on(event, on as never);
+      offs.push(() => arbiter.events.off(event, on as never));
+    }
+    const timer = setTimeout(() => done(null), ms);
+  });
+}
+
+/** REQUESTS[cmd] answers one request. */
+export const REQUESTS: Record<string, (req: Request, c: Context) => Outcome | Promise<Outcome>> = {
+  status: (_req, { arbiter, name }) => ({ reply: { ok: true, status: statusOf(arbiter, name) } }),
+
+  async reload(req, { arbiter, log }) {
+    if (arbiter.stopping) return fail('the arbiter is stopping; not reloading');
+    const g = poolOf(arbiter, req);
+    if (typeof g === 'string') return fail(g);
+    log.info({ event: 'control', cmd: 'reload' }, 'control: reload');
+    const prev = arbiter.settings;
+    const before = serving(g);
+    const outcome = firstOf(arbiter, ['reloaded', 'reloadFailed'], OUTCOME_WAIT_MS);
+    void arbiter.reload().catch((err) => log.error({ err: String(err) }, 'control: reload failed'));
+    const o = await outcome;
+    if (!o) return fail(`the reload is still rolling out after ${OUTCOME_WAIT_MS / 1000} s (see the log)`);
+    if (o.event === 'reloadFailed') return fail(String(o.args[0]), { detail: o.args[1] ?? null, workers: { serving: serving(g) } });
+    return { reply: { ok: true, workers: { before, after: serving(g) }, changed: changedSettings(prev, arbiter.settings) } };
+  },
+
+  scale(req, { arbiter, log }) {
+    const g = poolOf(arbiter, req);
+    if (typeof g === 'string') return fail(g);
+    const { n, by } = req as { n?: unknown; by?: unknown };
+    const from = g.target;
+    let to: number;
+    if (by !== undefined && n === undefined) {
+      if (typeof by !== 'number' || !Number.isInteger(by) || by === 0) return fail(`bad request: scale "by" must be a whole number other than 0; got ${JSON.stringify(by)}`);
+      to = from + by;
+    } else if (typeof n === 'number') to = n;
+    else return fail(`bad request: scale needs "n", an integer from 1 to ${MAX_SCALE}, or "by"; got ${JSON.stringify(n) ?? 'nothing'}`);
+    if (!Number.isInteger(to) || to < 1 || to > MAX_SCALE)
+      return fail(`bad request: scale to ${to} workers: the count must be a whole number from 1 to ${MAX_SCALE}${by !== undefined ? ` (now ${from})` : ''}`);
+    log.info({ event: 'control', cmd: 'scale', n: to }, `control: scale to ${to}`);
+    if (!arbiter.scale(g.name, to)) return fail('the arbiter is stopping; not scaling');
+    return { reply: { ok: true, from, to } };
+  },
+
+  stop(req, { arbiter, log }) {
+    const graceful = req.graceful !== false;
+    log.info({ event: 'control', cmd: 'stop', graceful }, `control: stop${graceful ? '' : ' now'}`);
+    return { reply: { ok: true, pid: process.pid, graceful }, after: () => arbiter.stop(graceful) };
+  },
+
+  async upgrade(_req, { arbiter, log }) {
+    log.info({ event: 'control', cmd: 'upgrade' }, 'control: upgrade');
+    const outcome = firstOf(arbiter, ['upgraded', 'upgradeEnded'], OUTCOME_WAIT_MS);
+    const started = await arbiter.reexec();
+    if ('refused' in started) return fail(started.refused);
+    const o = await outcome;
+    if (!o) return fail(`the new master (pid ${started.pid}) is not serving after ${OUTCOME_WAIT_MS / 1000} s; this master keeps serving`);
+    if (o.event === 'upgradeEnded') return fail(`the new master failed: ${String(o.args[0])}; master ${process.pid} keeps serving`, { detail: o.args[1] ?? null });
+    // The new master serves and owns the socket now: this one leaves, as after TERM.
+    return { reply: { ok: true, from: process.pid, to: o.args[0] }, after: () => arbiter.stop(true) };
+  },
+};
+
+/** One request line → one reply. */
+export async function handleRequest(arbiter: Arbiter, line: string, log: Logger, name = 'arbiter'): Promise<Outcome> {
   let req: unknown;
   try {
     req = JSON.parse(line);
   } catch {
-    return { reply: { ok: false, error: 'bad request: not JSON; send one JSON object per line, e.g. {"cmd":"status"}' } };
+    return fail('bad request: not JSON; send one JSON object per line, e.g. {"cmd":"status"}');
   }
-  if (!req || typeof req !== 'object' || Array.isArray(req)) return { reply: { ok: false, error: 'bad request: expected a JSON object with "cmd"' } };
+  if (!req || typeof req !== 'object' || Array.isArray(req)) return fail('bad request: expected a JSON object with "cmd"');
   const { cmd } = req as { cmd?: unknown };
-  switch (cmd) {
-    case 'status':
-      return { reply: { ok: true, status: statusOf(arbiter) } };
-    case 'reload':
-      log.info({ event: 'control', cmd }, 'control: reload');
-      return { reply: { ok: true }, after: () => void arbiter.reload().catch((err) => log.error({ err: String(err) }, 'control: reload failed')) };
-    case 'scale': {
-      const n = (req as { n?: unknown }).n;
-      if (typeof n !== 'number' || !Number.isInteger(n) || n < 1 || n > MAX_SCALE)
-        return { reply: { ok: false, error: `bad request: scale needs "n", an integer from 1 to ${MAX_SCALE}; got ${JSON.stringify(n) ?? 'nothing'}` } };
-      const from = arbiter.main.target;
-      log.info({ event: 'control', cmd, n }, `control: scale to ${n}`);
-      if (!arbiter.scale(MAIN_GROUP, n)) return { reply: { ok: false, error: 'the arbiter is stopping; not scaling' } };
-      return { reply: { ok: true, from, to: n } };
-    }
-    case 'stop': {
-      const graceful = (req as { graceful?: unknown }).graceful !== false;
-      log.info({ event: 'control', cmd, graceful }, `control: stop${graceful ? '' : ' now'}`);
-      return { reply: { ok: true, pid: process.pid, graceful }, after: () => arbiter.stop(graceful) };
-    }
-    default:
-      return { reply: { ok: false, error: `unknown command ${JSON.stringify(cmd) ?? '(none)'}: expected status, reload, scale or stop` } };
-  }
-}
-
-/** Is something answering on this unix socket? */
-function probe(file: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = net.connect(file);
-    const done = (v: boolean) => {
-      s.destroy();
-      resolve(v);
-    };
-    s.once('connect', () => done(true));
-    s.once('error', () => done(false));
-    s.setTimeout(1000, () => done(true));
-  });
-}
-
-/**
- * Make room for our socket: a stale socket file (nobody answers) is removed; a live one is
- * refused (another arbiter uses it), unless `takeOver` (a USR2 master replacing its parent);
- * anything that is not a socket is never removed.
- */
-async function clear(file: string, takeOver: boolean): Promise<void> {
-  let st;
+  const handler = typeof cmd === 'string' && Object.hasOwn(REQUESTS, cmd) ? REQUESTS[cmd]! : null;
+  if (!handler) return fail(`unknown command ${JSON.stringify(cmd) ?? '(none)'}: expected ${Object.keys(REQUESTS).join(', ')}`);
   try {
-    st = lstatSync(file);
+    return await handler(req as Request, { arbiter, log, name });
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
-    throw new Error(`control socket ${file}: ${(err as Error).message}`);
+    log.error({ event: 'control_error', err: String(err) }, `control: ${errorMessage(err)}`);
+    return fail(`internal error: ${errorMessage(err)}`);
   }
-  if (!st.isSocket()) throw new Error(`control socket ${file} exists and is not a socket; not replacing it`);
-  if (!takeOver && (await probe(file))) throw new Error(`control socket ${file} is in use by a running arbiter`);
-  unlinkSync(file);
 }
 
 export interface ControlServer {
   close(): void;
   path: string;
+  /** A USR2 master, once it serves: take the path over from the old master. */
+  takeOver(): Promise<void>;
+  /** The path leads somewhere else (a new master that has gone): point it back here. */
+  reclaim(): Promise<void>;
 }
 
+export { PathTaken };
+
 /**
- * Listen on `file` (relative to the current directory, i.e. `chdir`). The socket is created
- * under umask 0177 and chmod'ed to 0600 at once: only the master's user may connect.
+ * Serve the control socket at `file` (relative to the current directory, i.e. `chdir`).
+ * `claim`: `exclusive` takes the path only if it is free or stale (a live one is refused
+ * with PathTaken); `later` leaves it to takeOver() (a USR2 master takes its parent's path
+ * only once it serves, so that a new master that fails leaves the old one reachable).
  */
-export async function startControlServer(arbiter: Arbiter, file: string, log: Logger, opts: { takeOver?: boolean } = {}): Promise<ControlServer> {
-  const where = path.resolve(file);
-  await clear(where, opts.takeOver ?? false);
+export async function startControlServer(arbiter: Arbiter, file: string, log: Logger, opts: { name?: string; claim?: 'exclusive' | 'later' } = {}): Promise<ControlServer> {
+  const name = opts.name ?? 'arbiter';
   const clients = new Set<net.Socket>();
-  const server = net.createServer((socket) => {
-    clients.add(socket);
-    socket.setEncoding('utf8');
-    let buf = '';
-    socket.on('error', () => {});
-    socket.on('close', () => clients.delete(socket));
-    socket.on('data', (chunk: string) => {
-      buf += chunk;
-      let nl: number;
-      while ((nl = buf.indexOf('\n')) !== -1) {
-        const line = buf.slice(0, nl).trim();
-        buf = buf.slice(nl + 1);
-        if (!line) continue;
-        let out: ReturnType<typeof handleRequest>;
-        try {
-          out = handleRequest(arbiter, line, log);
-        } catch (err) {
-          log.error({ event: 'control_error', err: String(err) }, `control: ${(err as Error).message}`);
-          out = { reply: { ok: false, error: `internal error: ${(err as Error).message}` } };
-        }
-        if (!socket.writable) return;
-        socket.write(JSON.stringify(out.reply) + '\n', () => {
+  const named = (err: unknown) => {
+    const message = `control socket ${errorMessage(err)}`;
+    return err instanceof PathTaken ? new PathTaken(message) : new Error(message);
+  };
+  let sock: ClaimedSocket;
+  try {
+    sock = await listenBeside(file, (socket) => serveClient(socket, arbiter, log, name, clients));
+  } catch (err) {
+    throw named(err);
+  }
+  sock.server.on('error', (err) => log.error({ event: 'control_error', err: String(err) }, `control socket: ${err.message}`));
+  sock.server.unref();
+  try {
+    if ((opts.claim ?? 'exclusive') === 'exclusive') await sock.claim('exclusive');
+  } catch (err) {
+    sock.close();
+    throw named(err);
+  }
+  const listening = () => log.info({ event: 'control_listening', path: sock.path, name }, `control socket at ${sock.path}`);
+  if (opts.claim !== 'later') listening();
+  return {
+    path: sock.path,
+    async takeOver() {
+      await sock.claim('replace');
+      listening();
+    },
+    async reclaim() {
+      if (sock.owns()) return;
+      await sock.claim('replace');
+      log.info({ event: 'control_reclaimed', path: sock.path }, `control socket at ${sock.path} again`);
+    },
+    close() {
+      sock.close();
+      for (const c of clients) c.destroy();
+    },
+  };
+}
+
+function serveClient(socket: net.Socket, arbiter: Arbiter, log: Logger, name: string, clients: Set<net.Socket>): void {
+  clients.add(socket);
+  socket.setEncoding('utf8');
+  let buf = '';
+  // Requests on one connection are answered in order; a slow one (reload) holds the rest.
+  let queue: Promise<void> = Promise.resolve();
+  let pending = 0;
+  socket.on('error', () => {});
+  socket.on('close', () => clients.delete(socket));
+  socket.setTimeout(IDLE_MS, () => {
+    if (pending === 0) socket.destroy();
+  });
+  socket.on('data', (chunk: string) => {
+    buf += chunk;
+    let nl: number;
+    while ((nl = buf.indexOf('\n')) !== -1) {
+      const line = buf.slice(0, nl).trim();
+      buf = buf.slice(nl + 1);
+      if (!line) continue;
+      pending++;
+      queue = queue.then(async () => {
+        const out = await handleRequest(arbiter, line, log, name);
+        pending--;
+        const after = () => {
           try {
             out.after?.();
           } catch (err) {
-            log.error({ event: 'control_error', err: String(err) }, `control: ${(err as Error).message}`);
+            log.error({ event: 'control_error', err: String(err) }, `control: ${errorMessage(err)}`);
           }
-        });
-      }
-      if (buf.length > MAX_LINE) {
-        socket.end(JSON.stringify({ ok: false, error: `bad request: line longer than ${MAX_LINE} bytes` }) + '\n');
-        buf = '';
-      }
-    });
-    socket.setTimeout(60_000, () => socket.destroy());
-  });
-  server.on('error', (err) => log.error({ event: 'control_error', err: String(err) }, `control socket: ${err.message}`));
-  await new Promise<void>((resolve, reject) => {
-    const onError = (err: NodeJS.ErrnoException) => reject(new Error(`control socket ${where}: ${err.code ?? err.message}`));
-    server.once('error', onError);
-    // The bind happens inside listen(), synchronously: the umask covers exactly that.
-    const old = process.umask(0o177);
-    try {
-      server.listen(where, () => {
-        server.off('error', onError);
-        resolve();
+        };
+        // What was asked is done even when the client has gone (an upgrade must still retire this master).
+        if (socket.writable) socket.write(JSON.stringify(out.reply) + '\n', after);
+        else after();
       });
-    } finally {
-      process.umask(old);
+    }
+    if (buf.length > MAX_LINE) {
+      socket.end(JSON.stringify({ ok: false, error: `bad request: line longer than ${MAX_LINE} bytes` }) + '\n');
+      buf = '';
     }
   });
-  chmodSync(where, 0o600);
-  const { ino, dev } = statSync(where);
-  server.unref();
-  log.info({ event: 'control_listening', path: where }, `control socket at ${where}`);
-  return {
-    path: where,
-    close() {
-      server.close();
-      for (const c of clients) c.destroy();
-      // After a USR2 hand-over the path may be the new master's socket: leave that one alone.
-      try {
-        const st = statSync(where);
-        if (st.ino === ino && st.dev === dev) unlinkSync(where);
-      } catch {
-        /* already gone */
-      }
-    },
-  };
 }

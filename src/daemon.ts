@@ -6,8 +6,12 @@
  * reason and exit code instead of vanishing.
  */
 import { spawn } from 'node:child_process';
+import path from 'node:path';
+import { errorMessage } from './core/errors.js';
 import { fatalLine } from './core/logging.js';
 import { ENV, EXIT } from './core/protocol.js';
+import type { Settings } from './core/settings.js';
+import { ensureRuntimeDir } from './rundir.js';
 
 const READY_WITHIN_MS = 60_000;
 
@@ -53,6 +57,24 @@ export function echoStderrToLauncher(): void {
     if (process.connected) process.send!({ t: 'stderr', text: String(chunk) }, undefined, undefined, () => {});
     return write(chunk, ...rest);
   }) as typeof process.stderr.write;
+}
+
+/**
+ * Where a daemon logs. Its stderr is /dev/null, so `errorLog: '-'` would drop every line:
+ * a daemon without an errorLog logs to `NAME.log` in the runtime directory instead, and
+ * says so (the launcher prints it).
+ */
+export function daemonErrorLog(s: Settings, name: string): string {
+  if (process.env[ENV.DAEMON] === undefined || s.errorLog !== '-') return s.errorLog;
+  let file: string;
+  try {
+    file = path.join(ensureRuntimeDir(), `${name}.log`);
+  } catch (err) {
+    fatalLine(`-D without --error-log logs to the runtime directory, which cannot be used: ${errorMessage(err)}; give --error-log FILE`);
+    return s.errorLog;
+  }
+  if (underLauncher) process.stderr.write(`arbiter: the daemon logs to ${file} (no --error-log given)\n`);
+  return file;
 }
 
 /** In the daemon: it serves; the launcher may exit 0 and let go of us. */

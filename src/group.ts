@@ -20,6 +20,7 @@ import type { Hooks } from './core/hooks.js';
 import type { StuckReport, WorkerBoot, WorkerMessage } from './core/protocol.js';
 import type { Settings, WorkerSettings } from './core/settings.js';
 import { inheritedListeners, launchWorker, reportFd, type Launch } from './launch.js';
+import { captureOutput } from './worker-output.js';
 import {
   BOOT_FAILURE_HOLD_MS, decide, isStuck, replacements, rollback, scaleDown, stopGraceMs, toSpawn,
 } from './policy.js';
@@ -56,7 +57,7 @@ export interface GroupEvents {
   transition: [Transition];
   ready: [];
   reloaded: [generation: number];
-  reloadFailed: [reason: string];
+  reloadFailed: [reason: string, detail?: string];
   fatal: [reason: string, detail: string | undefined];
   drained: [];
 }
@@ -141,7 +142,9 @@ export class WorkerGroup {
     void this.hook('preFork', this.info(w));
     child.on('message', (msg: WorkerMessage) => this.onMessage(w, msg));
     child.on('error', (err) => this.log.error({ event: 'worker_ipc_error', worker: w.pid, err }, `worker ${w.pid}: ${err.message}`));
-    child.once('exit', (code, signal) => this.onExit(w, code, signal));
+    // The exit is handled once what the worker wrote last is in the log (its pipes ended).
+    const output = captureOutput(child, { pid: w.pid, age });
+    child.once('exit', (code, signal) => output.whenDrained(() => this.onExit(w, code, signal)));
   }
 
   /** A worker that could not even start counts as a quick death, so backoff applies. */
@@ -260,7 +263,7 @@ export class WorkerGroup {
     this.nextSpawnAt = Date.now() + BOOT_FAILURE_HOLD_MS;
     if (this.reloading) {
       this.reloading = false;
-      this.events.emit('reloadFailed', reason);
+      this.events.emit('reloadFailed', reason, detail);
     }
   }
 

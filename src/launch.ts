@@ -1,5 +1,6 @@
 /**
- * Starting a worker process: `node [nodeArgs] workers/runtime.js` with the IPC channel on 3,
+ * Starting a worker process: `node [nodeArgs] workers/runtime.js` with stdout and stderr
+ * piped to the master (src/worker-output.ts reads them into the log), the IPC channel on 3,
  * the listeners on descriptors WORKER_FD_BASE.., the watchdog's report pipe after them, and
  * the boot description in ARBITER_WORKER, as the user and group the settings name. The
  * master never imports the worker side; it starts it by path.
@@ -20,10 +21,14 @@ export type Launch = (boot: WorkerBoot, settings: Settings, listeners: readonly 
 export const launchWorker: Launch = (boot, settings, listeners) => {
   const fds = listeners.map((l) => l.fd);
   const ids = resolveIds(settings.user, settings.group);
-  // The logs a worker opens must be writable as the user it runs as.
-  for (const file of [settings.errorLog, settings.accessLog]) if (file && file !== '-') handTo(ids, path.resolve(file), true);
+  // The access log a worker opens must be writable as the user it runs as (the error log is
+  // the master's: workers write to their stderr pipe).
+  if (settings.accessLog && settings.accessLog !== '-') handTo(ids, path.resolve(settings.accessLog), true);
+  // An access log to `-` is written straight to the master's stdout, not through the log.
+  const stdout = settings.accessLog === '-' ? [1] : [];
+  if (stdout.length) boot = { ...boot, stdoutFd: boot.reportFd + 1 };
   return spawn(process.execPath, [...settings.nodeArgs, RUNTIME], {
-    stdio: ['ignore', 'inherit', 'inherit', 'ipc', ...fds, 'pipe'],
+    stdio: ['ignore', 'pipe', 'pipe', 'ipc', ...fds, 'pipe', ...stdout],
     env: { ...process.env, ...settings.env, [ENV.WORKER]: JSON.stringify(boot) },
     ...ids,
   });

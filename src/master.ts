@@ -45,6 +45,8 @@ export interface ArbiterOptions {
   launchCwd: string;
   /** The app module's file: `reload` watches its directory. */
   appFile?: string;
+  /** The arbiter's name (procName, or the one derived from the app): a USR2 master keeps it. */
+  name?: string;
   launch?: Launch;
 }
 
@@ -53,8 +55,15 @@ export interface ArbiterEvents {
   /** Every group serves its first `target` workers. */
   ready: [];
   reloaded: [];
-  reloadFailed: [reason: string];
+  reloadFailed: [reason: string, detail?: string];
+  /** The new master a USR2 started serves. */
+  upgraded: [pid: number];
+  /** The new master a USR2 started has exited; `served`: after it had served. */
+  upgradeEnded: [reason: string, detail: string | undefined, served: boolean];
 }
+
+/** What a USR2 master tells the old one on the descriptor ARBITER_UPGRADE_FD names. */
+export type HandoverMessage = { t: 'ready' } | { t: 'failed'; reason: string; detail?: string };
 
 /** SIGNALS[name] is what the master does on that signal (SPEC §4). */
 const SIGNALS: Record<MasterSignal, (a: Arbiter) => void> = {
@@ -76,6 +85,10 @@ export class Arbiter {
   configFile: string | null;
   readonly groups = new Map<string, WorkerGroup>();
   stopping: 'graceful' | 'quick' | null = null;
+  /** Its name: the control socket's, the process title's; set once the socket is placed. */
+  name: string;
+  /** Why the arbiter is stopping on its own (workers cannot boot), for a USR2 parent. */
+  haltReason: { reason: string; detail?: string } | null = null;
   readonly done: Promise<number>;
   private resolveDone!: (code: number) => void;
   private exitCode: number | null = null;
@@ -102,6 +115,7 @@ export class Arbiter {
     this.onSettings = opts.onSettings;
     this.launchCwd = opts.launchCwd;
     this.appFile = opts.appFile;
+    this.name = opts.name ?? 'arbiter';
     this.addGroup(MAIN_GROUP, { settings: this.settings, configFile: this.configFile, listeners: opts.listeners, target: opts.workers, hooks: opts.hooks }, opts.launch);
   }
 
@@ -110,9 +124,9 @@ export class Arbiter {
     g.events.on('transition', (t) => this.events.emit('transition', t));
     g.events.on('ready', () => this.groupReady());
     g.events.on('reloaded', () => this.groupReloaded());
-    g.events.on('reloadFailed', (reason) => {
+    g.events.on('reloadFailed', (reason, detail) => {
       void sd.ready();
-      this.events.emit('reloadFailed', reason);
+      this.events.emit('reloadFailed', reason, detail);
     });
     g.events.on('fatal', (reason, detail) => this.halt(3, reason, detail));
     g.events.on('drained', () => this.maybeFinished());
@@ -262,13 +276,16 @@ export class Arbiter {
 
   /**
    * USR2: start a new master from the current binary and code, handing it every listener
-   * (ARBITER_FDS). Both masters serve until the operator sends WINCH and QUIT (or TERM) to
-   * the old one. If the new master dies first, the pidfile is given back.
+   * (ARBITER_FDS) and, on one more descriptor (ARBITER_UPGRADE_FD), a pipe on which it says
+   * when it serves or why it failed. Both masters serve until the operator sends WINCH and
+   * QUIT (or TERM) to the old one (`arbiter upgrade` does that). If the new master dies
+   * first, the pidfile is given back.
    */
-  async reexec(): Promise<void> {
+  async reexec(): Promise<{ pid: number } | { refused: string }> {
     if (this.stopping || this.reexecChild) {
-      this.log.warn({ event: 'reexec_refused' }, this.reexecChild ? `a new master (pid ${this.reexecChild.pid}) is already running` : 'stopping; not re-executing');
-      return;
+      const refused = this.reexecChild ? `a new master (pid ${this.reexecChild.pid}) is already running` : 'stopping; not re-executing';
+      this.log.warn({ event: 'reexec_refused' }, refused);
+      return { refused };
     }
     const pidfile = this.settings.pidfile;
     if (pidfile) {
@@ -281,16 +298,53 @@ export class Arbiter {
     await this.hooks.run('preExec', this);
     const listeners = this.listeners;
     const fds = listeners.map((l, i) => `${REEXEC_FD_BASE + i}=${l.label}`).join(',');
+    const handoverFd = REEXEC_FD_BASE + listeners.length;
+    const env: NodeJS.ProcessEnv = { ...process.env, [ENV.FDS]: fds, [ENV.UPGRADE_FROM]: String(process.pid), [ENV.UPGRADE_NAME]: this.name, [ENV.UPGRADE_FD]: String(handoverFd) };
+    // A daemon's launcher is long gone: the new master must not report to it, but it is still
+    // a daemon (its log goes where this one's does).
+    if (env[ENV.DAEMON] !== undefined) env[ENV.DAEMON] = '1';
     const child = spawn(process.execPath, [...process.execArgv, ...process.argv.slice(1)], {
       cwd: this.launchCwd,
-      stdio: ['inherit', 'inherit', 'inherit', ...listeners.map((l) => l.fd)],
-      env: { ...process.env, [ENV.FDS]: fds, [ENV.UPGRADE_FROM]: String(process.pid) },
+      stdio: ['inherit', 'inherit', 'inherit', ...listeners.map((l) => l.fd), 'pipe'],
+      env,
     });
     this.reexecChild = child;
-    this.log.info({ event: 'reexec', newMaster: child.pid, listeners: listeners.map((l) => l.label) }, `USR2: started a new master, pid ${child.pid}; send this master WINCH then QUIT (or TERM) when it serves`);
+    if (child.pid === undefined) {
+      this.reexecChild = null;
+      child.on('error', () => {});
+      return { refused: 'cannot start a new master (spawn failed)' };
+    }
+    const pid = child.pid;
+    this.log.info({ event: 'reexec', newMaster: pid, listeners: listeners.map((l) => l.label) }, `USR2: started a new master, pid ${pid}; send this master WINCH then QUIT (or TERM) when it serves`);
+    let served = false;
+    let failure: { reason: string; detail?: string } | null = null;
+    let buf = '';
+    const handover = child.stdio[handoverFd] as NodeJS.ReadableStream | null;
+    handover?.setEncoding('utf8');
+    handover?.on('error', () => {});
+    handover?.on('data', (chunk: string) => {
+      buf += chunk;
+      for (let nl = buf.indexOf('\n'); nl !== -1; nl = buf.indexOf('\n')) {
+        const line = buf.slice(0, nl);
+        buf = buf.slice(nl + 1);
+        let msg: HandoverMessage;
+        try {
+          msg = JSON.parse(line);
+        } catch {
+          continue;
+        }
+        if (msg.t === 'ready' && !served) {
+          served = true;
+          this.log.info({ event: 'reexec_ready', newMaster: pid }, `the new master ${pid} serves`);
+          this.events.emit('upgraded', pid);
+        } else if (msg.t === 'failed') failure = { reason: msg.reason, detail: msg.detail };
+      }
+    });
     child.once('exit', (code, signal) => {
       this.reexecChild = null;
-      this.log.error({ event: 'reexec_exit', newMaster: child.pid, code, signal }, `the new master ${child.pid} exited (${signal ?? `code ${code}`})`);
+      const how = signal ?? `code ${code}`;
+      this.log.error({ event: 'reexec_exit', newMaster: pid, code, signal }, `the new master ${pid} exited (${how})` + (failure ? `: ${failure.reason}` : ''));
+      this.events.emit('upgradeEnded', failure?.reason ?? `it exited (${how}) before serving`, failure?.detail, served);
       if (pidfile && !existsSync(pidfile) && existsSync(`${pidfile}.oldbin`)) {
         renameSync(`${pidfile}.oldbin`, pidfile);
         this.log.info({ event: 'pidfile_restored' }, `${pidfile} restored`);
@@ -299,6 +353,7 @@ export class Arbiter {
       for (const g of this.groups.values()) g.unwinch();
     });
     child.on('error', (err) => this.log.error({ event: 'reexec_failed', err: String(err) }, `USR2: cannot start a new master: ${err.message}`));
+    return { pid };
   }
 
   // ------------------------------------------------------------------ stopping
@@ -316,6 +371,7 @@ export class Arbiter {
   /** Stop everything and exit with `code` (3: workers cannot boot). */
   private halt(code: number, reason: string, detail?: string): void {
     this.exitCode = code;
+    this.haltReason = { reason, detail };
     process.stderr.write(`arbiter: error: ${reason}\n${detail ? indent(detail) + '\n' : ''}`);
     this.stop(false);
   }

@@ -2,13 +2,15 @@
  * Prometheus metrics, served by the master on `metricsBind` (`HOST:PORT`, `[v6]:PORT` or
  * `PORT`) at `GET /metrics`, text exposition format 0.0.4.
  *
- * Request and task counters are the sum of the workers' heartbeat counters. A worker's
+ * After arbiter's own series come the app's own prom-client metrics, if it has any
+ * (app-metrics.ts). Request and task counters are the sum of the workers' heartbeat counters. A worker's
  * counters leave with it, so this module keeps, per arbiter, the last counters of every
  * worker that exited: the totals it serves never go backwards across recycling, reloads,
  * crashes or scale-down (at most the last heartbeat interval of a dead worker is lost).
  */
 import http from 'node:http';
 import type { Logger } from 'pino';
+import { appMetricsFor } from './app-metrics.js';
 import { SettingError } from './core/errors.js';
 import { LATENCY_BUCKETS, type WorkerCounters } from './core/protocol.js';
 import type { Arbiter } from './master.js';
@@ -215,12 +217,13 @@ export function startMetricsServer(
 ): Promise<MetricsServer> {
   const { host, port } = parseMetricsBind(bind);
   const ledger = ledgerFor(arbiter);
+  const app = appMetricsFor(arbiter, log);
   const server = http.createServer({
     keepAliveTimeout: 5000,
     headersTimeout: 10_000,
     requestTimeout: 10_000,
     connectionsCheckingInterval: 1000,
-  }, (req, res) => {
+  }, async (req, res) => {
     const url = (req.url ?? '/').split('?')[0];
     if (url !== '/metrics') {
       res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: try /metrics\n');
@@ -232,7 +235,9 @@ export function startMetricsServer(
     }
     let body: string;
     try {
-      body = renderMetrics(arbiter, ledger);
+      const own = renderMetrics(arbiter, ledger);
+      // Then the app's own prom-client metrics, merged over its workers (app-metrics.ts).
+      body = own + (await app.render((name) => own.includes(`# TYPE ${name} `)));
     } catch (err) {
       log.error({ event: 'metrics_failed', err: String(err) }, `metrics: ${(err as Error).message}`);
       res.writeHead(500, { 'content-type': 'text/plain' }).end('metrics failed\n');

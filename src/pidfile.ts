@@ -3,14 +3,16 @@
  * is gone (a crash, a kill -9) is stale and replaced; one whose process lives refuses.
  */
 import { linkSync, readFileSync, renameSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { statFile } from './procstat.js';
 
+/** Running: it exists (ours or another user's), and is not a zombie waiting to be reaped. */
 export function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
   } catch (err) {
     return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
+  return statFile(`/proc/${pid}/stat`)?.[0] !== 'Z';
 }
 
 export function readPid(file: string): number | null {

@@ -33,3 +33,20 @@ test('--help lists every command-line setting', { timeout: 20_000 }, () => {
     assert.ok(help.includes(flag), `--help lacks ${flag}`);
   }
 });
+
+test('the man page has a section for every command, and SIGNALS, FILES, ENVIRONMENT, EXIT STATUS', async () => {
+  const { COMMANDS } = await import('../src/commands/catalog.ts');
+  const man = readFileSync(MAN_PAGE, 'utf8');
+  for (const c of COMMANDS) assert.match(man, new RegExp(`^\\.SS ${c.name}$`, 'm'), `man page section for ${c.name}`);
+  for (const section of ['COMMANDS', 'OPTIONS', 'SIGNALS', 'FILES', 'ENVIRONMENT', 'EXIT STATUS']) assert.match(man, new RegExp(`^\\.SH ${section}$`, 'm'));
+  assert.doesNotMatch(man, /workers\\fR worker processes|workers worker/);
+  const pkg = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8'));
+  assert.ok([pkg.man].flat().some((m: string) => path.resolve(ROOT, m) === MAN_PAGE), 'package.json names the man page');
+});
+
+test('settings: no alias repeats the flag it belongs to', () => {
+  for (const s of SETTINGS) {
+    const flags = [s.name.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase()), ...((s as { aliases?: string[] }).aliases ?? [])];
+    assert.equal(new Set(flags).size, flags.length, `${s.name}: ${flags.join(', ')}`);
+  }
+});

@@ -3,7 +3,7 @@
  * is registered and killed by pid when the test file ends, whatever happened.
  */
 import { spawn, spawnSync, type ChildProcess, type SpawnOptions } from 'node:child_process';
-import { mkdtempSync, readFileSync, readdirSync, writeFileSync, mkdirSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
@@ -19,6 +19,7 @@ export const FIXTURES = path.join(ROOT, 'test', 'fixtures');
 const started = new Set<number>();
 after(() => {
   for (const pid of started) killTree(pid);
+  rmSync(RUNTIME_DIR, { recursive: true, force: true });
 });
 
 /** Also kill this process when the test file ends (one a test did not spawn itself, e.g. a USR2 master). */
@@ -186,11 +187,37 @@ export function run(args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEn
   };
 }
 
+/**
+ * The runtime directory (control sockets) of every arbiter this test file starts: its own,
+ * so that `arbiter status` sees this file's arbiters only, whatever else runs on the machine.
+ */
+export const RUNTIME_DIR = mkdtempSync(path.join(os.tmpdir(), 'arbiter-run-'));
+
 /** The environment without anything that would change arbiter's behaviour by accident. */
-function cleanEnv(): NodeJS.ProcessEnv {
+export function cleanEnv(): NodeJS.ProcessEnv {
   const env = { ...process.env };
   for (const k of Object.keys(env)) if (k.startsWith('ARBITER_') || k.startsWith('LISTEN_') || k === 'PORT' || k === 'WEB_CONCURRENCY' || k === 'NODE_OPTIONS') delete env[k];
+  env.ARBITER_RUNTIME_DIR = RUNTIME_DIR;
   return env;
+}
+
+/**
+ * Run an arbiter command (`status`, `reload`, …) to its end, asynchronously (the test process
+ * stays free to reap masters meanwhile); bounded by `timeoutMs`.
+ */
+export async function command(args: string[], opts: Parameters<typeof run>[1] & { timeoutMs?: number } = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const r = run(args, opts);
+  // 'close': the process has exited and its output is all read.
+  const closed = new Promise<void>((resolve) => r.proc.once('close', () => resolve()));
+  let timer: NodeJS.Timeout | undefined;
+  const res = await Promise.race([r.exited, new Promise<null>((resolve) => (timer = setTimeout(() => resolve(null), opts.timeoutMs ?? 60_000)))]);
+  clearTimeout(timer);
+  if (!res) {
+    killTree(r.pid);
+    throw new Error(`arbiter ${args.join(' ')} did not finish within ${opts.timeoutMs ?? 60_000} ms:\n${r.stdout()}\n${r.stderr()}`);
+  }
+  await closed;
+  return { code: res.code, stdout: r.stdout(), stderr: r.stderr() };
 }
 
 /** Start arbiter and wait until it logs `ready`. */
@@ -208,7 +235,10 @@ export async function serve(args: string[], opts: Parameters<typeof run>[1] = {}
 /** Stop with a signal and wait for the exit, bounded. */
 export async function stop(r: Running, sig: NodeJS.Signals = 'SIGTERM', timeoutMs = 15_000) {
   r.signal(sig);
-  const res = await Promise.race([r.exited, sleep(timeoutMs).then(() => null)]);
+  let timer: NodeJS.Timeout | undefined;
+  const res = await Promise.race([r.exited, new Promise<null>((resolve) => (timer = setTimeout(() => resolve(null), timeoutMs)))]);
+  // A pending timer would keep the test file alive for the rest of timeoutMs.
+  clearTimeout(timer);
   if (!res) {
     killTree(r.pid);
     throw new Error(`arbiter did not exit within ${timeoutMs} ms after ${sig}`);

@@ -151,10 +151,16 @@ export interface AccessLog {
   flush(): void;
 }
 
+/** Where an access log to `-` goes: the master's stdout (a worker's own fd 1 is a pipe to the log). */
+let stdoutFd = 1;
+export function setAccessLogStdout(fd: number): void {
+  stdoutFd = fd;
+}
+
 /** The access log writer: buffered, flushed on exit, reopened on USR1. */
 export function openAccessLog(target: string, format: string, forwardedAllowIps: string[]): AccessLog {
   const line = compileFormat(format, forwardedAllowIps);
-  const dest = pino.destination({ dest: target === '-' ? 1 : target, sync: false, append: true, mkdir: true, minLength: 4096 });
+  const dest = pino.destination({ dest: target === '-' ? stdoutFd : target, sync: false, append: true, mkdir: true, minLength: 4096 });
   const flush = () => {
     try {
       dest.flushSync();

@@ -4,12 +4,14 @@
  * (src/core/protocol.ts). This file is the part every worker class shares: boot,
  * heartbeats, recycling, signals and stop.
  */
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { importApp } from '../src/core/app.js';
 import { loadConfigFile } from '../src/core/config-file.js';
 import { AppLoadError, appStack, oneLine } from '../src/core/errors.js';
 import { createHooks } from '../src/core/hooks.js';
-import { createLogger, reopenErrorLog } from '../src/core/logging.js';
+import { createLogger } from '../src/core/logging.js';
 import { ENV, EXIT, type CurrentWork, type MasterMessage, type RetireReason, type WorkerBoot, type WorkerMessage } from '../src/core/protocol.js';
+import { setAccessLogStdout } from './accesslog.js';
 import { loadWorkerClass } from './classes.js';
 import type { WorkerContext, WorkerInstance } from './contract.js';
 import { CURRENT, startWatchdog } from './watchdog.js';
@@ -22,8 +24,13 @@ if (!boot) {
 delete process.env[ENV.WORKER];
 
 const settings = boot.settings;
-process.title = `arbiter worker [${settings.app ?? settings.workerClass}]`;
-const log = createLogger({ level: settings.logLevel, errorLog: settings.errorLog, role: 'worker' });
+process.title = `arbiter worker [${settings.procName ?? settings.app ?? settings.workerClass}]`;
+// JSON lines to stderr, a pipe the master reads into the one log (src/core/logging.ts).
+const log = createLogger({ level: settings.logLevel, errorLog: '-', role: 'worker' });
+if (boot.stdoutFd !== undefined) setAccessLogStdout(boot.stdoutFd);
+// Lines written just before a crash or process.exit() must reach the master: block on the
+// pipes rather than queue in memory that exit throws away.
+for (const stream of [process.stdout, process.stderr]) (stream as unknown as { _handle?: { setBlocking?: (b: boolean) => void } })._handle?.setBlocking?.(true);
 
 function send(msg: WorkerMessage): void {
   if (process.connected) process.send!(msg, undefined, undefined, () => {});
@@ -82,10 +89,19 @@ const ctx: WorkerContext = {
   },
 };
 
+// Event-loop delay for `arbiter top` and status: sampled every LOOP_SAMPLE_MS, reported and
+// reset with each heartbeat. The histogram's values include the sampling interval itself.
+const LOOP_SAMPLE_MS = 20;
+const loop = monitorEventLoopDelay({ resolution: LOOP_SAMPLE_MS });
+loop.enable();
+const beyond = (ns: number) => (Number.isFinite(ns) ? Math.max(0, Math.round((ns / 1e6 - LOOP_SAMPLE_MS) * 10) / 10) : 0);
+
 function heartbeat(): void {
   const rss = process.memoryUsage.rss();
   watchdog?.beat();
-  const counters = { ...(instance?.counters() ?? { requests: 0, active: 0 }), rss };
+  const loopDelay = { mean: beyond(loop.mean), max: beyond(loop.max) };
+  loop.reset();
+  const counters = { ...(instance?.counters() ?? { requests: 0, active: 0 }), rss, loopDelay };
   send({ t: 'heartbeat', counters, current: describeCurrent() });
   if (settings.maxWorkerMemory > 0 && rss > settings.maxWorkerMemory && !stopping)
     retire('memory', `RSS ${rss} bytes is over maxWorkerMemory ${settings.maxWorkerMemory}`);
@@ -106,6 +122,8 @@ async function stop(graceful: boolean, keepAccepting = false): Promise<void> {
     } catch (err) {
       log.error({ err }, 'error while stopping');
     }
+    // What the app counted outlives the worker: the master keeps its counters.
+    await reportMetrics(0, true);
     await finish(0);
   })();
   stopping = work;
@@ -127,15 +145,36 @@ function workerInfo() {
 
 process.on('message', (msg: MasterMessage, handle: unknown) => {
   if (msg.t === 'stop') void stop(msg.graceful, msg.keepAccepting);
-  else if (msg.t === 'reopenLogs') {
-    reopenErrorLog();
-    instance?.reopenLogs?.();
-  } else if (msg.t === 'listener' && handle) {
+  else if (msg.t === 'reopenLogs') instance?.reopenLogs?.();
+  else if (msg.t === 'metrics') void reportMetrics(msg.id);
+  else if (msg.t === 'listener' && handle) {
     const waiting = wanted.get(msg.index) ?? [];
     wanted.delete(msg.index);
     for (const resolve of waiting) resolve(handle as object);
   }
 });
+
+/** The app's prom-client metrics, with metricsBind only (app-metrics.ts). */
+let appMetrics: import('./app-metrics.js').AppMetricsSource | null = null;
+
+/** Answer a metrics request; `final`: the last report of a stopping worker (nothing when there is nothing). */
+async function reportMetrics(id: number, final = false): Promise<void> {
+  let metrics: Awaited<ReturnType<NonNullable<typeof appMetrics>['read']>> = null;
+  try {
+    metrics = (await appMetrics?.read()) ?? null;
+  } catch (err) {
+    log.warn({ event: 'app_metrics_failed', err: String(err) }, `cannot read the app's prom-client metrics: ${oneLine(err)}`);
+  }
+  if (final && metrics === null) return;
+  await new Promise<void>((resolve) => {
+    if (!process.connected) return resolve();
+    const timer = setTimeout(resolve, 500);
+    process.send!({ t: 'metrics', id, metrics, final } satisfies WorkerMessage, undefined, undefined, () => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
+}
 // The master, or a process-group signal such as a terminal's Ctrl-C.
 process.on('SIGTERM', () => void stop(true));
 for (const sig of ['SIGINT', 'SIGQUIT'] as const)
@@ -162,7 +201,8 @@ async function main(): Promise<void> {
     }
     await ctx.hooks.run('postFork', workerInfo());
     const cls = await loadWorkerClass(settings.workerClass, cwd);
-    const { value, where } = await importApp(settings.app!, cwd);
+    const { value, where, file } = await importApp(settings.app!, cwd);
+    if (settings.metricsBind) appMetrics = new (await import('./app-metrics.js')).AppMetricsSource(file);
     const { app } = await cls.adapt(value, settings, where);
     instance = cls.create(ctx, app);
     await instance.start();

@@ -1,69 +1,31 @@
 /**
- * `arbiter status [--json]`, `arbiter scale N`, and `arbiter reload | stop` through the
- * control socket. The socket is found from `--control-socket PATH`,
- * `ARBITER_CONTROL_SOCKET`, or the config file's `controlSocket`. `reload` and `stop` fall
- * back to the pidfile (signals.ts) when no control socket is configured.
+ * `arbiter status | scale | reload | stop | upgrade` through the control socket (src/control.ts),
+ * the arbiter picked as target.ts says. Each waits for what it asked for and says how it went:
+ * `reload` until the new workers serve (or the reason they cannot), `scale` until the new
+ * count serves, `stop` until the master is gone, `upgrade` until the new master serves and
+ * the old one has left.
  *
- * Exit codes: 0 done, 1 the master cannot be reached or refused, 2 usage.
+ * Exit codes: 0 done, 1 the master cannot be reached, refused, or the change failed, 2 usage.
  */
-import { readFileSync } from 'node:fs';
-import net from 'node:net';
-import path from 'node:path';
-import { parseArgs } from '../argv.js';
-import { resolve } from '../config.js';
 import type { Status, WorkerStatus } from '../control.js';
+import { OUTCOME_WAIT_MS } from '../control.js';
+import { SettingError, errorMessage, indent } from '../core/errors.js';
 import { fatalLine } from '../core/logging.js';
-import { SettingError } from '../core/errors.js';
+import { alive } from '../pidfile.js';
+import { runtimeDir } from '../rundir.js';
+import { bySignal } from './signals.js';
+import { Refused, oneSocket, request, running, select, type RunningArbiter, type Selection } from './target.js';
 
-class Unreachable extends Error {}
-
-const USAGE = 'usage: arbiter status [--json] | scale N | reload | stop  [--control-socket PATH | -c CONFIG]';
-
-/** Send one request, read one reply line. */
-export function ask(socketPath: string, req: Record<string, unknown>, timeoutMs = 10_000): Promise<Record<string, unknown>> {
-  return new Promise((resolve, reject) => {
-    const s = net.connect(socketPath);
-    let buf = '';
-    let settled = false;
-    const finish = (err: Error | null, v?: Record<string, unknown>) => {
-      if (settled) return;
-      settled = true;
-      s.destroy();
-      if (err) reject(err);
-      else resolve(v!);
-    };
-    s.setEncoding('utf8');
-    s.setTimeout(timeoutMs, () => finish(new Unreachable(`no answer from the master on ${socketPath} within ${timeoutMs / 1000} s`)));
-    s.once('connect', () => s.write(JSON.stringify(req) + '\n'));
-    s.on('data', (d: string) => {
-      buf += d;
-      const nl = buf.indexOf('\n');
-      if (nl === -1) return;
-      try {
-        finish(null, JSON.parse(buf.slice(0, nl)));
-      } catch {
-        finish(new Unreachable(`the master on ${socketPath} sent something that is not JSON`));
-      }
-    });
-    s.once('error', (err: NodeJS.ErrnoException) => {
-      const why =
-        err.code === 'ENOENT'
-          ? 'no such socket (is the arbiter running with this controlSocket?)'
-          : err.code === 'ECONNREFUSED'
-            ? 'connection refused (stale socket: the arbiter is gone)'
-            : err.code === 'EACCES'
-              ? 'permission denied (the socket is mode 0600: run as the arbiter\'s user)'
-              : (err.code ?? err.message);
-      finish(new Unreachable(`cannot reach the master at ${socketPath}: ${why}`));
-    });
-    s.once('close', () => finish(new Unreachable(`the master at ${socketPath} closed the connection without answering`)));
-  });
-}
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** How long `stop` and `upgrade` wait for a master to exit, and `scale` for workers to serve. */
+const EXIT_WAIT_MS = 130_000;
+const SCALE_WAIT_MS = 60_000;
 
 interface Parsed {
   cmd: string;
   json: boolean;
-  n?: number;
+  /** scale: a count, or a change (+N / -N). */
+  scale?: { n: number } | { by: number };
   rest: string[];
 }
 
@@ -71,104 +33,160 @@ function parse(argv: string[]): Parsed {
   const [cmd, ...args] = argv;
   const rest: string[] = [];
   let json = false;
-  let n: number | undefined;
-  for (let i = 0; i < args.length; i++) {
-    const a = args[i]!;
+  let scale: Parsed['scale'];
+  for (const a of args) {
     if (a === '--json') {
       if (cmd !== 'status') throw new SettingError(`--json goes with "arbiter status"`);
       json = true;
-    } else if (cmd === 'scale' && n === undefined && /^[^-]/.test(a)) {
-      if (!/^\d+$/.test(a) || Number(a) < 1) throw new SettingError(`scale needs a whole number of workers >= 1, not "${a}"`);
-      n = Number(a);
+    } else if (cmd === 'scale' && scale === undefined && /^[+-]?\d+$/.test(a)) {
+      // Before the flag parser sees it: "-1" is a count, not an option.
+      const n = Number(a);
+      if (/^[+-]/.test(a)) {
+        if (n === 0) throw new SettingError(`scale ${a} changes nothing: give +N, -N (N >= 1) or a count`);
+        scale = { by: n };
+      } else {
+        if (n < 1) throw new SettingError(`scale needs a whole number of workers >= 1, or +N / -N; not "${a}"`);
+        scale = { n };
+      }
+    } else if (cmd === 'scale' && scale === undefined && /^[^-]/.test(a)) {
+      throw new SettingError(`scale needs a whole number of workers >= 1, or +N / -N; not "${a}"`);
     } else rest.push(a);
   }
-  if (cmd === 'scale' && n === undefined) throw new SettingError('scale needs a number of workers: arbiter scale N');
-  return { cmd: cmd!, json, n, rest };
-}
-
-/** Where the control socket is, or null when none is configured. */
-export async function findSocket(rest: string[]): Promise<{ socket: string | null; rest: string[] }> {
-  const { layer: cli } = parseArgs(rest, 'cli');
-  if (cli.app !== undefined) throw new SettingError(`unexpected argument "${String(cli.app)}"`);
-  const { settings: s } = await resolve({ cli, env: process.env, cwd: process.cwd() }, ['config', 'controlSocket', 'chdir']);
-  if (!s.controlSocket) return { socket: null, rest };
-  // The master resolves a relative path against its chdir, as it does every path.
-  const base = s.chdir ? path.resolve(process.cwd(), s.chdir) : process.cwd();
-  return { socket: path.resolve(base, s.controlSocket), rest };
+  if (cmd === 'scale' && scale === undefined) throw new SettingError('scale needs a number of workers: arbiter scale N | +N | -N');
+  return { cmd: cmd!, json, scale, rest };
 }
 
 export async function controlCommand(argv: string[]): Promise<number> {
   let p: Parsed;
-  let socket: string | null;
+  let sel: Selection;
   try {
     p = parse(argv);
-    if (!['status', 'scale', 'reload', 'stop'].includes(p.cmd)) throw new SettingError(`unknown command "${p.cmd}"; ${USAGE}`);
-    ({ socket } = await findSocket(p.rest));
+    sel = await select(p.rest);
   } catch (err) {
-    fatalLine(err instanceof Error ? err.message : String(err));
-    return 2;
-  }
-  if (!socket) {
-    if (p.cmd === 'reload' || p.cmd === 'stop') {
-      const { command } = await import('./signals.js');
-      return command([p.cmd, ...p.rest]);
-    }
-    fatalLine(`"arbiter ${p.cmd}" talks to the master's control socket: give --control-socket PATH, set ARBITER_CONTROL_SOCKET, or set controlSocket in the config`);
-    return 2;
+    fatalLine(errorMessage(err));
+    return err instanceof SettingError ? 2 : 1;
   }
   try {
+    if (sel.kind === 'pid' && (p.cmd === 'reload' || p.cmd === 'stop' || p.cmd === 'upgrade')) return await bySignal(p.cmd, sel);
+    if (p.cmd === 'status' && sel.kind === 'all') return await listAll(p.json);
+    const socket = await oneSocket(sel, p.cmd);
     switch (p.cmd) {
       case 'status': {
-        const r = await ask(socket, { cmd: 'status' });
-        if (!r.ok) throw new Error(String(r.error));
-        const st = r.status as Status;
+        const st = (await request(socket, { cmd: 'status' })).status as Status;
         process.stdout.write(p.json ? JSON.stringify(st, null, 2) + '\n' : formatStatus(st));
         return 0;
       }
-      case 'scale': {
-        const r = await ask(socket, { cmd: 'scale', n: p.n });
-        if (!r.ok) throw new Error(String(r.error));
-        process.stdout.write(`workers: ${r.from} -> ${r.to}\n`);
-        return 0;
-      }
-      case 'reload': {
-        const r = await ask(socket, { cmd: 'reload' });
-        if (!r.ok) throw new Error(String(r.error));
-        process.stdout.write('reload started\n');
-        return 0;
-      }
+      case 'scale':
+        return await scale(socket, p.scale!);
+      case 'reload':
+        return await reload(socket);
       case 'stop': {
-        const r = await ask(socket, { cmd: 'stop' });
-        if (!r.ok) throw new Error(String(r.error));
+        const r = await request(socket, { cmd: 'stop' });
         const pid = Number(r.pid);
         process.stdout.write(`stopping master ${pid}\n`);
-        const deadline = Date.now() + 120_000;
-        while (Date.now() < deadline && alive(pid)) await new Promise((res) => setTimeout(res, 100));
-        if (alive(pid)) throw new Error(`master ${pid} is still running 120 s after stop`);
+        await waitGone(pid, 'stop');
         process.stdout.write(`master ${pid} stopped\n`);
         return 0;
       }
+      case 'upgrade':
+        return await upgrade(socket);
     }
   } catch (err) {
-    fatalLine(err instanceof Error ? err.message : String(err));
+    if (err instanceof SettingError) {
+      fatalLine(err.message);
+      return 2;
+    }
+    fatalLine(errorMessage(err));
+    const detail = err instanceof Refused ? err.reply.detail : undefined;
+    if (typeof detail === 'string' && detail) process.stderr.write(indent(detail) + '\n');
     return 1;
   }
+  fatalLine(`unknown command "${p.cmd}"`);
   return 2;
 }
 
-/** Running (a zombie waiting for its parent to reap it counts as gone). */
-function alive(pid: number): boolean {
+async function waitGone(pid: number, what: string): Promise<void> {
+  const deadline = Date.now() + EXIT_WAIT_MS;
+  while (Date.now() < deadline && alive(pid)) await sleep(100);
+  if (alive(pid)) throw new Error(`master ${pid} is still running ${EXIT_WAIT_MS / 1000} s after ${what}`);
+}
+
+const pids = (list: unknown) => (Array.isArray(list) && list.length ? list.join(' ') : '-');
+
+async function reload(socket: string): Promise<number> {
+  process.stdout.write('reloading: waiting for the new workers to serve\n');
+  let r: Record<string, unknown>;
   try {
-    process.kill(pid, 0);
+    r = await request(socket, { cmd: 'reload' }, OUTCOME_WAIT_MS + 15_000);
   } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
+    if (!(err instanceof Refused)) throw err;
+    const serving = (err.reply.workers as { serving?: number[] } | undefined)?.serving;
+    throw new Refused(`reload failed: ${err.message}` + (serving?.length ? `; workers ${serving.join(' ')} keep serving the running code` : ''), err.reply);
   }
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
-  } catch {
-    return true;
+  const w = r.workers as { before: number[]; after: number[] };
+  process.stdout.write(`reloaded: workers ${pids(w.before)} -> ${pids(w.after)}\n`);
+  const changed = r.changed as { setting: string; from: unknown; to: unknown }[];
+  process.stdout.write(changed.length ? `changed: ${changed.map((c) => `${c.setting} ${JSON.stringify(c.from)} -> ${JSON.stringify(c.to)}`).join(', ')}\n` : 'no setting changed\n');
+  return 0;
+}
+
+async function scale(socket: string, how: { n: number } | { by: number }): Promise<number> {
+  const r = await request(socket, { cmd: 'scale', ...how });
+  const to = Number(r.to);
+  process.stdout.write(`workers: ${r.from} -> ${to}\n`);
+  // Done when exactly the target serves and nothing is still booting.
+  const deadline = Date.now() + SCALE_WAIT_MS;
+  for (;;) {
+    const st = (await request(socket, { cmd: 'status' })).status as Status;
+    const serving = st.workers.filter((w) => w.state === 'serving');
+    if (serving.length === to && !st.workers.some((w) => w.state === 'booting')) {
+      process.stdout.write(`serving: ${serving.map((w) => w.pid).join(' ')}\n`);
+      return 0;
+    }
+    if (Date.now() > deadline) throw new Error(`${serving.length} of ${to} workers serving after ${SCALE_WAIT_MS / 1000} s (see the log)`);
+    await sleep(100);
   }
+}
+
+async function upgrade(socket: string): Promise<number> {
+  process.stdout.write('upgrading: waiting for the new master to serve\n');
+  const r = await request(socket, { cmd: 'upgrade' }, OUTCOME_WAIT_MS + 15_000);
+  const from = Number(r.from);
+  process.stdout.write(`new master ${r.to} serves; stopping the old master ${from}\n`);
+  await waitGone(from, 'the upgrade');
+  process.stdout.write(`upgraded: master ${from} -> ${r.to}\n`);
+  return 0;
+}
+
+// ---------------------------------------------------------------------------------------
+// Views.
+
+async function listAll(json: boolean): Promise<number> {
+  const all = await running();
+  if (json) {
+    process.stdout.write(JSON.stringify(all.map((a) => a.status), null, 2) + '\n');
+    return 0;
+  }
+  if (all.length === 0) {
+    process.stdout.write(`no arbiter running (none answers in ${runtimeDir()})\n`);
+    return 0;
+  }
+  process.stdout.write(formatList(all));
+  return 0;
+}
+
+export function formatList(all: RunningArbiter[]): string {
+  const rows = [['NAME', 'PID', 'UPTIME', 'WORKERS', 'CLASS', 'APP', 'LISTENING']];
+  for (const { status: st } of all) {
+    const serving = st.workers.filter((w) => w.state === 'serving').length;
+    rows.push([st.name, String(st.pid), duration(st.uptime), `${serving}/${st.target}`, st.workerClass, st.app ?? '-', st.listeners.join(', ') || '-']);
+  }
+  return table(rows) + '\n';
+}
+
+function table(rows: string[][]): string {
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  ')).join('\n');
 }
 
 export function duration(seconds: number): string {
@@ -186,14 +204,14 @@ export function bytes(n: number | null): string {
   return `${(n / 1024 / 1024 / 1024).toFixed(2)}G`;
 }
 
-/** The human view of `arbiter status`. */
+/** The human view of `arbiter status -n NAME`. */
 export function formatStatus(st: Status): string {
   const isTask = st.workerClass === 'task';
   const restarts = Object.entries(st.restarts)
     .map(([k, v]) => `${k} ${v}`)
     .join(', ');
   const lines = [
-    `master ${st.pid}, up ${duration(st.uptime)}, arbiter ${st.version}, ${st.app ?? '-'} (${st.workerClass})`,
+    `${st.name}: master ${st.pid}, up ${duration(st.uptime)}, arbiter ${st.version}, ${st.app ?? '-'} (${st.workerClass})`,
     `listening: ${st.listeners.length ? st.listeners.join(', ') : '-'}`,
     `workers: ${st.workers.filter((w) => w.state === 'serving').length} serving of ${st.target}; restarts: ${restarts}`,
     '',
@@ -209,8 +227,6 @@ export function formatStatus(st: Status): string {
     bytes(w.rss),
     `${w.heartbeatAgo.toFixed(1)}s ago`,
   ]);
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  const fmt = (r: string[]) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  ');
-  lines.push(fmt(header), ...rows.map(fmt));
+  lines.push(table([header, ...rows]));
   return lines.join('\n') + '\n';
 }

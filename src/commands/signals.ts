@@ -1,12 +1,9 @@
 /**
- * `arbiter reload | stop | upgrade`: the signal-driven actions as commands, for scripts and
- * deploys. They find the master through its pidfile (`-p FILE`, ARBITER_PIDFILE, or the
- * config file's `pidfile`).
+ * `arbiter reload | stop | upgrade` for a master known only by its pidfile (no control
+ * socket to be found): the signal-driven actions, for scripts and deploys. Without the
+ * control socket, `reload` cannot learn the outcome; `stop` and `upgrade` watch the pid and
+ * the pidfile.
  */
-import { parseArgs } from '../argv.js';
-import { resolve } from '../config.js';
-import { SettingError } from '../core/errors.js';
-import { fatalLine } from '../core/logging.js';
 import { alive, readPid } from '../pidfile.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -21,44 +18,28 @@ async function waitUntil<T>(fn: () => T | null | undefined | false, timeoutMs: n
   return null;
 }
 
-async function settingsFor(argv: string[]): Promise<{ pidfile: string; gracefulTimeout: number }> {
-  const { layer: cli } = parseArgs(argv, 'cli');
-  const { settings: s } = await resolve({ cli, env: process.env, cwd: process.cwd() }, ['config', 'pidfile', 'gracefulTimeout']);
-  if (!s.pidfile) throw new SettingError('this command finds the master through its pidfile: give -p FILE (or set pidfile in the config)');
-  return { pidfile: s.pidfile, gracefulTimeout: s.gracefulTimeout };
+export interface ByPid {
+  pid: number;
+  pidfile: string;
+  gracefulTimeout: number;
 }
 
-function masterPid(pidfile: string): number {
-  const pid = readPid(pidfile);
-  if (pid === null) throw new SettingError(`no master: ${pidfile} is missing or empty`);
-  if (!alive(pid)) throw new SettingError(`no master: ${pidfile} names pid ${pid}, which is not running`);
-  return pid;
-}
-
-export async function command(argv: string[]): Promise<number> {
-  const [name, ...rest] = argv;
-  try {
-    const { pidfile, gracefulTimeout } = await settingsFor(rest);
-    const pid = masterPid(pidfile);
-    switch (name) {
-      case 'reload':
-        process.kill(pid, 'SIGHUP');
-        process.stdout.write(`sent HUP to master ${pid}\n`);
-        return 0;
-      case 'stop': {
-        process.kill(pid, 'SIGTERM');
-        const gone = await waitUntil(() => !alive(pid), (gracefulTimeout + 10) * 1000);
-        if (!gone) throw new Error(`master ${pid} still running ${gracefulTimeout + 10} s after TERM`);
-        process.stdout.write(`master ${pid} stopped\n`);
-        return 0;
-      }
-      case 'upgrade':
-        return await upgrade(pid, pidfile, gracefulTimeout);
+export async function bySignal(name: 'reload' | 'stop' | 'upgrade', m: ByPid): Promise<number> {
+  if (!alive(m.pid)) throw new Error(`no master: ${m.pidfile} names pid ${m.pid}, which is not running`);
+  switch (name) {
+    case 'reload':
+      process.kill(m.pid, 'SIGHUP');
+      process.stdout.write(`sent HUP to master ${m.pid} (it has no control socket, so the outcome is in its log)\n`);
+      return 0;
+    case 'stop': {
+      process.kill(m.pid, 'SIGTERM');
+      const gone = await waitUntil(() => !alive(m.pid), (m.gracefulTimeout + 10) * 1000);
+      if (!gone) throw new Error(`master ${m.pid} still running ${m.gracefulTimeout + 10} s after TERM`);
+      process.stdout.write(`master ${m.pid} stopped\n`);
+      return 0;
     }
-    throw new SettingError(`unknown command "${name}"`);
-  } catch (err) {
-    fatalLine(err instanceof Error ? err.message : String(err));
-    return err instanceof SettingError ? 2 : 1;
+    case 'upgrade':
+      return upgrade(m.pid, m.pidfile, m.gracefulTimeout);
   }
 }
 

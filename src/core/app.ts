@@ -9,6 +9,7 @@ import { pathToFileURL } from 'node:url';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { AppLoadError, appStack, oneLine } from './errors.js';
 import { closest } from './settings.js';
+import { importTs } from './ts-import.js';
 
 export type NodeHandler = (req: IncomingMessage, res: ServerResponse) => unknown;
 export type FetchHandler = (request: Request) => Response | Promise<Response>;
@@ -59,8 +60,7 @@ export async function importApp(text: string, cwd: string): Promise<{ value: unk
   let mod: Record<string, unknown>;
   try {
     if (TS.test(file)) {
-      const { tsImport } = await import('tsx/esm/api');
-      mod = await tsImport(pathToFileURL(file).href, import.meta.url);
+      mod = await importTs(file);
     } else {
       mod = await import(pathToFileURL(file).href);
     }

@@ -5,10 +5,10 @@
  */
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { pathToFileURL } from 'node:url';
 import type { Loader } from 'cosmiconfig';
 import { SettingError, firstLine } from './errors.js';
 import { BY_NAME, parseValue, unknownSetting, type Settings } from './settings.js';
+import { importTs } from './ts-import.js';
 
 /** Raw values from one source, already typed by the table. */
 export type Layer = Partial<Record<keyof Settings, unknown>>;
@@ -32,14 +32,19 @@ export const SEARCH_PLACES = [
   'arbiter.config.json',
   'arbiter.config.yaml',
   'arbiter.config.yml',
+  // `arbiter -c arbiter.conf.ts` is how people write it (the Gunicorn habit): found as well.
+  'arbiter.conf.ts',
+  'arbiter.conf.mts',
+  'arbiter.conf.js',
+  'arbiter.conf.mjs',
+  'arbiter.conf.cjs',
+  'arbiter.conf.json',
+  'arbiter.conf.yaml',
+  'arbiter.conf.yml',
 ];
 
-/** Loads TypeScript config files on Node 20 without a build step (tsx's loader). */
-const loadTs: Loader = async (filepath) => {
-  const { tsImport } = await import('tsx/esm/api');
-  const mod = await tsImport(pathToFileURL(filepath).href, import.meta.url);
-  return unwrapModule(mod);
-};
+/** Loads TypeScript config files without a build step (ts-import.ts). */
+const loadTs: Loader = async (filepath) => unwrapModule(await importTs(filepath));
 
 function unwrapModule(mod: any): unknown {
   // An ES module's default export, or a CommonJS module.exports seen through ESM interop.

@@ -1,17 +1,26 @@
 /**
- * pino for the master and the workers: JSON lines, or readable text when the error log is a
- * terminal. Both kinds of process write the same file; USR1 makes each reopen it so that
- * logrotate can move it away.
+ * pino for the master and the workers (SPEC §9). There is one log, and the master writes it:
+ *
+ *   - a worker logs JSON lines to its stderr, which is a pipe to the master; the master
+ *     reads every worker's stdout and stderr line by line (src/worker-output.ts) and writes
+ *     the worker's own log lines as they are and the app's output tagged with the worker's
+ *     pid, age and stream. A worker never opens the error log, so USR1 has one file to
+ *     reopen and `-u` has none to hand over;
+ *   - the master writes `errorLog`: JSON lines, or, when that is a terminal, readable
+ *     one-line events (log-format.ts).
+ *
+ * Writes are synchronous and whole lines at a time, so lines from different workers never
+ * mix and nothing is lost when a process exits right after writing.
  */
-import { createRequire } from 'node:module';
-import pino, { type Logger, type DestinationStream } from 'pino';
+import pino, { type DestinationStream, type Logger } from 'pino';
+import { formatJsonLine } from './log-format.js';
 
 export type { Logger };
 
 export interface LogOptions {
   level: string;
+  /** The master's: `-` (stderr) or a file. A worker always logs to its stderr pipe. */
   errorLog: string;
-  /** `master`, or `worker` with its pid. */
   role: 'master' | 'worker';
 }
 
@@ -24,23 +33,24 @@ let destination: (DestinationStream & Reopenable) | null = null;
 /** Only a file can be reopened; stderr stays what it is. */
 let reopenable = false;
 
+/** Readable lines on a terminal: the JSON a logger (or a worker) writes, turned into one line each. */
+function readableStderr(): DestinationStream {
+  const out = pino.destination({ dest: 2, sync: true });
+  const color = process.stderr.hasColors?.() ?? false;
+  return {
+    write(chunk: string) {
+      let text = '';
+      for (const line of chunk.split('\n')) if (line) text += formatJsonLine(line, color) + '\n';
+      out.write(text);
+    },
+  };
+}
+
 export function createLogger(opts: LogOptions): Logger {
-  const toStderr = opts.errorLog === '-';
+  const toStderr = opts.role === 'worker' || opts.errorLog === '-';
   reopenable = !toStderr;
-  if (toStderr && process.stderr.isTTY) {
-    // Loaded only for a terminal: most processes never pay for it.
-    const pretty = createRequire(import.meta.url)('pino-pretty') as typeof import('pino-pretty');
-    destination = pretty({
-      sync: true,
-      colorize: true,
-      translateTime: 'SYS:HH:MM:ss.l',
-      ignore: 'hostname',
-      singleLine: true,
-      messageKey: 'msg',
-    }) as unknown as DestinationStream;
-  } else {
-    destination = pino.destination({ dest: toStderr ? 2 : opts.errorLog, sync: true, append: true, mkdir: true });
-  }
+  if (opts.role === 'master' && toStderr && process.stderr.isTTY) destination = readableStderr();
+  else destination = pino.destination({ dest: toStderr ? 2 : opts.errorLog, sync: true, append: true, mkdir: true });
   return pino(
     {
       level: opts.level,
@@ -50,6 +60,12 @@ export function createLogger(opts: LogOptions): Logger {
     },
     destination,
   );
+}
+
+/** In the master: write complete JSON log lines (each ending in "\n") to the error log. */
+export function writeLogLines(text: string): void {
+  if (destination) destination.write(text);
+  else process.stderr.write(text);
 }
 
 /** USR1: start a new file where the old one was (logrotate's `postrotate`). */

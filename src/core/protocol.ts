@@ -22,10 +22,11 @@ export const EXIT = {
 } as const;
 
 // ---------------------------------------------------------------------------------------
-// Descriptors. A worker finds listener i at WORKER_FD_BASE + i (0-2 are stdio, 3 the IPC
-// channel) and, after the listeners, the pipe its watchdog writes stuck reports to
-// (WorkerBoot.reportFd); a master started by USR2 finds the listeners at REEXEC_FD_BASE + i
-// (it has no IPC channel).
+// Descriptors. A worker finds listener i at WORKER_FD_BASE + i (0 is /dev/null, 1 and 2 are
+// pipes to the master, which writes what comes through them to the log; 3 is the IPC
+// channel), then the pipe its watchdog writes stuck reports to (WorkerBoot.reportFd), then,
+// for an access log to `-`, the master's own stdout (WorkerBoot.stdoutFd). A master started
+// by USR2 finds the listeners at REEXEC_FD_BASE + i, then its hand-over pipe.
 
 export const WORKER_FD_BASE = 4;
 export const REEXEC_FD_BASE = 3;
@@ -49,6 +50,12 @@ export const ENV = {
   FDS: 'ARBITER_FDS',
   /** Set in a USR2 master: the pid of the master that started it. */
   UPGRADE_FROM: 'ARBITER_UPGRADE_FROM',
+  /** Set in a USR2 master: the name it takes over from the old master once it serves. */
+  UPGRADE_NAME: 'ARBITER_UPGRADE_NAME',
+  /** Set in a USR2 master: the descriptor on which it tells the old master how its start went. */
+  UPGRADE_FD: 'ARBITER_UPGRADE_FD',
+  /** The per-user runtime directory, instead of $XDG_RUNTIME_DIR/arbiter or /tmp/arbiter-UID. */
+  RUNTIME_DIR: 'ARBITER_RUNTIME_DIR',
   /** Set in a daemon started by `-D`: report to the launcher until serving. */
   DAEMON: 'ARBITER_DAEMON',
   /** Test and tuning knobs of the task class. */
@@ -77,6 +84,8 @@ export interface WorkerBoot {
    * on disk when the master is killed.
    */
   reportFd: number;
+  /** The master's stdout, where an access log to `-` goes (the worker's own fd 1 is a pipe to the log). */
+  stdoutFd?: number;
 }
 
 /** What the watchdog found when the worker's event loop stopped beating. */
@@ -105,6 +114,11 @@ export interface WorkerCounters {
   /** Resident set size in bytes. */
   rss: number;
   /**
+   * Event-loop delay since the previous heartbeat, milliseconds beyond the sampling interval
+   * (perf_hooks.monitorEventLoopDelay): how long callbacks wait for the loop.
+   */
+  loopDelay?: { mean: number; max: number };
+  /**
    * Request latency, HTTP classes only, and only while `metricsBind` is set. Per-bucket
    * counts (not cumulative) for the upper bounds in LATENCY_BUCKETS, then one count for
    * +Inf, then the sum of all durations in seconds: length LATENCY_BUCKETS.length + 2.
@@ -112,8 +126,8 @@ export interface WorkerCounters {
   latency?: number[];
 }
 
-/** What a worker class reports; the runtime adds `rss`. */
-export type ClassCounters = Omit<WorkerCounters, 'rss'>;
+/** What a worker class reports; the runtime adds `rss` and `loopDelay`. */
+export type ClassCounters = Omit<WorkerCounters, 'rss' | 'loopDelay'>;
 
 /** Upper bounds, in seconds, of the request-latency histogram (Prometheus' defaults). */
 export const LATENCY_BUCKETS: readonly number[] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
@@ -134,6 +148,19 @@ export interface CurrentWork {
   since: number;
 }
 
+/**
+ * One metric of the app's own prom-client registry, as `register.getMetricsAsJSON()` gives
+ * it (exemplars and timestamps left out). The master merges every worker's (src/app-metrics.ts).
+ */
+export interface AppMetric {
+  name: string;
+  help: string;
+  type: string;
+  /** How workers' values of the metric combine: sum, first, min, max, average or omit. */
+  aggregator?: string;
+  values: { value: number; labels: Record<string, string | number>; metricName?: string }[];
+}
+
 // ---------------------------------------------------------------------------------------
 // Messages.
 
@@ -146,7 +173,13 @@ export type WorkerMessage =
   | { t: 'listener'; index: number }
   | { t: 'heartbeat'; counters: WorkerCounters; current?: CurrentWork }
   | { t: 'retire'; reason: RetireReason; detail: string }
-  | { t: 'bootError'; message: string; detail?: string };
+  | { t: 'bootError'; message: string; detail?: string }
+  /**
+   * The app's prom-client metrics: the answer to a `metrics` request (`id`), or, with
+   * `final`, the last word of a worker that is stopping. `metrics` is null when the app has
+   * no prom-client registry.
+   */
+  | { t: 'metrics'; id: number; metrics: AppMetric[] | null; final?: boolean };
 
 export type MasterMessage =
   /**
@@ -158,4 +191,6 @@ export type MasterMessage =
   | { t: 'stop'; graceful: boolean; keepAccepting?: boolean }
   | { t: 'reopenLogs' }
   /** Listener `index`, as the handle that comes with this message. */
-  | { t: 'listener'; index: number };
+  | { t: 'listener'; index: number }
+  /** Send the app's prom-client metrics (only while `metricsBind` is set). */
+  | { t: 'metrics'; id: number };

@@ -10,6 +10,11 @@ import { SettingError } from './errors.js';
 import { parseBytes } from './units.js';
 import { brokerUrlProblem } from './brokers/url.js';
 
+/** What a `procName` may be: it names a file (NAME.sock) and is typed on command lines. */
+export function nameProblem(name: string): string | null {
+  return /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(name) ? null : 'a name of 1 to 64 letters, digits, ".", "_" or "-", starting with a letter or digit';
+}
+
 export type Section =
   | 'app'
   | 'server'
@@ -85,7 +90,7 @@ const GUNICORN_ACCESS_FORMAT = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f
 export const SETTINGS = [
   // app
   { name: 'app', kind: 'string', default: null, nullable: true, trim: true, section: 'app', meta: 'MODULE[:EXPORT]',
-    doc: 'The app to serve: a file (.js .mjs .cjs .ts .mts, extension optional) or package, and the export to use (default `default`). Also the first positional argument.' },
+    doc: 'The app to serve: a file (.js .mjs .cjs .ts .mts, extension optional) or package, and the export to use (`default` when omitted). Also the first positional argument.' },
   { name: 'interface', kind: 'enum', default: 'auto', choices: ['auto', 'node', 'fetch'], section: 'app',
     doc: 'How to call the app: `node` (req, res) listener, `fetch` (Request) => Response, or `auto` to pick by shape.' },
   { name: 'chdir', kind: 'string', default: null, nullable: true, section: 'app', meta: 'DIR',
@@ -110,7 +115,7 @@ export const SETTINGS = [
     doc: 'Most connections a worker holds at once. At the cap it closes idle keep-alive connections to make room, then stops accepting, so that new connections wait in the backlog for it or another worker.' },
   { name: 'timeout', kind: 'seconds', default: 30, min: 0, short: 't', section: 'workers', meta: 'SECONDS',
     doc: 'A worker whose event loop has been silent this long is killed and replaced (0 disables).' },
-  { name: 'gracefulTimeout', kind: 'seconds', default: 30, min: 0, section: 'workers', aliases: ['graceful-timeout'], meta: 'SECONDS',
+  { name: 'gracefulTimeout', kind: 'seconds', default: 30, min: 0, section: 'workers', meta: 'SECONDS',
     doc: 'On a graceful stop, how long workers may finish in-flight work before they are killed.' },
   { name: 'keepalive', kind: 'seconds', default: 5, min: 0, section: 'workers', aliases: ['keep-alive'], meta: 'SECONDS',
     doc: 'How long an idle keep-alive connection stays open (0 closes after each response).' },
@@ -146,6 +151,8 @@ export const SETTINGS = [
     doc: 'TLS private key (PEM).' },
 
   // process
+  { name: 'procName', kind: 'string', default: null, nullable: true, trim: true, check: nameProblem, short: 'n', section: 'process', aliases: ['name'], meta: 'NAME',
+    doc: 'This arbiter\'s name: its control socket `NAME.sock` in the runtime directory, the process titles, and what `arbiter status` lists and `-n NAME` picks. Default: from the app (`hello` for `examples/hello.js:handler`), with `-2`, `-3` and so on added while that name is taken.' },
   { name: 'pidfile', kind: 'string', default: null, nullable: true, short: 'p', section: 'process', aliases: ['pid'], meta: 'FILE',
     doc: 'Write the master\'s pid here; removed on exit (renamed `*.oldbin` during a USR2 upgrade).' },
   { name: 'daemon', kind: 'boolean', default: false, short: 'D', section: 'process',
@@ -161,7 +168,7 @@ export const SETTINGS = [
   { name: 'logLevel', kind: 'enum', default: 'info', choices: ['trace', 'debug', 'info', 'warn', 'error', 'fatal'], section: 'logging', meta: 'LEVEL',
     doc: 'Lowest level of error-log lines written.' },
   { name: 'errorLog', kind: 'string', default: '-', section: 'logging', aliases: ['error-logfile', 'log-file'], meta: 'FILE',
-    doc: 'Where the master and workers log (`-` = stderr). JSON lines; readable text when stderr is a TTY.' },
+    doc: 'Where the master writes the one log (`-` = stderr): its own lines and every worker\'s, with the app\'s stdout and stderr tagged by worker. JSON lines; readable one-line events on a terminal. A daemon (`-D`) without it logs to `NAME.log` in the runtime directory.' },
   { name: 'accessLog', kind: 'string', default: null, nullable: true, section: 'logging', aliases: ['access-logfile'], meta: 'FILE',
     doc: 'Access log file (`-` = stdout); none when unset.' },
   { name: 'accessLogFormat', kind: 'string', default: GUNICORN_ACCESS_FORMAT, section: 'logging', aliases: ['access-logformat'], meta: 'FORMAT',
@@ -189,13 +196,13 @@ export const SETTINGS = [
 
   // control
   { name: 'controlSocket', kind: 'string', default: null, nullable: true, section: 'control', meta: 'PATH',
-    doc: 'Unix socket (mode 0600) for `arbiter status`, `reload`, `scale` and `stop`.' },
+    doc: 'The master\'s control socket (mode 0600) for `arbiter status`, `reload`, `scale`, `stop`, `upgrade` and `top`. Unset: `NAME.sock` in the per-user runtime directory (`$XDG_RUNTIME_DIR/arbiter`, else `/tmp/arbiter-UID`, mode 0700).' },
   { name: 'metricsBind', kind: 'string', default: null, nullable: true, section: 'control', meta: 'ADDRESS',
     doc: 'Serve Prometheus metrics from the master at `HOST:PORT/metrics`; a bare `PORT` listens on 127.0.0.1 only (give `0.0.0.0:PORT` for a remote scraper).' },
 
   // config
   { name: 'config', kind: 'string', default: null, nullable: true, short: 'c', section: 'config', meta: 'FILE',
-    doc: 'Config file (.ts .js .mjs .cjs .json .yaml); otherwise `arbiter.config.*`, `.arbiterrc*` or `package.json#arbiter` is searched for.' },
+    doc: 'Config file (.ts .js .mjs .cjs .json .yaml); otherwise `arbiter.conf.*`, `arbiter.config.*`, `.arbiterrc*` or `package.json#arbiter` is searched for.' },
   { name: 'checkConfig', kind: 'boolean', default: false, section: 'config',
     doc: 'Load the config and the app, bind nothing, and exit 0 (fine) or 2 (with the reason).' },
   { name: 'printConfig', kind: 'boolean', default: false, section: 'config',

@@ -1,7 +1,7 @@
 /**
  * The task-handler contract: what a `-k task` app module exports and what each handler sees.
  *
- *   import type { TaskHandlers } from 'arbiter';
+ *   import type { TaskHandlers } from 'arbiterd';
  *   export const handlers: TaskHandlers = { sendEmail: async (payload, ctx) => { ... } };
  */
 import type { Logger } from 'pino';

@@ -1,6 +1,7 @@
 /**
  * Opening a broker by URL (see url.ts for the grammar). The implementations are loaded on
- * demand: spool users never load ioredis, and Redis users never load the spool.
+ * demand: spool users never load ioredis, and Redis users never load the spool. ioredis is
+ * an optional peer dependency of the package: installed by those who use Redis.
  */
 import type { Broker, OpenBrokerOptions } from './types.js';
 import { resolveOptions } from './records.js';
@@ -17,8 +18,15 @@ export async function openBroker(url: string, opts: OpenBrokerOptions): Promise<
     return SpoolBroker.open(where.path, resolved);
   }
   if (where?.kind === 'redis') {
-    const { RedisBroker } = await import('./redis.js');
-    return RedisBroker.open(where.url, resolved);
+    let redis: typeof import('./redis.js');
+    try {
+      redis = await import('./redis.js');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ERR_MODULE_NOT_FOUND' && /ioredis/.test(String(err)))
+        throw new Error('the Redis broker needs the ioredis package, which is not installed: npm install ioredis');
+      throw err;
+    }
+    return redis.RedisBroker.open(where.url, resolved);
   }
   throw new Error(`unknown broker "${url}" — expected ${brokerUrlProblem(url)}`);
 }
