@@ -15,6 +15,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   stop: async () => (await import('./commands/control.js')).controlCommand,
   upgrade: async () => (await import('./commands/signals.js')).command,
   enqueue: async () => (await import('./commands/tasks.js')).taskCommand,
+  result: async () => (await import('./commands/tasks.js')).taskCommand,
   dlq: async () => (await import('./commands/tasks.js')).taskCommand,
 };
 

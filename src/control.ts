@@ -3,10 +3,13 @@
  * `scale`, `reload` and `stop`. One JSON request per line, one JSON reply per line:
  *
  *   {"cmd":"status"}            → {"ok":true,"status":{...}}
- *   {"cmd":"reload"}            → {"ok":true}                      (as HUP)
- *   {"cmd":"scale","n":3}       → {"ok":true,"from":2,"to":3}      (as TTIN/TTOU)
+ *   {"cmd":"reload"}            → {"ok":true}                      (as HUP; "pool":"web" reloads one pool)
+ *   {"cmd":"scale","n":3}       → {"ok":true,"pool":"main","from":2,"to":3}
+ *   {"cmd":"scale","by":1}      → the same, relative (TTIN is by 1, TTOU by -1)
  *   {"cmd":"stop"}              → {"ok":true,"pid":1234}           (as TERM; "graceful":false as INT)
  *   anything else               → {"ok":false,"error":"..."}
+ *
+ * `scale` names its pool with "pool"; it may be left out when the arbiter runs one pool.
  *
  * Nothing a client sends can take the master down: bad JSON, unknown commands, huge lines
  * and clients that vanish mid-reply all end in an error reply or a closed connection.
@@ -16,7 +19,9 @@ import { chmodSync, lstatSync, statSync, unlinkSync } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { VERSION } from './core/paths.js';
-import { MAIN_GROUP, type Arbiter } from './master.js';
+import type { Arbiter } from './master.js';
+import type { WorkerGroup } from './group.js';
+import type { ScheduleStatus } from './scheduler.js';
 import type { WorkerHandle } from './worker-handle.js';
 
 /** Longest request line accepted. */
@@ -26,6 +31,8 @@ export const MAX_SCALE = 1024;
 
 export interface WorkerStatus {
   pid: number;
+  /** The pool it belongs to. */
+  pool: string;
   age: number;
   state: string;
   /** Seconds since the worker started serving (or since it was spawned, while booting). */
@@ -40,25 +47,45 @@ export interface WorkerStatus {
   heartbeatAgo: number;
 }
 
+export interface PoolStatus {
+  name: string;
+  workerClass: string;
+  app: string | null;
+  listeners: string[];
+  target: number;
+  serving: number;
+  restarts: Record<string, number>;
+  /** Too many unexpected deaths within restartWindow (the pool keeps restarting them). */
+  degraded: boolean;
+  /** Removed from the config by a reload; its workers are leaving. */
+  leaving?: boolean;
+}
+
 export interface Status {
   pid: number;
   /** Seconds. */
   uptime: number;
   version: string;
+  /** The first pool's (the only one's, without `pools`). */
   workerClass: string;
   app: string | null;
+  /** Over every pool. */
   listeners: string[];
   target: number;
   restarts: Record<string, number>;
+  pools: PoolStatus[];
   workers: WorkerStatus[];
+  /** The config's schedules and their next runs. */
+  schedules: ScheduleStatus[];
 }
 
 const secs = (ms: number) => Math.round(ms / 100) / 10;
 
-function workerStatus(w: WorkerHandle, now: number): WorkerStatus {
+function workerStatus(w: WorkerHandle, pool: string, now: number): WorkerStatus {
   const c = w.counters;
   const out: WorkerStatus = {
     pid: w.pid,
+    pool,
     age: w.age,
     state: w.state,
     uptime: secs(now - (w.bootedAt ?? w.spawnedAt)),
@@ -71,19 +98,55 @@ function workerStatus(w: WorkerHandle, now: number): WorkerStatus {
   return out;
 }
 
+function poolStatus(g: WorkerGroup): PoolStatus {
+  let serving = 0;
+  for (const w of g.workers.values()) if (w.state === 'serving') serving++;
+  const out: PoolStatus = {
+    name: g.name,
+    workerClass: g.settings.workerClass,
+    app: g.settings.app ?? null,
+    listeners: g.listeners.map((l) => l.label),
+    target: g.target,
+    serving,
+    restarts: { ...g.restarts },
+    degraded: g.degraded,
+  };
+  if (g.leaving) out.leaving = true;
+  return out;
+}
+
 export function statusOf(arbiter: Arbiter): Status {
   const now = Date.now();
+  const groups = [...arbiter.groups.values()];
+  const first = groups[0]?.settings ?? arbiter.settings;
   return {
     pid: process.pid,
     uptime: secs(now - arbiter.startedAt),
     version: VERSION,
-    workerClass: arbiter.settings.workerClass,
-    app: arbiter.settings.app ?? null,
+    workerClass: first.workerClass,
+    app: first.app ?? null,
     listeners: arbiter.listeners.map((l) => l.label),
     target: arbiter.target,
     restarts: { ...arbiter.restarts },
-    workers: arbiter.workers().sort((a, b) => a.age - b.age).map((w) => workerStatus(w, now)),
+    pools: groups.map(poolStatus),
+    workers: groups
+      .flatMap((g) => [...g.workers.values()].map((w) => ({ w, pool: g.name })))
+      .sort((a, b) => a.w.age - b.w.age)
+      .map(({ w, pool }) => workerStatus(w, pool, now)),
+    schedules: arbiter.scheduler?.status() ?? [],
   };
+}
+
+/** The pool a request names, or the only one; an error reply otherwise. */
+function poolOf(arbiter: Arbiter, req: { pool?: unknown }): { pool: WorkerGroup } | { error: string } {
+  const names = [...arbiter.groups.values()].filter((g) => !g.leaving).map((g) => g.name);
+  if (req.pool === undefined) {
+    if (names.length === 1) return { pool: arbiter.groups.get(names[0]!)! };
+    return { error: `this arbiter runs pools ${names.join(', ')}: name one ("pool")` };
+  }
+  const g = typeof req.pool === 'string' ? arbiter.groups.get(req.pool) : undefined;
+  if (!g || g.leaving) return { error: `no pool ${JSON.stringify(req.pool)}: this arbiter runs ${names.join(', ')}` };
+  return { pool: g };
 }
 
 type Reply = Record<string, unknown> & { ok: boolean };
@@ -101,17 +164,28 @@ export function handleRequest(arbiter: Arbiter, line: string, log: Logger): { re
   switch (cmd) {
     case 'status':
       return { reply: { ok: true, status: statusOf(arbiter) } };
-    case 'reload':
-      log.info({ event: 'control', cmd }, 'control: reload');
-      return { reply: { ok: true }, after: () => void arbiter.reload().catch((err) => log.error({ err: String(err) }, 'control: reload failed')) };
+    case 'reload': {
+      const named = (req as { pool?: unknown }).pool;
+      let only: string | undefined;
+      if (named !== undefined) {
+        const p = poolOf(arbiter, req as { pool?: unknown });
+        if ('error' in p) return { reply: { ok: false, error: p.error } };
+        only = p.pool.name;
+      }
+      log.info({ event: 'control', cmd, pool: only }, `control: reload${only ? ` pool ${only}` : ''}`);
+      return { reply: { ok: true, ...(only ? { pool: only } : {}) }, after: () => void arbiter.reload(only).catch((err) => log.error({ err: String(err) }, 'control: reload failed')) };
+    }
     case 'scale': {
-      const n = (req as { n?: unknown }).n;
-      if (typeof n !== 'number' || !Number.isInteger(n) || n < 1 || n > MAX_SCALE)
-        return { reply: { ok: false, error: `bad request: scale needs "n", an integer from 1 to ${MAX_SCALE}; got ${JSON.stringify(n) ?? 'nothing'}` } };
-      const from = arbiter.main.target;
-      log.info({ event: 'control', cmd, n }, `control: scale to ${n}`);
-      if (!arbiter.scale(MAIN_GROUP, n)) return { reply: { ok: false, error: 'the arbiter is stopping; not scaling' } };
-      return { reply: { ok: true, from, to: n } };
+      const { n, by } = req as { n?: unknown; by?: unknown };
+      const p = poolOf(arbiter, req as { pool?: unknown });
+      if ('error' in p) return { reply: { ok: false, error: p.error } };
+      const from = p.pool.target;
+      const to = by !== undefined && n === undefined && typeof by === 'number' && Number.isInteger(by) ? from + by : n;
+      if (typeof to !== 'number' || !Number.isInteger(to) || to < 1 || to > MAX_SCALE)
+        return { reply: { ok: false, error: `bad request: scale needs "n" (or "by", relative) for a worker count from 1 to ${MAX_SCALE}; got ${JSON.stringify(n ?? (by === undefined ? undefined : from + Number(by))) ?? 'nothing'}` } };
+      log.info({ event: 'control', cmd, pool: p.pool.name, n: to }, `control: scale pool ${p.pool.name} to ${to}`);
+      if (!arbiter.scale(p.pool.name, to)) return { reply: { ok: false, error: 'the arbiter is stopping; not scaling' } };
+      return { reply: { ok: true, pool: p.pool.name, from, to } };
     }
     case 'stop': {
       const graceful = (req as { graceful?: unknown }).graceful !== false;

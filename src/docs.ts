@@ -37,12 +37,13 @@ export function readmeTable(): string {
     rows.push(`#### ${SECTION_TITLES[section]}`, '');
     if (section === 'hooks') {
       rows.push('| hook | arguments and when it runs |', '| --- | --- |');
-      for (const s of list) rows.push(`| \`${s.name}\` | ${s.doc.replace(/\|/g, '\\|')} Arguments: \`${s.hookSignature!.replace(/ — .*/, '')}\` |`);
+      for (const s of list) rows.push(`| \`${s.name}\` | ${s.doc.replace(/\|/g, '\\|')} Arguments: \`${s.hookSignature!.replace(/ — .*/, '')}\`${s.pool ? ' *Per pool.*' : ''} |`);
     } else {
       rows.push('| setting | flags | env | default | meaning |', '| --- | --- | --- | --- | --- |');
       for (const s of list) {
         const flags = s.cli === false ? '' : cliFlags(s).map((f) => `\`${f}\``).join(' ');
-        rows.push(`| \`${s.name}\` | ${flags} | \`${envName(s.name)}\` | ${shownDefault(s).replace(/\|/g, '\\|')} | ${s.doc.replace(/\|/g, '\\|')} |`);
+        const env = s.cli === false ? '' : `\`${envName(s.name)}\``;
+        rows.push(`| \`${s.name}\` | ${flags} | ${env} | ${shownDefault(s).replace(/\|/g, '\\|')} | ${s.doc.replace(/\|/g, '\\|')}${s.pool ? ' *Per pool.*' : ''} |`);
       }
     }
     rows.push('');
@@ -88,7 +89,8 @@ export function manPage(version: string): string {
         out.push(`.B ${flags}${s.meta ? ` \\fI${s.meta}\\fR` : ''}`);
       }
       const def = shownDefault(s);
-      out.push(roff(s.doc) + (def ? ` Default: ${roff(def)}.` : '') + (s.kind === 'hook' ? '' : ` Config key \\fB${s.name}\\fR, environment \\fB${roff(envName(s.name))}\\fR.`));
+      const where = s.kind === 'hook' ? '' : s.cli === false ? ` Config file key \\fB${s.name}\\fR only.` : ` Config key \\fB${s.name}\\fR, environment \\fB${roff(envName(s.name))}\\fR.`;
+      out.push(roff(s.doc) + (def ? ` Default: ${roff(def)}.` : '') + where + (s.pool ? ' May be set per pool.' : ''));
     }
   }
   out.push(

@@ -9,7 +9,8 @@ import { loadConfigFile } from '../src/core/config-file.js';
 import { AppLoadError, appStack, oneLine } from '../src/core/errors.js';
 import { createHooks } from '../src/core/hooks.js';
 import { createLogger, reopenErrorLog } from '../src/core/logging.js';
-import { ENV, EXIT, type CurrentWork, type MasterMessage, type RetireReason, type WorkerBoot, type WorkerMessage } from '../src/core/protocol.js';
+import { overlayPool } from '../src/core/settings.js';
+import { ENV, EXIT, MAIN_POOL, type CurrentWork, type MasterMessage, type RetireReason, type WorkerBoot, type WorkerMessage } from '../src/core/protocol.js';
 import { loadWorkerClass } from './classes.js';
 import type { WorkerContext, WorkerInstance } from './contract.js';
 import { CURRENT, startWatchdog } from './watchdog.js';
@@ -22,8 +23,8 @@ if (!boot) {
 delete process.env[ENV.WORKER];
 
 const settings = boot.settings;
-process.title = `arbiter worker [${settings.app ?? settings.workerClass}]`;
-const log = createLogger({ level: settings.logLevel, errorLog: settings.errorLog, role: 'worker' });
+process.title = `arbiter worker [${boot.pool === MAIN_POOL ? '' : `${boot.pool}: `}${settings.app ?? settings.workerClass}]`;
+const log = createLogger({ level: settings.logLevel, errorLog: settings.errorLog, role: 'worker', fields: { pool: boot.pool } });
 
 function send(msg: WorkerMessage): void {
   if (process.connected) process.send!(msg, undefined, undefined, () => {});
@@ -141,7 +142,8 @@ async function main(): Promise<void> {
   try {
     if (boot.configFile) {
       const { layer } = await loadConfigFile(boot.configFile, cwd);
-      ctx.hooks = createHooks(layer as Record<string, unknown>, log);
+      const own = (layer.pools as Record<string, Record<string, unknown>> | null | undefined)?.[boot.pool] ?? {};
+      ctx.hooks = createHooks(overlayPool(layer as Record<string, unknown>, own), log);
     }
     await ctx.hooks.run('postFork', workerInfo());
     const cls = await loadWorkerClass(settings.workerClass, cwd);

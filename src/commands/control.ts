@@ -1,6 +1,6 @@
 /**
- * `arbiter status [--json]`, `arbiter scale N`, and `arbiter reload | stop` through the
- * control socket. The socket is found from `--control-socket PATH`,
+ * `arbiter status [--json]`, `arbiter scale [POOL] N`, and `arbiter reload [POOL] | stop`
+ * through the control socket (POOL: a pool of the config's `pools`; optional with one pool). The socket is found from `--control-socket PATH`,
  * `ARBITER_CONTROL_SOCKET`, or the config file's `controlSocket`. `reload` and `stop` fall
  * back to the pidfile (signals.ts) when no control socket is configured.
  *
@@ -14,10 +14,14 @@ import { resolve } from '../config.js';
 import type { Status, WorkerStatus } from '../control.js';
 import { fatalLine } from '../core/logging.js';
 import { SettingError } from '../core/errors.js';
+import { SETTINGS, cliFlags, type SettingSpec } from '../core/settings.js';
 
 class Unreachable extends Error {}
 
-const USAGE = 'usage: arbiter status [--json] | scale N | reload | stop  [--control-socket PATH | -c CONFIG]';
+const USAGE = 'usage: arbiter status [--json] | scale [POOL] N | reload [POOL] | stop  [--control-socket PATH | -c CONFIG]';
+
+/** Flags that take a value, so that a value is not taken for a pool name or a count. */
+const VALUED = new Set((SETTINGS as readonly SettingSpec[]).filter((s) => s.cli !== false && s.kind !== 'boolean').flatMap(cliFlags));
 
 /** Send one request, read one reply line. */
 export function ask(socketPath: string, req: Record<string, unknown>, timeoutMs = 10_000): Promise<Record<string, unknown>> {
@@ -64,26 +68,36 @@ interface Parsed {
   cmd: string;
   json: boolean;
   n?: number;
+  pool?: string;
   rest: string[];
 }
 
 function parse(argv: string[]): Parsed {
   const [cmd, ...args] = argv;
   const rest: string[] = [];
+  const words: string[] = [];
   let json = false;
-  let n: number | undefined;
   for (let i = 0; i < args.length; i++) {
     const a = args[i]!;
     if (a === '--json') {
       if (cmd !== 'status') throw new SettingError(`--json goes with "arbiter status"`);
       json = true;
-    } else if (cmd === 'scale' && n === undefined && /^[^-]/.test(a)) {
-      if (!/^\d+$/.test(a) || Number(a) < 1) throw new SettingError(`scale needs a whole number of workers >= 1, not "${a}"`);
-      n = Number(a);
-    } else rest.push(a);
+    } else if (VALUED.has(a)) {
+      rest.push(a);
+      if (i + 1 < args.length) rest.push(args[++i]!);
+    } else if ((cmd === 'scale' || cmd === 'reload') && /^[^-]/.test(a)) words.push(a);
+    else rest.push(a);
   }
-  if (cmd === 'scale' && n === undefined) throw new SettingError('scale needs a number of workers: arbiter scale N');
-  return { cmd: cmd!, json, n, rest };
+  const out: Parsed = { cmd: cmd!, json, rest };
+  if (cmd === 'scale') {
+    const count = words.pop();
+    if (count === undefined) throw new SettingError('scale needs a number of workers: arbiter scale [POOL] N');
+    if (!/^\d+$/.test(count) || Number(count) < 1) throw new SettingError(`scale needs a whole number of workers >= 1, not "${count}"`);
+    out.n = Number(count);
+  }
+  if (words.length > 1) throw new SettingError(`unexpected argument "${words[1]}"; ${USAGE}`);
+  if (words.length === 1) out.pool = words[0];
+  return out;
 }
 
 /** Where the control socket is, or null when none is configured. */
@@ -109,7 +123,7 @@ export async function controlCommand(argv: string[]): Promise<number> {
     return 2;
   }
   if (!socket) {
-    if (p.cmd === 'reload' || p.cmd === 'stop') {
+    if ((p.cmd === 'reload' && !p.pool) || p.cmd === 'stop') {
       const { command } = await import('./signals.js');
       return command([p.cmd, ...p.rest]);
     }
@@ -126,13 +140,13 @@ export async function controlCommand(argv: string[]): Promise<number> {
         return 0;
       }
       case 'scale': {
-        const r = await ask(socket, { cmd: 'scale', n: p.n });
+        const r = await ask(socket, { cmd: 'scale', n: p.n, ...(p.pool ? { pool: p.pool } : {}) });
         if (!r.ok) throw new Error(String(r.error));
-        process.stdout.write(`workers: ${r.from} -> ${r.to}\n`);
+        process.stdout.write(`${p.pool ? `pool ${p.pool}: ` : ''}workers: ${r.from} -> ${r.to}\n`);
         return 0;
       }
       case 'reload': {
-        const r = await ask(socket, { cmd: 'reload' });
+        const r = await ask(socket, { cmd: 'reload', ...(p.pool ? { pool: p.pool } : {}) });
         if (!r.ok) throw new Error(String(r.error));
         process.stdout.write('reload started\n');
         return 0;
@@ -188,18 +202,37 @@ export function bytes(n: number | null): string {
 
 /** The human view of `arbiter status`. */
 export function formatStatus(st: Status): string {
-  const isTask = st.workerClass === 'task';
-  const restarts = Object.entries(st.restarts)
-    .map(([k, v]) => `${k} ${v}`)
-    .join(', ');
-  const lines = [
-    `master ${st.pid}, up ${duration(st.uptime)}, arbiter ${st.version}, ${st.app ?? '-'} (${st.workerClass})`,
-    `listening: ${st.listeners.length ? st.listeners.join(', ') : '-'}`,
-    `workers: ${st.workers.filter((w) => w.state === 'serving').length} serving of ${st.target}; restarts: ${restarts}`,
-    '',
-  ];
-  const header = ['PID', 'AGE', 'STATE', 'UPTIME', isTask ? 'TASKS' : 'REQUESTS', 'ACTIVE', 'RSS', 'HEARTBEAT'];
+  const pools = st.pools ?? [];
+  const several = pools.length > 1;
+  const isTask = (pool: string) => (pools.find((p) => p.name === pool)?.workerClass ?? st.workerClass) === 'task';
+  const restarts = (r: Record<string, number>) =>
+    Object.entries(r)
+      .map(([k, v]) => `${k} ${v}`)
+      .join(', ');
+  const lines = several
+    ? [
+        `master ${st.pid}, up ${duration(st.uptime)}, arbiter ${st.version}, ${pools.length} pools`,
+        ...pools.map(
+          (p) =>
+            `pool ${p.name}: ${p.app ?? '-'} (${p.workerClass}), ${p.serving} serving of ${p.target}` +
+            (p.listeners.length ? `, listening ${p.listeners.join(', ')}` : '') +
+            `; restarts: ${restarts(p.restarts)}` +
+            (p.degraded ? '; DEGRADED' : '') +
+            (p.leaving ? '; leaving' : ''),
+        ),
+      ]
+    : [
+        `master ${st.pid}, up ${duration(st.uptime)}, arbiter ${st.version}, ${st.app ?? '-'} (${st.workerClass})`,
+        `listening: ${st.listeners.length ? st.listeners.join(', ') : '-'}`,
+        `workers: ${st.workers.filter((w) => w.state === 'serving').length} serving of ${st.target}; restarts: ${restarts(st.restarts)}` +
+          (pools[0]?.degraded ? '; DEGRADED' : ''),
+      ];
+  for (const sc of st.schedules ?? []) lines.push(`schedule ${sc.name}: ${sc.cron}${sc.tz ? ` (${sc.tz})` : ''} -> ${sc.task} on ${sc.queue}; next ${sc.next ?? '-'}`);
+  lines.push('');
+  const allTask = st.workers.every((w) => isTask(w.pool));
+  const header = [...(several ? ['POOL'] : []), 'PID', 'AGE', 'STATE', 'UPTIME', allTask ? 'TASKS' : 'REQUESTS', 'ACTIVE', 'RSS', 'HEARTBEAT'];
   const rows = st.workers.map((w: WorkerStatus) => [
+    ...(several ? [w.pool] : []),
     String(w.pid),
     String(w.age),
     w.state,

@@ -13,6 +13,8 @@ export interface LogOptions {
   errorLog: string;
   /** `master`, or `worker` with its pid. */
   role: 'master' | 'worker';
+  /** Fields on every line (a worker's `pool`). */
+  fields?: Record<string, string>;
 }
 
 interface Reopenable {
@@ -44,7 +46,7 @@ export function createLogger(opts: LogOptions): Logger {
   return pino(
     {
       level: opts.level,
-      base: { pid: process.pid, role: opts.role },
+      base: { pid: process.pid, role: opts.role, ...opts.fields },
       timestamp: pino.stdTimeFunctions.isoTime,
       formatters: { level: (label) => ({ level: label }) },
     },

@@ -3,6 +3,7 @@
  * demand: spool users never load ioredis, and Redis users never load the spool.
  */
 import type { Broker, OpenBrokerOptions } from './types.js';
+import { PriorityBroker } from './priority.js';
 import { resolveOptions } from './records.js';
 import { brokerUrlProblem, parseBrokerUrl } from './url.js';
 
@@ -18,7 +19,23 @@ export async function openBroker(url: string, opts: OpenBrokerOptions): Promise<
   }
   if (where?.kind === 'redis') {
     const { RedisBroker } = await import('./redis.js');
-    return RedisBroker.open(where.url, resolved);
+    return RedisBroker.open(where.url, where.target, resolved);
   }
   throw new Error(`unknown broker "${url}" — expected ${brokerUrlProblem(url)}`);
+}
+
+/**
+ * A consumer's broker for one queue or several in priority order (priority.ts). With
+ * several, each has its own dead-letter queue (`QUEUE:dead`) unless `dlq` names one for all.
+ */
+export async function openQueues(url: string, queues: readonly string[], opts: Omit<OpenBrokerOptions, 'queue'>): Promise<Broker> {
+  if (queues.length === 1) return openBroker(url, { ...opts, queue: queues[0]! });
+  const opened: Broker[] = [];
+  try {
+    for (const queue of queues) opened.push(await openBroker(url, { ...opts, queue }));
+  } catch (err) {
+    await Promise.allSettled(opened.map((b) => b.close()));
+    throw err;
+  }
+  return new PriorityBroker(opened);
 }
