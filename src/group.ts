@@ -248,7 +248,6 @@ export class WorkerGroup {
       if (this.workers.size === 0) this.events.emit('drained');
       return;
     }
-    if (restart === 'crash' || restart === 'timeout') this.unexpectedDeath(Date.now());
     if (w.died) {
       const verdict = decide({ livedMs: w.livedMs, quickDeaths: this.quickDeaths });
       this.quickDeaths = verdict.quickDeaths;
@@ -260,6 +259,8 @@ export class WorkerGroup {
         );
       }
     }
+    // May stop the arbiter (exitOnDegraded): after the backoff is decided, before a replacement starts.
+    if (restart === 'crash' || restart === 'timeout') this.unexpectedDeath(Date.now());
     this.maintain();
   }
 
