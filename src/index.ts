@@ -50,9 +50,10 @@ async function brokerFor(opts: WhereOpts): Promise<{ broker: Broker; queue: stri
   const queue = settings.queue[0]!;
   // Spool paths are relative to the directory the producer runs in.
   const key = `${url.startsWith('spool:') ? `${process.cwd()}\n` : ''}${url}\n${queue}`;
+  // Loaded before the lookup: no await between looking and caching, or concurrent first calls would each open one.
+  const { openBroker } = await import('./core/brokers/open.js');
   let b = brokers.get(key);
   if (!b) {
-    const { openBroker } = await import('./core/brokers/open.js');
     b = openBroker(url, { queue, cwd: process.cwd() });
     brokers.set(key, b);
     // A failed open is not cached: the next call tries again.

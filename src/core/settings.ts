@@ -78,6 +78,8 @@ export interface SettingSpec {
   hookSignature?: string;
   /** Strings: leading and trailing whitespace is dropped (names people paste). */
   trim?: boolean;
+  /** Lists: each item given may itself be a comma-separated list (`--queue high,default`). */
+  commas?: boolean;
   /** A check beyond the kind's: returns what was expected when `value` is not acceptable. */
   check?: (value: never) => string | null;
   /**
@@ -193,7 +195,7 @@ export const SETTINGS = [
   // task
   { name: 'broker', pool: true, kind: 'string', default: 'spool:.arbiter-spool', check: brokerUrlProblem, section: 'task', meta: 'URL',
     doc: 'Task broker: `spool:PATH` (embedded, durable on one machine), `redis://HOST:PORT/DB` (Redis Streams; `rediss://` for TLS), or `redis+sentinel://H1:P1,H2:P2/MASTER/DB` (a primary that Sentinel fails over; `?wait=1` makes enqueue wait for a replica).' },
-  { name: 'queue', pool: true, kind: 'list', default: ['default'], section: 'task', meta: 'NAME',
+  { name: 'queue', pool: true, kind: 'list', commas: true, default: ['default'], section: 'task', meta: 'NAME',
     doc: 'Queues the task workers consume, in priority order (`high,default`): a worker takes from the first while it has tasks. Producers and `arbiter enqueue` need one.' },
   { name: 'concurrency', pool: true, kind: 'int', default: 10, min: 1, section: 'task', meta: 'INT',
     doc: 'Tasks each worker runs at once.' },
@@ -413,7 +415,8 @@ export function parseValue(s: SettingSpec, raw: unknown, origin: string): unknow
         throw expected(s, raw, `one of ${s.choices!.join(', ')}`, origin);
       return raw;
     case 'list': {
-      const items = Array.isArray(raw) ? raw : fromText ? splitList(raw) : null;
+      let items = Array.isArray(raw) ? raw : fromText ? splitList(raw) : null;
+      if (items && s.commas) items = items.flatMap((x) => (typeof x === 'string' ? splitList(x) : [x]));
       if (!items || !items.every((x) => typeof x === 'string' && x !== ''))
         throw expected(s, raw, 'a list of strings', origin);
       return items;

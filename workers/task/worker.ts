@@ -283,7 +283,8 @@ class TaskWorker implements WorkerInstance {
         if (this.inFlight.size < this.concurrency) this.begin(d);
         else this.buffer.push(d);
       }
-      if (batch.length === 0 && free <= 0) {
+      // Slots may have freed while the fetch was out (their wake-up found nobody waiting): look again.
+      if (batch.length === 0 && this.inFlight.size >= this.concurrency) {
         // Everything busy and nothing more to take: wait for a slot instead of polling.
         await new Promise<void>((resolve) => (this.wakeLoop = resolve));
         this.wakeLoop = null;
