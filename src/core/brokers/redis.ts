@@ -313,13 +313,18 @@ export class RedisBroker implements Broker {
         })
       : new Redis(target.url!, common);
     // Without a listener ioredis prints every reconnect error; failures reach callers anyway.
-    cmd.on('error', () => undefined);
+    // The socket's own error (a TLS certificate refused) says more than "Connection is closed".
+    let why: unknown = null;
+    const remember = (err: unknown) => (why = err);
+    cmd.on('error', remember);
     try {
       await cmd.connect();
     } catch (err) {
       cmd.disconnect();
-      throw new Error(`cannot connect to ${redactUrl(url)}: ${errorMessage(err)}`);
+      throw new Error(`cannot connect to ${redactUrl(url)}: ${errorMessage(why ?? err)}`);
     }
+    cmd.off('error', remember);
+    cmd.on('error', () => undefined);
     const broker = new RedisBroker(cmd, opts, target);
     if (target.sentinels) broker.followPrimary(cmd);
     return broker;
