@@ -17,8 +17,8 @@ function parser(argv: string[], forHelp: boolean): Argv {
       'Usage: arbiter [OPTIONS] APP_MODULE\n\n' +
         'A pre-fork process manager for Node.js: one master binds the sockets and keeps\n' +
         'N workers serving APP_MODULE (MODULE[:EXPORT], e.g. app.js:handler).\n\n' +
-        'Commands: arbiter status | reload | stop | scale N | upgrade   (need controlSocket or pidfile)\n' +
-        '          arbiter enqueue NAME [JSON] | dlq list|retry|purge   (task queues)',
+        'Commands: arbiter status | reload [POOL] | stop | scale [POOL] N | upgrade   (need controlSocket or pidfile)\n' +
+        '          arbiter enqueue NAME [JSON] | result ID | dlq list|retry|purge   (task queues)',
     )
     .parserConfiguration({
       'camel-case-expansion': false,

@@ -112,6 +112,7 @@ export class Arbiter {
   private reexecChild: ChildProcess | null = null;
   private watcher: Watcher | null = null;
   private finished = false;
+  private wasReady = false;
   /** Runs the config's schedules; made when there is one. */
   scheduler: Scheduler | null = null;
   private schedules: Compiled[];
@@ -198,7 +199,9 @@ export class Arbiter {
   }
 
   private groupReady(): void {
-    if (![...this.groups.values()].every((g) => g.ready)) return;
+    // Once per master: a pool a HUP adds becoming ready is not the arbiter becoming ready.
+    if (this.wasReady || ![...this.groups.values()].every((g) => g.ready)) return;
+    this.wasReady = true;
     const serving = this.workers().filter((w) => w.state === 'serving').length;
     this.log.info({ event: 'ready', workers: serving }, `ready: ${serving} worker${serving === 1 ? '' : 's'} serving`);
     void this.hooks.run('whenReady', this);

@@ -10,6 +10,7 @@ import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { before, test } from 'node:test';
 import { BIN, FIXTURES, freePort, request, run, serve, startRedis, stop, tmpDir, waitFor, writeFiles } from './helpers.ts';
+import { ask } from '../src/commands/control.ts';
 
 const PID_APP = path.join(FIXTURES, 'apps', 'pid.js');
 const INDEX = path.join(import.meta.dirname, '..', 'src', 'index.ts');
@@ -115,6 +116,22 @@ test('a web pool (h11) and a task pool (Redis) under one master: both serve; sta
     const value = (await again.result({ timeout: 10_000 })) as { n: number; pid: number };
     assert.equal(value.n, 4);
     assert.ok(scaledTasks.includes(value.pid), 'an old task worker ran it');
+
+    // `arbiter reload web`: that pool only.
+    const webNow = pidsOf(reloaded, 'web');
+    const one = cli(['reload', 'web', '--control-socket', sock]);
+    assert.equal(one.code, 0, one.stderr);
+    const third = await waitFor(() => {
+      const s = status(sock);
+      const w = pidsOf(s, 'web');
+      return w.length === 2 && w.every((p) => !webNow.includes(p)) && s.workers.filter((x) => x.pool === 'web').length === 2 ? s : null;
+    }, 20_000, 'the web pool reloaded alone');
+    assert.deepEqual(pidsOf(third, 'tasks'), scaledTasks);
+    // TTOU for one pool through the control socket: {"cmd":"scale","pool":"web","by":-1}.
+    const down = await ask(sock, { cmd: 'scale', pool: 'web', by: -1 });
+    assert.deepEqual(down, { ok: true, pool: 'web', from: 2, to: 1 });
+    await waitFor(() => pidsOf(status(sock), 'web').length === 1, 15_000, 'one web worker');
+    assert.deepEqual((await ask(sock, { cmd: 'scale', pool: 'nope', n: 2 })).error, 'no pool "nope": this arbiter runs web, tasks');
   } finally {
     await closeBrokers();
     await stop(r);
@@ -213,4 +230,44 @@ test('pool settings are checked where they stand: the error names the pool', { t
   const broken = cli(['-c', 'broken.config.mjs'], dir);
   assert.equal(broken.code, 3, broken.stderr);
   assert.match(broken.stderr, /^arbiter: error: pool jobs: /m);
+});
+
+test('HUP adds the pools the config gained and retires the ones it lost; each pool has its own hooks', { timeout: 60_000 }, async () => {
+  const dir = tmpDir('arbiter-pools-hup-');
+  const [portA, portB] = [await freePort(), await freePort()];
+  const sock = path.join(dir, 'ctl.sock');
+  const marks = path.join(dir, 'marks.txt');
+  const pool = (name: string, port: number, hook = '') =>
+    `${name}: { app: ${JSON.stringify(PID_APP)}, workers: 1, bind: ['127.0.0.1:${port}']${hook} }`;
+  const config = (pools: string) => `import { appendFileSync } from 'node:fs';
+    export default {
+      controlSocket: ${JSON.stringify(sock)}, gracefulTimeout: 3,
+      postFork: (w) => appendFileSync(${JSON.stringify(marks)}, 'top ' + process.pid + '\\n'),
+      pools: { ${pools} },
+    };\n`;
+  const hookB = `, postFork: (w) => appendFileSync(${JSON.stringify(marks)}, 'b ' + process.pid + '\\n')`;
+  writeFiles(dir, { 'arbiter.config.mjs': config(pool('a', portA)) });
+  const r = await serve([], { cwd: dir });
+  try {
+    assert.equal((await request({ port: portA })).status, 200);
+    writeFiles(dir, { 'arbiter.config.mjs': config(`${pool('a', portA)}, ${pool('b', portB, hookB)}`) });
+    r.signal('SIGHUP');
+    await r.waitLog((l) => l.event === 'pool_added' && l.pool === 'b', 15_000, 'pool b added');
+    await waitFor(() => pidsOf(status(sock), 'b').length === 1, 15_000, 'pool b serving');
+    assert.equal((await request({ port: portB })).status, 200);
+    // The workers' own hooks: pool a's are the top level's, pool b's its own.
+    const st = status(sock);
+    const lines = (await import('node:fs')).readFileSync(marks, 'utf8');
+    assert.match(lines, new RegExp(`^b ${pidsOf(st, 'b')[0]}$`, 'm'));
+    assert.match(lines, new RegExp(`^top ${pidsOf(st, 'a')[0]}$`, 'm'));
+    // Drop a: its workers leave, its listener closes; b serves on.
+    writeFiles(dir, { 'arbiter.config.mjs': config(pool('b', portB, hookB)) });
+    r.signal('SIGHUP');
+    await r.waitLog((l) => l.event === 'pool_removed' && l.pool === 'a', 15_000, 'pool a removed');
+    assert.deepEqual(status(sock).pools.map((p) => p.name), ['b']);
+    await assert.rejects(request({ port: portA }), /ECONNREFUSED/);
+    assert.equal((await request({ port: portB })).status, 200);
+  } finally {
+    await stop(r);
+  }
 });
