@@ -43,7 +43,7 @@ function spawnArbiter(args, dir) {
   let err = '';
   child.stderr.on('data', (d) => (err = (err + d).slice(-20_000)));
   const exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
-  return { pid: child.pid, child, exited, ready: () => err.includes('"event":"ready"'), tail: () => err.slice(-2000) };
+  return { pid: child.pid, child, exited, ready: () => err.includes('"event":"ready"'), tail: () => err.slice(-2000), log: () => err };
 }
 
 async function ready(proc, what) {
@@ -54,16 +54,16 @@ async function ready(proc, what) {
   throw new Error(`${what}: not ready after 15 s\n${proc.tail()}`);
 }
 
-/** The task worker, found by its process title. */
-function taskWorkers(masters) {
-  return masters.flatMap((m) => descendants(m)).filter((pid) => {
-    try {
-      // A worker's title names its app: `arbiter worker [tasks: .../examples/tasks.js:handlers]`.
-      return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('tasks.js:handlers');
-    } catch {
-      return false;
+/** The task workers: from the masters' own log lines (`worker_ready`, with the pool). */
+function taskWorkers(procs, pool) {
+  const out = [];
+  for (const p of procs)
+    for (const line of p.log().split('\n')) {
+      if (!line.includes('"event":"worker_ready"')) continue;
+      const l = JSON.parse(line);
+      if (pool === null || l.pool === pool) out.push(l.worker);
     }
-  });
+  return out;
 }
 
 let seq = 0;
@@ -90,10 +90,12 @@ async function setup(kind, redisUrl) {
   }
   for (const m of masters) await ready(m, kind);
   await waitUntilAnswers(masters[0], port);
+  const one = kind === 'one arbiter, two pools';
   return {
     port,
     queue,
     masters: masters.map((m) => m.pid),
+    taskWorkers: () => (one ? taskWorkers(masters, 'tasks') : taskWorkers([masters[1]], null)),
     async stop() {
       for (const m of masters) await stopTree(m.pid, { graceMs: 10_000 });
       rmSync(dir, { recursive: true, force: true });
@@ -106,7 +108,7 @@ async function runOnce(kind, { redisUrl, duration, tasks, openBroker }) {
   const producer = await openBroker(redisUrl, { queue: s.queue, consumer: `bench:${process.pid}` });
   try {
     await sleep(300);
-    const workers = taskWorkers(s.masters);
+    const workers = s.taskWorkers();
     if (workers.length !== 1) throw new Error(`${kind}: expected 1 task worker, found ${workers.length}`);
     for (const p of workers) process.kill(p, 'SIGSTOP');
     for (let i = 0; i < tasks; i += 1000) await Promise.all(Array.from({ length: Math.min(1000, tasks - i) }, () => producer.enqueue('noop', null)));

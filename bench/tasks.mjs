@@ -326,15 +326,9 @@ export function printRoundTripTable({ rows, ratio }) {
     ...rows.map((r) => [r.name, String(r.workers), String(r.concurrency), String(r.samples), r.p50.toFixed(3), r.p99.toFixed(3), r.mean.toFixed(3)]),
   ];
   const widths = table[0].map((_, i) => Math.max(...table.map((r) => r[i].length)));
-  process.stdout.write(`
-enqueue → result round trip, one at a time (${os.availableParallelism()} CPUs, node ${process.version})
-
-`);
-  for (const r of table) process.stdout.write(r.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ') + '
-');
-  process.stdout.write(`
-arbiter / BullMQ latency: p50 ${ratio.p50.toFixed(2)}×, p99 ${ratio.p99.toFixed(2)}× (below 1 is faster)
-`);
+  process.stdout.write(`\nenqueue → result round trip, one at a time (${os.availableParallelism()} CPUs, node ${process.version})\n\n`);
+  for (const r of table) process.stdout.write(r.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ') + '\n');
+  process.stdout.write(`\narbiter / BullMQ latency: p50 ${ratio.p50.toFixed(2)}×, p99 ${ratio.p99.toFixed(2)}× (below 1 is faster)\n`);
 }
 
 // ------------------------------------------------------------------ the run

@@ -144,7 +144,7 @@ export class Arbiter {
     return createHooks(s as unknown as Record<string, unknown>, this.log);
   }
 
-  private addGroup(name: string, config: GroupConfig, listens: boolean): WorkerGroup {
+  private addGroup(name: string, config: GroupConfig, listens: boolean, added = false): WorkerGroup {
     const g = new WorkerGroup({ ...config, name, named: this.named, listens, log: this.log, runDir: this.runDir, nextAge: () => ++this.age, hookTarget: this, launch: this.launch });
     g.events.on('transition', (t) => this.events.emit('transition', t));
     g.events.on('ready', () => this.groupReady());
@@ -153,7 +153,13 @@ export class Arbiter {
       void sd.ready();
       this.events.emit('reloadFailed', reason);
     });
-    g.events.on('fatal', (reason, detail) => this.halt(3, reason, detail));
+    g.events.on('fatal', (reason, detail) => {
+      // A pool a HUP added whose app cannot boot is a failed reload, not a failed start.
+      if (!this.wasReady || !added) return this.halt(3, reason, detail);
+      this.log.error({ event: 'reload_failed', pool: name }, `reload failed: ${reason}; pool ${name} is not started`);
+      this.events.emit('reloadFailed', reason);
+      this.retirePool(g);
+    });
     g.events.on('degraded', (reason) => {
       if (g.settings.exitOnDegraded) this.halt(1, `${reason} (exitOnDegraded)`, undefined, true);
     });
@@ -333,7 +339,10 @@ export class Arbiter {
     const s = plan.settings;
     const listens = classListens(s.workerClass, g);
     let listeners: Listener[] = [];
-    if (listens) {
+    const same = g && !g.leaving && g.listens === listens && s.bind.join('\n') === g.settings.bind.join('\n');
+    // An unchanged bind keeps the listeners as they are, whatever they are labelled (systemd's, a USR2 parent's).
+    if (same) listeners = g.listeners;
+    else if (listens) {
       try {
         listeners = await bindReusing(this.listeners, s.bind, { reusePort: s.reusePort, cwd: process.cwd() });
       } catch (err) {
@@ -347,7 +356,7 @@ export class Arbiter {
     const labels = listeners.map((l) => l.label);
     if (!g || g.leaving) {
       if (g) this.forget(g);
-      const added = this.addGroup(plan.name, config, listens);
+      const added = this.addGroup(plan.name, config, listens, true);
       this.log.info({ event: 'pool_added', pool: plan.name, workers: added.target, listeners: labels }, `${where}added: starting ${added.target} worker${added.target === 1 ? '' : 's'}` + (labels.length ? `; listening at ${labels.join(', ')}` : ''));
       added.maintain();
       return;
@@ -436,7 +445,8 @@ export class Arbiter {
     if (this.tick) clearInterval(this.tick);
     void this.watcher?.close();
     // After USR2 the new master owns the sockets: close ours, but leave the files in place.
-    closeListeners(this.listeners, { unlink: this.reexecChild === null });
+    const all = [...new Set([...this.groups.values()].flatMap((g) => g.listeners))];
+    closeListeners(all, { unlink: this.reexecChild === null });
     if (this.settings.pidfile && this.reexecChild) rmSync(`${this.settings.pidfile}.oldbin`, { force: true });
     rmSync(this.runDir, { recursive: true, force: true });
     void this.hooks.run('onExit', this).finally(() => this.resolveDone(this.exitCode ?? 0));
