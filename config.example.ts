@@ -47,6 +47,22 @@ export default defineConfig({
   heartbeatInterval: 1,
   // Extra node flags for worker processes, e.g. --max-old-space-size=512 (repeatable).
   nodeArgs: [],
+  // A pool is degraded (logged, in status and metrics) when more than this many of its workers die unexpectedly (crash, timeout) within restartWindow (0 = never).
+  maxRestarts: 5,
+  // The window maxRestarts counts deaths in.
+  restartWindow: 60,
+  // When a pool becomes degraded, stop the arbiter gracefully and exit 1, so an orchestrator replaces the container.
+  exitOnDegraded: false,
+  // Several pools under one master, each its own app, class, workers, bind and worker policy over the top-level values.
+  // Every setting above this line may be set per pool, and the task settings and worker hooks below; the master's own
+  // (pidfile, logs, control socket, schedule...) may not. With pools, only the pools run: the top level is what they inherit.
+  // workers: 'auto' (or a function) in several pools splits the CPUs evenly among those pools: each sees floor(cpus / n).
+  // For example:
+  //   pools: {
+  //     web: { app: 'dist/server.js', workerClass: 'h11', workers: 'auto', bind: ['0.0.0.0:8000'] },
+  //     tasks: { app: 'dist/tasks.js:handlers', workerClass: 'task', workers: 2, broker: 'redis://127.0.0.1:6379/0', timeout: 120 },
+  //   },
+  pools: null,
 
   // HTTP limits
   // Longest request line accepted (414 beyond; 0 = Node's own limit only).
@@ -101,10 +117,10 @@ export default defineConfig({
   reloadExtraFiles: [],
 
   // Task workers
-  // Task broker: spool:PATH (embedded, durable on one machine) or redis://HOST:PORT/DB (Redis Streams).
+  // Task broker: spool:PATH (embedded, durable on one machine), redis://HOST:PORT/DB (Redis Streams; rediss:// for TLS), or redis+sentinel://H1:P1,H2:P2/MASTER/DB (a primary that Sentinel fails over; ?wait=1 makes enqueue wait for a replica).
   broker: "spool:.arbiter-spool",
-  // Queue the task workers consume.
-  queue: "default",
+  // Queues the task workers consume, in priority order (high,default): a worker takes from the first while it has tasks. Producers and arbiter enqueue need one.
+  queue: ["default"],
   // Tasks each worker runs at once.
   concurrency: 10,
   // Retries after a failed attempt, with exponential backoff and jitter, before the dead-letter queue.
@@ -113,6 +129,17 @@ export default defineConfig({
   dlq: null,
   // Abort a task's signal after this long and count it as failed (0 = no limit).
   taskTimeout: 0,
+  // Keep each task's return value (JSON) or final error this long, for result() and arbiter result ID (0 = keep none).
+  resultTtl: 0,
+  // Largest result kept (as JSON); a bigger one is kept as an error that says so.
+  maxResultSize: "1MiB",
+  // Tasks the master enqueues on a cron schedule (five fields, or six with seconds first; tz: an IANA zone).
+  // With several arbiters on one Redis (or one spool), each run is enqueued once between them.
+  // catchUp: on start, enqueue once the latest run missed while no arbiter was up.
+  schedule: [
+    // { cron: '0 3 * * *', task: 'cleanup', payload: { olderThanDays: 30 }, tz: 'Europe/Paris' },
+    // { cron: '*/10 * * * * *', task: 'poll', queue: 'high', catchUp: false, name: 'poll-feeds' },
+  ],
 
   // Control and metrics
   // The control socket (mode 0600) for arbiter status, reload, scale, stop, upgrade and top.

@@ -413,7 +413,7 @@ async function main() {
   const warn = checkBuild();
   if (warn) console.log(`bench: warning: ${warn}`);
   const rows = ROWS.filter((r) => !ONLY.length || ONLY.some((o) => `${r.group}: ${r.name}`.toLowerCase().includes(o)));
-  if (!rows.length && !ONLY.some((o) => o.includes('task'))) {
+  if (!rows.length && !ONLY.some((o) => o.includes('task') || o.includes('round') || o.includes('pool'))) {
     console.log(`bench: no row matches BENCH_ONLY=${process.env.BENCH_ONLY}`);
     return 2;
   }
@@ -458,6 +458,32 @@ async function main() {
       console.log(`\n== tasks: ERROR: ${err.message}`);
     }
   }
+  // Tasks with results: enqueue → result round trip, beside BullMQ's waitUntilFinished.
+  let roundTrip = null;
+  if (!ONLY.length || ONLY.some((o) => o.includes('task') || o.includes('round'))) {
+    const { benchRoundTrip, printRoundTripTable } = await import('./tasks.mjs');
+    process.stderr.write('bench: round trip: enqueue → result (arbiter, bullmq) ...\n');
+    try {
+      roundTrip = await benchRoundTrip({ samples: Number(process.env.BENCH_ROUND_TRIPS) || 1000, workers: N, log: (m) => process.stderr.write(`bench: round trip: ${m}\n`) });
+      console.log('\n== tasks: enqueue → result round trip, one at a time; ratio is arbiter / BullMQ (below 1 is faster)');
+      printRoundTripTable(roundTrip);
+    } catch (err) {
+      console.log(`\n== round trip: ERROR: ${err.message}`);
+    }
+  }
+  // Pools: one arbiter running a web and a task pool, against the same two as separate arbiters.
+  let pools = null;
+  if (!ONLY.length || ONLY.some((o) => o.includes('pool'))) {
+    const { benchPools, printPoolsTable } = await import('./pools.mjs');
+    process.stderr.write('bench: pools: one arbiter with two pools, two arbiters ...\n');
+    try {
+      pools = await benchPools({ duration: DURATION, repeat: Math.max(2, ROUNDS), log: (m) => process.stderr.write(`bench: pools: ${m}\n`) });
+      console.log('\n== pools: web + tasks under one master, against two masters; ratio is one / two');
+      printPoolsTable(pools);
+    } catch (err) {
+      console.log(`\n== pools: ERROR: ${err.message}`);
+    }
+  }
   const seconds = (Date.now() - started) / 1000;
   console.log(`\nbench: done in ${seconds.toFixed(0)}s. req/CPU-s = requests / CPU seconds of the server's whole process tree during the measured window.`);
 
@@ -470,6 +496,8 @@ async function main() {
     groups: GROUPS,
     results,
     tasks,
+    roundTrip,
+    pools,
   };
   writeFileSync(path.join(RESULTS, 'latest.json'), JSON.stringify(out, null, 2) + '\n');
   console.log(`bench: raw results in bench/results/latest.json`);

@@ -13,6 +13,12 @@
 // with removeOnComplete, as arbiter deletes acknowledged entries. BullMQ runs as N processes
 // of `concurrency` each, like arbiter's N workers.
 //
+// Round trip (--round-trip): one task at a time, the time from enqueue() to its result in
+// the producer: arbiter's `enqueue()` + `handle.result()` (workers with resultTtl) against
+// BullMQ's `queue.add()` + `job.waitUntilFinished(queueEvents)`, the same worker count and
+// concurrency, on the same Redis, alternating in blocks; p50 / p99 / mean over `samples`
+// round trips per consumer after a warm-up.
+//
 // Starts its own redis-server on a free loopback port (no persistence); every process it
 // starts is killed by pid at the end, on Ctrl-C and on a crash. Needs a built dist/ (tsc).
 import { spawn, spawnSync } from 'node:child_process';
@@ -214,6 +220,117 @@ async function runBull({ brokerUrl, workers, concurrency, tasks }) {
   }
 }
 
+// ------------------------------------------------------------------ round trip
+
+function percentile(sorted, p) {
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
+}
+
+function summary(ms) {
+  const sorted = [...ms].sort((a, b) => a - b);
+  return { samples: sorted.length, p50: percentile(sorted, 50), p99: percentile(sorted, 99), mean: sorted.reduce((a, b) => a + b, 0) / sorted.length };
+}
+
+/** An arbiter task pool with resultTtl on `brokerUrl`; `trip()` is one enqueue → result. */
+async function arbiterTripper({ brokerUrl, workers, concurrency }) {
+  const api = await import(pathToFileURL(path.join(ROOT, 'dist/src/index.js')).href);
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'arbiter-bench-rt-'));
+  const queue = `bench-rt-${process.pid}-${seq++}`;
+  const child = track(
+    spawn(
+      process.execPath,
+      [BIN, HANDLERS, '-k', 'task', '-w', String(workers), '--concurrency', String(concurrency), '--broker', brokerUrl, '--queue', queue, '--timeout', '0', '--result-ttl', '60'],
+      { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ARBITER_CMD_ARGS: '' } },
+    ),
+  );
+  await waitOutput(child, 'stderr', (t) => t.includes('"event":"ready"'), 30_000, 'arbiter round trip');
+  child.stderr.resume();
+  const where = { broker: brokerUrl, queue };
+  return {
+    async trip() {
+      const t0 = performance.now();
+      const h = await api.enqueue('noop', null, where);
+      await h.result({ timeout: 10_000 });
+      return performance.now() - t0;
+    },
+    async close() {
+      await api.closeBrokers();
+      child.kill('SIGTERM');
+      await Promise.race([exited(child), sleep(10_000)]);
+      killTree(child.pid);
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+async function bullTripper({ brokerUrl, workers, concurrency }) {
+  const { Queue, QueueEvents } = await import('bullmq');
+  const { Redis } = await import('ioredis');
+  const name = `bench-bull-rt-${process.pid}-${seq++}`;
+  const connection = new Redis(brokerUrl, { maxRetriesPerRequest: null });
+  const queue = new Queue(name, { connection });
+  const events = new QueueEvents(name, { connection: new Redis(brokerUrl, { maxRetriesPerRequest: null }) });
+  await events.waitUntilReady();
+  const children = [];
+  for (let i = 0; i < workers; i++)
+    children.push(track(spawn(process.execPath, [BULL_WORKER, brokerUrl, name, String(concurrency)], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] })));
+  await Promise.all(children.map((c) => waitOutput(c, 'stdout', (t) => t.includes('ready'), 30_000, 'bullmq worker')));
+  return {
+    async trip() {
+      const t0 = performance.now();
+      const job = await queue.add('noop', null, { removeOnComplete: { age: 60 }, removeOnFail: { age: 60 } });
+      await job.waitUntilFinished(events, 10_000);
+      return performance.now() - t0;
+    },
+    async close() {
+      for (const c of children) killTree(c.pid);
+      await Promise.race([queue.obliterate({ force: true }).catch(() => {}), sleep(3000)]);
+      await Promise.race([events.close().catch(() => {}), sleep(2000)]);
+      await Promise.race([queue.close().catch(() => {}), sleep(2000)]);
+      connection.disconnect();
+    },
+  };
+}
+
+/**
+ * enqueue → result latency, one task at a time: arbiter (resultTtl) and BullMQ
+ * (waitUntilFinished) on one Redis, in alternating blocks of 50 so both see the same minutes.
+ */
+export async function benchRoundTrip({ samples = 1000, warmup = 100, workers = 2, concurrency = 16, log = () => {} } = {}) {
+  const redis = await startRedis();
+  const made = [];
+  try {
+    const consumers = [
+      ['arbiter redis (result)', await arbiterTripper({ brokerUrl: redis.url, workers, concurrency })],
+      ['bullmq (waitUntilFinished)', await bullTripper({ brokerUrl: redis.url, workers, concurrency })],
+    ];
+    made.push(...consumers.map(([, c]) => c));
+    for (const [, c] of consumers) for (let i = 0; i < warmup; i++) await c.trip();
+    const times = new Map(consumers.map(([name]) => [name, []]));
+    for (let done = 0; done < samples; done += 50) {
+      for (const [name, c] of consumers) for (let i = 0; i < Math.min(50, samples - done); i++) times.get(name).push(await c.trip());
+    }
+    const rows = consumers.map(([name]) => ({ name, workers, concurrency, ...summary(times.get(name)) }));
+    for (const r of rows) log(`${r.name}: p50 ${r.p50.toFixed(3)} ms, p99 ${r.p99.toFixed(3)} ms over ${r.samples}`);
+    return { rows, ratio: { p50: rows[0].p50 / rows[1].p50, p99: rows[0].p99 / rows[1].p99 } };
+  } finally {
+    for (const c of made) await c.close().catch(() => {});
+    killTree(redis.child.pid);
+  }
+}
+
+/** The round-trip table, also printed by `npm run bench`. */
+export function printRoundTripTable({ rows, ratio }) {
+  const table = [
+    ['producer → result', 'workers', 'concurrency', 'round trips', 'p50 ms', 'p99 ms', 'mean ms'],
+    ...rows.map((r) => [r.name, String(r.workers), String(r.concurrency), String(r.samples), r.p50.toFixed(3), r.p99.toFixed(3), r.mean.toFixed(3)]),
+  ];
+  const widths = table[0].map((_, i) => Math.max(...table.map((r) => r[i].length)));
+  process.stdout.write(`\nenqueue → result round trip, one at a time (${os.availableParallelism()} CPUs, node ${process.version})\n\n`);
+  for (const r of table) process.stdout.write(r.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ') + '\n');
+  process.stdout.write(`\narbiter / BullMQ latency: p50 ${ratio.p50.toFixed(2)}×, p99 ${ratio.p99.toFixed(2)}× (below 1 is faster)\n`);
+}
+
 // ------------------------------------------------------------------ the run
 
 /**
@@ -257,7 +374,7 @@ export async function benchTasks({ tasks = 20_000, concurrency = 16, workerCount
 }
 
 function parseArgs(argv) {
-  const o = { tasks: 20_000, concurrency: 16, workerCounts: [1, 2], repeat: 3, json: false };
+  const o = { tasks: 20_000, concurrency: 16, workerCounts: [1, 2], repeat: 3, json: false, roundTrip: false, samples: 1000 };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--tasks') o.tasks = Number(argv[++i]);
@@ -265,13 +382,21 @@ function parseArgs(argv) {
     else if (a === '--workers') o.workerCounts = argv[++i].split(',').map(Number);
     else if (a === '--repeat') o.repeat = Math.max(1, Number(argv[++i]));
     else if (a === '--json') o.json = true;
-    else throw new Error(`unknown argument ${a}: node bench/tasks.mjs [--tasks K] [--concurrency C] [--workers 1,2] [--repeat N] [--json]`);
+    else if (a === '--round-trip') o.roundTrip = true;
+    else if (a === '--samples') o.samples = Math.max(50, Number(argv[++i]));
+    else throw new Error(`unknown argument ${a}: node bench/tasks.mjs [--tasks K] [--concurrency C] [--workers 1,2] [--repeat N] [--round-trip [--samples K]] [--json]`);
   }
   return o;
 }
 
 async function main() {
   const o = parseArgs(process.argv.slice(2));
+  if (o.roundTrip) {
+    const rt = await benchRoundTrip({ samples: o.samples, workers: o.workerCounts.at(-1), concurrency: o.concurrency, log: (m) => process.stderr.write(m + '\n') });
+    if (o.json) process.stdout.write(JSON.stringify({ cpus: os.availableParallelism(), ...rt }, null, 2) + '\n');
+    else printRoundTripTable(rt);
+    return;
+  }
   const { rows, ratios } = await benchTasks({ ...o, log: (m) => process.stderr.write(m + '\n') });
   if (o.json) {
     process.stdout.write(JSON.stringify({ cpus: os.availableParallelism(), rows, ratios }, null, 2) + '\n');

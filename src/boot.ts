@@ -12,9 +12,8 @@
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { parseArgs, splitArgs } from './argv.js';
-import { mainHelp } from './help.js';
 import { checkApp } from './appcheck.js';
-import { checkCombination, formatConfig, resolve, serializable, unknownEnv, type Resolved } from './config.js';
+import { formatConfig, resolve, serializable, unknownEnv, type Resolved } from './config.js';
 import type { ControlServer } from './control.js';
 import { openControl, wantedName } from './control-place.js';
 import { AppLoadError, SettingError, errorMessage, indent } from './core/errors.js';
@@ -23,14 +22,17 @@ import { createLogger, fatalLine } from './core/logging.js';
 import { VERSION } from './core/paths.js';
 import { ENV, EXIT } from './core/protocol.js';
 import type { Settings, WorkerSettings } from './core/settings.js';
-import { detectCpus, detectMemoryLimit, resolveWorkers } from './cpus.js';
+import { detectCpus, detectMemoryLimit } from './cpus.js';
 import { daemonErrorLog, daemonize, echoStderrToLauncher, tellLauncherReady, underLauncher } from './daemon.js';
 import { takeHandover, tellOldMaster } from './handover.js';
-import { Arbiter } from './master.js';
+import { mainHelp } from './help.js';
+import { Arbiter, type PoolStart } from './master.js';
 import { ledgerFor, startMetricsServer, watchMemoryFit, type MetricsServer } from './metrics.js';
 import * as sd from './notify.js';
 import { removePidfile, writePidfile } from './pidfile.js';
-import { BindError, closeListeners, inheritedFromParent, openListeners, systemdListeners, type Listener } from './sockets.js';
+import { checkBinds, planPools, type PoolPlan } from './pools.js';
+import { compileSchedules, type Compiled } from './scheduler.js';
+import { BindError, closeInherited, closeListeners, inheritedFromParent, openListeners, systemdListeners, type Listener } from './sockets.js';
 import type { StartSignals } from './start-signals.js';
 import { taskBrokersFor } from './task-brokers.js';
 import { resolveIds } from './users.js';
@@ -58,13 +60,13 @@ export async function serve(argv: string[], signals: StartSignals): Promise<numb
     const plan = await resolveStart(argv, launchCwd);
     if (typeof plan === 'number') return plan;
     if (signals.stopBy) return EXIT.OK;
-    const app = await Promise.race([check(plan, launchCwd), signals.stopped.then(() => EXIT.OK)]);
-    if (typeof app === 'number') return app;
+    const apps = await Promise.race([check(plan, launchCwd), signals.stopped.then(() => EXIT.OK)]);
+    if (typeof apps === 'number') return apps;
     if (plan.resolved.settings.daemon && !underLauncher) return daemonize(launchCwd);
     const errorLog = daemonErrorLog(plan.resolved.settings, wantedName(plan.resolved.settings, process.env[ENV.UPGRADE_NAME]).name);
     const log = createLogger({ level: plan.resolved.settings.logLevel, errorLog, role: 'master' });
-    const started = await bind(plan, app, log);
-    return await run(plan, app, started, log, launchCwd, signals);
+    const started = await bind(plan, apps, log);
+    return await run(plan, apps, started, log, launchCwd, signals);
   } catch (err) {
     if (!(err instanceof StartFailure)) throw err;
     fatalLine(err.message);
@@ -82,7 +84,9 @@ interface Plan {
   /** What produced `resolved`, kept to re-resolve on HUP (the command line stays as it was). */
   cli: ReturnType<typeof parseArgs>['layer'];
   cmdArgs: ReturnType<typeof parseArgs>['layer'];
-  workers: { workers: number; why: string };
+  /** One per pool (one, `main`, without `pools`), each sized. */
+  pools: PoolPlan[];
+  schedules: Compiled[];
 }
 
 /** The settings, or an exit code when there is nothing to serve (--help, --version, --print-config). */
@@ -101,13 +105,13 @@ async function resolveStart(argv: string[], launchCwd: string): Promise<Plan | n
     const cmdText = process.env[ENV.CMD_ARGS];
     const cmdArgs = cmdText ? parseArgs(splitArgs(cmdText), 'ARBITER_CMD_ARGS').layer : {};
     const resolved = await resolveServer(cli.layer, cmdArgs, launchCwd);
-    plan = { resolved, cli: cli.layer, cmdArgs, workers: sizing(resolved) };
+    plan = { resolved, cli: cli.layer, cmdArgs, pools: planPools(resolved, detectCpus()), schedules: await compileSchedules(resolved.settings, configName(resolved)) };
   } catch (err) {
     throw usage(err);
   }
   for (const warning of unknownEnv(process.env)) fatalLine(`warning: ${warning}`);
   if (plan.resolved.settings.printConfig) {
-    process.stdout.write(formatConfig(plan.resolved, plan.workers));
+    process.stdout.write(formatConfig(plan.resolved, plan.pools.map((p) => p.why)));
     return EXIT.OK;
   }
   return plan;
@@ -115,7 +119,6 @@ async function resolveStart(argv: string[], launchCwd: string): Promise<Plan | n
 
 async function resolveServer(cli: Plan['cli'], cmdArgs: Plan['cmdArgs'], cwd: string): Promise<Resolved> {
   const resolved = await resolve({ cli, cmdArgs, env: process.env, cwd });
-  checkCombination(resolved.settings);
   try {
     resolveIds(resolved.settings.user, resolved.settings.group);
   } catch (err) {
@@ -124,14 +127,8 @@ async function resolveServer(cli: Plan['cli'], cmdArgs: Plan['cmdArgs'], cwd: st
   return resolved;
 }
 
-function sizing(r: Resolved): { workers: number; why: string } {
-  try {
-    const sized = resolveWorkers(r.settings.workers, detectCpus());
-    if (r.sources.workers === 'default') sized.why = `${sized.workers} worker (the default; -w N, or -w auto to size from the CPUs)`;
-    return sized;
-  } catch (err) {
-    throw new SettingError(errorMessage(err));
-  }
+function configName(r: Resolved): string {
+  return r.configFile ? path.basename(r.configFile) : 'config';
 }
 
 // ---------------------------------------------------------------------------------------
@@ -143,8 +140,11 @@ interface CheckedApp {
   file: string;
 }
 
-/** The process as the settings want it (chdir, umask, env), then the app, loaded once. */
-async function check(plan: Plan, launchCwd: string): Promise<CheckedApp | number> {
+/**
+ * The process as the settings want it (chdir, umask, env), then every pool's app, loaded
+ * once each before anything is bound: a pool that cannot load stops the start, named.
+ */
+async function check(plan: Plan, launchCwd: string): Promise<CheckedApp[] | number> {
   const s = plan.resolved.settings;
   // From here on, paths in settings (app, unix sockets) are relative to chdir.
   try {
@@ -154,19 +154,30 @@ async function check(plan: Plan, launchCwd: string): Promise<CheckedApp | number
   }
   if (s.umask !== null) process.umask(s.umask);
   Object.assign(process.env, s.env);
-  let app: CheckedApp;
+  const named = s.pools !== null;
+  const apps: CheckedApp[] = [];
+  for (const pool of plan.pools) {
+    const where = named ? `pool ${pool.name}: ` : '';
+    const ps = pool.settings;
+    try {
+      if (!ps.app) throw new SettingError('no app given');
+      apps.push(await checkApp(workerSettings(ps, pool.workers), process.cwd()));
+    } catch (err) {
+      if (err instanceof SettingError) throw usage(where + errorMessage(err));
+      throw new StartFailure(s.checkConfig ? EXIT.USAGE : EXIT.BOOT, where + errorMessage(err), err instanceof AppLoadError ? err.detail : undefined);
+    }
+  }
   try {
-    if (!s.app) throw new SettingError('no app given');
-    app = await checkApp(workerSettings(s, plan.workers.workers), process.cwd());
+    checkBinds(plan.pools.map((p, i) => ({ name: p.name, settings: p.settings, listens: apps[i]!.listens })), process.cwd());
   } catch (err) {
-    if (err instanceof SettingError) throw usage(err);
-    throw new StartFailure(s.checkConfig ? EXIT.USAGE : EXIT.BOOT, errorMessage(err), err instanceof AppLoadError ? err.detail : undefined);
+    throw usage(err);
   }
   if (s.checkConfig) {
-    process.stdout.write(`config OK: ${s.app} (${app.picked}), ${plan.workers.why}\n`);
+    for (const [i, pool] of plan.pools.entries())
+      process.stdout.write(`config OK: ${named ? `pool ${pool.name}: ` : ''}${pool.settings.app} (${apps[i]!.picked}), ${pool.why.replace(`pool ${pool.name}: `, '')}\n`);
     return EXIT.OK;
   }
-  return app;
+  return apps;
 }
 
 function workerSettings(s: Settings, workers: number): WorkerSettings {
@@ -177,37 +188,59 @@ function workerSettings(s: Settings, workers: number): WorkerSettings {
 // bind
 
 interface Started {
-  listeners: Listener[];
+  /** Per pool, in plan order; empty for a pool whose class binds nothing. */
+  listeners: Listener[][];
   /** Set in a master started by USR2: it claims the pidfile and control socket once it serves. */
   upgradeFrom: string | undefined;
   /** The name of the master it replaces. */
   upgradeName: string | undefined;
+  /** The master-wide hooks (onStarting, onReload, whenReady, preExec, onExit). */
   hooks: ReturnType<typeof createHooks>;
 }
 
-async function bind(plan: Plan, app: CheckedApp, log: Logger): Promise<Started> {
+async function bind(plan: Plan, apps: CheckedApp[], log: Logger): Promise<Started> {
   const s = plan.resolved.settings;
   const hooks = createHooks(s as unknown as Record<string, unknown>, log);
-  log.info({ event: 'starting', version: VERSION, workerClass: s.workerClass, app: s.app, interface: app.picked }, `arbiter ${VERSION} starting: ${s.app} (${app.picked}), worker class ${s.workerClass}`);
-  log.info({ event: 'sizing', workers: plan.workers.workers }, plan.workers.why);
+  const named = s.pools !== null;
+  for (const [i, pool] of plan.pools.entries()) {
+    const ps = pool.settings;
+    const fields = { event: 'starting', version: VERSION, pool: pool.name, workerClass: ps.workerClass, app: ps.app, interface: apps[i]!.picked };
+    log.info(fields, `arbiter ${VERSION} starting: ${named ? `pool ${pool.name}: ` : ''}${ps.app} (${apps[i]!.picked}), worker class ${ps.workerClass}`);
+    log.info({ event: 'sizing', pool: pool.name, workers: pool.workers }, pool.why);
+  }
   await hooks.run('onStarting', { settings: s });
 
-  let listeners: Listener[] = [];
-  if (app.listens) {
-    try {
-      const fromSystemd = systemdListeners(process.env);
+  const listeners: Listener[][] = [];
+  const inherited = inheritedFromParent(process.env);
+  // systemd passes sockets without saying which pool they are for: they go to a lone pool.
+  const fromSystemd = systemdListeners(process.env);
+  if (fromSystemd.length && plan.pools.length > 1) {
+    closeUnused(fromSystemd);
+    throw new StartFailure(EXIT.USAGE, 'systemd passed listening sockets (LISTEN_FDS), but the config has several pools: socket activation needs a single pool');
+  }
+  try {
+    for (const [i, pool] of plan.pools.entries()) {
+      const ps = pool.settings;
+      if (!apps[i]!.listens) {
+        listeners.push([]);
+        continue;
+      }
+      let mine: Listener[];
       if (fromSystemd.length) {
         if (plan.resolved.sources.bind !== 'default') log.warn({ event: 'bind_ignored' }, 'systemd passed listening sockets (LISTEN_FDS); the bind setting is ignored');
-        listeners = fromSystemd;
+        mine = fromSystemd;
       } else {
-        if (s.reusePort && !supportsReusePort()) log.warn({ event: 'reuse_port_unsupported' }, `reusePort needs Node >= 22.12; ${process.version} binds without it`);
-        listeners = await openListeners(s.bind, { reusePort: s.reusePort, cwd: process.cwd(), owner: resolveIds(s.user, s.group), inherited: inheritedFromParent(process.env) });
+        if (ps.reusePort && !supportsReusePort()) log.warn({ event: 'reuse_port_unsupported' }, `reusePort needs Node >= 22.12; ${process.version} binds without it`);
+        mine = await openListeners(ps.bind, { reusePort: ps.reusePort, cwd: process.cwd(), owner: resolveIds(ps.user, ps.group), inherited });
       }
-    } catch (err) {
-      throw new StartFailure(err instanceof BindError ? EXIT.RUNTIME : EXIT.USAGE, errorMessage(err));
+      listeners.push(mine);
+      log.info({ event: 'listening', pool: pool.name, listeners: mine.map((l) => l.label) }, `${named ? `pool ${pool.name}: ` : ''}listening at ${mine.map((l) => l.label).join(', ')}`);
     }
-    log.info({ event: 'listening', listeners: listeners.map((l) => l.label) }, `listening at ${listeners.map((l) => l.label).join(', ')}`);
+  } catch (err) {
+    for (const l of listeners) closeUnused(l);
+    throw new StartFailure(err instanceof BindError ? EXIT.RUNTIME : EXIT.USAGE, errorMessage(err));
   }
+  closeInherited(inherited);
 
   // A master started by USR2 claims the pidfile only once it serves, which is what
   // `arbiter upgrade` waits for before it retires the old master.
@@ -225,6 +258,10 @@ async function bind(plan: Plan, app: CheckedApp, log: Logger): Promise<Started> 
   return { listeners, upgradeFrom, upgradeName, hooks };
 }
 
+function closeUnused(listeners: Listener[]): void {
+  closeListeners(listeners, { unlink: true });
+}
+
 function claimPidfile(s: Settings): void {
   if (s.pidfile) writePidfile(s.pidfile, process.pid);
 }
@@ -237,15 +274,23 @@ function supportsReusePort(): boolean {
 // ---------------------------------------------------------------------------------------
 // run
 
-async function run(plan: Plan, app: CheckedApp, started: Started, log: Logger, launchCwd: string, signals: StartSignals): Promise<number> {
+async function run(plan: Plan, apps: CheckedApp[], started: Started, log: Logger, launchCwd: string, signals: StartSignals): Promise<number> {
   const s = plan.resolved.settings;
   let control: ControlServer | null = null;
   let metrics: MetricsServer | null = null;
   const wanted = wantedName(s, started.upgradeName);
+  const pools: PoolStart[] = plan.pools.map((p, i) => ({
+    name: p.name,
+    settings: p.settings,
+    listeners: started.listeners[i]!,
+    target: p.workers,
+    listens: apps[i]!.listens,
+    appFile: apps[i]!.file,
+  }));
   const arbiter = new Arbiter({
     resolved: plan.resolved,
-    listeners: started.listeners,
-    workers: plan.workers.workers,
+    pools,
+    schedules: plan.schedules,
     log,
     hooks: started.hooks,
     onSettings: async (next, prev) => {
@@ -257,13 +302,14 @@ async function run(plan: Plan, app: CheckedApp, started: Started, log: Logger, l
     reloadConfig: async () => {
       // HUP re-reads the file and the environment as they are now; the command line stays.
       const resolved = await resolveServer(plan.cli, plan.cmdArgs, launchCwd);
-      const { workers } = sizing(resolved);
-      return { resolved, workers, hooks: createHooks(resolved.settings as unknown as Record<string, unknown>, log) };
+      const pools = planPools(resolved, detectCpus());
+      const schedules = await compileSchedules(resolved.settings, configName(resolved));
+      return { resolved, pools, schedules, hooks: createHooks(resolved.settings as unknown as Record<string, unknown>, log) };
     },
     launchCwd,
-    appFile: app.file,
     name: wanted.name,
   });
+  const allListeners = started.listeners.flat();
   // Counters of workers that exit from now on are kept, whenever the metrics endpoint opens.
   ledgerFor(arbiter);
   const taskBrokers = [...arbiter.groups.values()].some((g) => g.settings.workerClass === 'task') ? taskBrokersFor(arbiter, log) : null;
@@ -297,7 +343,7 @@ async function run(plan: Plan, app: CheckedApp, started: Started, log: Logger, l
     if (s.metricsBind) metrics = await startMetricsServer(arbiter, s.metricsBind, log, { retryInUse: !!started.upgradeFrom });
   } catch (err) {
     control?.close();
-    closeListeners(started.listeners, { unlink: true });
+    closeListeners(allListeners, { unlink: true });
     if (s.pidfile) removePidfile(s.pidfile, process.pid);
     throw new StartFailure(EXIT.RUNTIME, errorMessage(err));
   }
@@ -307,7 +353,7 @@ async function run(plan: Plan, app: CheckedApp, started: Started, log: Logger, l
     log.info({ event: 'stopped_while_starting', signal: signals.stopBy }, `${signals.stopBy} while starting: stopping`);
     (control as ControlServer | null)?.close();
     (metrics as MetricsServer | null)?.close();
-    closeListeners(started.listeners, { unlink: true });
+    closeListeners(allListeners, { unlink: true });
     if (s.pidfile) removePidfile(s.pidfile, process.pid);
     return EXIT.OK;
   }

@@ -22,6 +22,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   upgrade: control,
   top: async () => (await import('./commands/top.js')).topCommand,
   enqueue: tasks,
+  result: tasks,
   dlq: tasks,
   help: async () => help,
 };

@@ -70,7 +70,8 @@ export async function resolve(src: Sources, names?: readonly SettingName[]): Pro
 export function envLayer(env: NodeJS.ProcessEnv, names?: readonly string[]): Layer {
   const layer: Layer = {};
   for (const spec of SETTINGS) {
-    if (spec.kind === 'hook' || (names && !names.includes(spec.name))) continue;
+    // Hooks, pools and schedules live in config files only.
+    if ((spec as { cli?: boolean }).cli === false || (names && !names.includes(spec.name))) continue;
     const name = envName(spec.name);
     const value = env[name];
     if (value === undefined || value === '') continue;
@@ -86,7 +87,7 @@ function splitEnvList(kind: string, value: string): string[] {
 
 /** Unknown ARBITER_* names are probably typos; they are reported, not fatal, since the environment is shared. */
 export function unknownEnv(env: NodeJS.ProcessEnv): string[] {
-  const known = new Set(SETTINGS.map((s) => envName(s.name)));
+  const known = new Set(SETTINGS.filter((s) => (s as { cli?: boolean }).cli !== false).map((s) => envName(s.name)));
   const out: string[] = [];
   for (const name of Object.keys(env)) {
     if (!name.startsWith('ARBITER_') || known.has(name) || RESERVED_ENV.has(name) || name.startsWith('ARBITER_TEST')) continue;
@@ -150,18 +151,23 @@ export function serializable(s: Settings): Record<string, unknown> {
   return out;
 }
 
-/** `--print-config`: every setting, its effective value and where it came from. */
-export function formatConfig(r: Resolved, cpus?: { why: string }): string {
+/** `--print-config`: every setting, its effective value and where it came from; then each pool's sizing. */
+export function formatConfig(r: Resolved, sizing: string[] = []): string {
   const rows: string[] = [];
   for (const s of SETTINGS) {
     const v = (r.settings as unknown as Record<string, unknown>)[s.name];
     if (s.kind === 'hook' && v === null) continue;
-    const shown = typeof v === 'function' ? '[function]' : JSON.stringify(v);
-    rows.push(`${s.name.padEnd(22)} = ${shown}  (${r.sources[s.name as keyof Settings]})`);
+    rows.push(`${s.name.padEnd(22)} = ${shownValue(v)}  (${r.sources[s.name as keyof Settings]})`);
   }
   if (r.configFile) rows.push(`# config file: ${r.configFile}`);
-  if (cpus) rows.push(`# ${cpus.why}`);
+  for (const why of sizing) rows.push(`# ${why}`);
   return rows.join('\n') + '\n';
+}
+
+function shownValue(v: unknown): string {
+  if (typeof v === 'function') return '[function]';
+  // Pools hold functions too (workers, hooks).
+  return JSON.stringify(v, (_k, x: unknown) => (typeof x === 'function' ? '[function]' : x));
 }
 
 /** The ARBITER_CMD_ARGS text, if any. */

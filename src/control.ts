@@ -7,11 +7,14 @@
  *   {"cmd":"status"}            → {"ok":true,"status":{...}}
  *   {"cmd":"reload"}            → once the new workers serve: {"ok":true,"workers":{...},"changed":[...]}
  *                                 or, when they cannot boot: {"ok":false,"error":"...","detail":"..."}
- *   {"cmd":"scale","n":3}       → {"ok":true,"from":2,"to":3}      ("by":1 / "by":-1 is relative)
+ *                                 ("pool":"web" reloads that pool only)
+ *   {"cmd":"scale","n":3}       → {"ok":true,"pool":"main","from":2,"to":3}   ("by":1 / "by":-1 is relative)
  *   {"cmd":"stop"}              → {"ok":true,"pid":1234}           (as TERM; "graceful":false as INT)
  *   {"cmd":"upgrade"}           → once a new master serves: {"ok":true,"from":1234,"to":1250}, and
  *                                 this master then stops gracefully; {"ok":false,...} when it failed
  *   anything else               → {"ok":false,"error":"..."}
+ *
+ * `scale` names its pool with "pool"; it may be left out when the arbiter runs one pool.
  *
  * Nothing a client sends can take the master down: bad JSON, unknown commands, huge lines
  * and clients that vanish mid-reply all end in an error reply or a closed connection.
@@ -23,10 +26,11 @@ import { errorMessage } from './core/errors.js';
 import { VERSION } from './core/paths.js';
 import type { Settings } from './core/settings.js';
 import type { WorkerGroup } from './group.js';
-import { MAIN_GROUP, type Arbiter } from './master.js';
-import { taskBrokersFor, type BrokerStatus } from './task-brokers.js';
+import type { Arbiter } from './master.js';
 import { cpuSeconds } from './procstat.js';
+import type { ScheduleStatus } from './scheduler.js';
 import { listenBeside, PathTaken, type ClaimedSocket } from './socket-claim.js';
+import { taskBrokersFor, type BrokerStatus } from './task-brokers.js';
 import type { WorkerHandle } from './worker-handle.js';
 
 /** Longest request line accepted. */
@@ -40,6 +44,7 @@ const IDLE_MS = 60_000;
 
 export interface WorkerStatus {
   pid: number;
+  /** The pool it belongs to. */
   pool: string;
   age: number;
   state: string;
@@ -59,20 +64,39 @@ export interface WorkerStatus {
   heartbeatAgo: number;
 }
 
+export interface PoolStatus {
+  name: string;
+  workerClass: string;
+  app: string | null;
+  listeners: string[];
+  target: number;
+  serving: number;
+  restarts: Record<string, number>;
+  /** Too many unexpected deaths within restartWindow (the pool keeps restarting them). */
+  degraded: boolean;
+  /** Removed from the config by a reload; its workers are leaving. */
+  leaving?: boolean;
+}
+
 export interface Status {
   name: string;
   pid: number;
   /** Seconds. */
   uptime: number;
   version: string;
+  /** The first pool's (the only one's, without `pools`). */
   workerClass: string;
   app: string | null;
+  /** Over every pool. */
   listeners: string[];
   target: number;
   restarts: Record<string, number>;
+  pools: PoolStatus[];
   /** Task pools: whether their broker can be reached. */
   brokers?: BrokerStatus[];
   workers: WorkerStatus[];
+  /** The config's schedules and their next runs. */
+  schedules: ScheduleStatus[];
 }
 
 const secs = (ms: number) => Math.round(ms / 100) / 10;
@@ -96,22 +120,45 @@ function workerStatus(w: WorkerHandle, pool: string, now: number): WorkerStatus 
   return out;
 }
 
+function poolStatus(g: WorkerGroup): PoolStatus {
+  let serving = 0;
+  for (const w of g.workers.values()) if (w.state === 'serving') serving++;
+  const out: PoolStatus = {
+    name: g.name,
+    workerClass: g.settings.workerClass,
+    app: g.settings.app ?? null,
+    listeners: g.listeners.map((l) => l.label),
+    target: g.target,
+    serving,
+    restarts: { ...g.restarts },
+    degraded: g.degraded,
+  };
+  if (g.leaving) out.leaving = true;
+  return out;
+}
+
 export function statusOf(arbiter: Arbiter, name: string): Status {
   const now = Date.now();
+  const groups = [...arbiter.groups.values()];
+  const first = groups[0]?.settings ?? arbiter.settings;
   const brokers = taskBrokersFor(arbiter)?.status();
-  const workers = [...arbiter.groups.values()].flatMap((g) => [...g.workers.values()].map((w) => workerStatus(w, g.name, now)));
   return {
     name,
     pid: process.pid,
     uptime: secs(now - arbiter.startedAt),
     version: VERSION,
-    workerClass: arbiter.settings.workerClass,
-    app: arbiter.settings.app ?? null,
+    workerClass: first.workerClass,
+    app: first.app ?? null,
     listeners: arbiter.listeners.map((l) => l.label),
     target: arbiter.target,
     restarts: { ...arbiter.restarts },
+    pools: groups.map(poolStatus),
     ...(brokers ? { brokers } : {}),
-    workers: workers.sort((a, b) => a.age - b.age),
+    workers: groups
+      .flatMap((g) => [...g.workers.values()].map((w) => ({ w, pool: g.name })))
+      .sort((a, b) => a.w.age - b.w.age)
+      .map(({ w, pool }) => workerStatus(w, pool, now)),
+    schedules: arbiter.scheduler?.status() ?? [],
   };
 }
 
@@ -130,11 +177,12 @@ interface Context {
 
 const fail = (error: string, more: Record<string, unknown> = {}): Outcome => ({ reply: { ok: false, error, ...more } });
 
-/** The group a request is about: its `pool`, or the main one. */
+/** The pool a request is about: the one it names, or the only one; else why not. */
 function poolOf(arbiter: Arbiter, req: Request): WorkerGroup | string {
-  if (req.pool === undefined) return arbiter.main;
+  const names = [...arbiter.groups.values()].filter((g) => !g.leaving).map((g) => g.name);
+  if (req.pool === undefined) return names.length === 1 ? arbiter.groups.get(names[0]!)! : `this arbiter runs pools ${names.join(', ')}: name one ("pool")`;
   const g = typeof req.pool === 'string' ? arbiter.groups.get(req.pool) : undefined;
-  return g ?? `no pool ${JSON.stringify(req.pool)}; pools: ${[...arbiter.groups.keys()].join(', ')}`;
+  return g && !g.leaving ? g : `no pool ${JSON.stringify(req.pool)}: this arbiter runs ${names.join(', ')}`;
 }
 
 const serving = (g: WorkerGroup) => [...g.workers.values()].filter((w) => w.state === 'serving').map((w) => w.pid).sort((a, b) => a - b);
@@ -174,17 +222,24 @@ export const REQUESTS: Record<string, (req: Request, c: Context) => Outcome | Pr
 
   async reload(req, { arbiter, log }) {
     if (arbiter.stopping) return fail('the arbiter is stopping; not reloading');
-    const g = poolOf(arbiter, req);
-    if (typeof g === 'string') return fail(g);
-    log.info({ event: 'control', cmd: 'reload' }, 'control: reload');
-    const prev = arbiter.settings;
-    const before = serving(g);
+    // Without a pool, every pool reloads (as HUP).
+    let only: string | undefined;
+    if (req.pool !== undefined) {
+      const g = poolOf(arbiter, req);
+      if (typeof g === 'string') return fail(g);
+      only = g.name;
+    }
+    const settings = () => (only ? arbiter.groups.get(only)!.settings : arbiter.settings);
+    const pids = () => [...arbiter.groups.values()].filter((g) => !only || g.name === only).flatMap(serving).sort((a, b) => a - b);
+    log.info({ event: 'control', cmd: 'reload', pool: only }, `control: reload${only ? ` pool ${only}` : ''}`);
+    const prev = settings();
+    const before = pids();
     const outcome = firstOf(arbiter, ['reloaded', 'reloadFailed'], OUTCOME_WAIT_MS);
-    void arbiter.reload().catch((err) => log.error({ err: String(err) }, 'control: reload failed'));
+    void arbiter.reload(only).catch((err) => log.error({ err: String(err) }, 'control: reload failed'));
     const o = await outcome;
     if (!o) return fail(`the reload is still rolling out after ${OUTCOME_WAIT_MS / 1000} s (see the log)`);
-    if (o.event === 'reloadFailed') return fail(String(o.args[0]), { detail: o.args[1] ?? null, workers: { serving: serving(g) } });
-    return { reply: { ok: true, workers: { before, after: serving(g) }, changed: changedSettings(prev, arbiter.settings) } };
+    if (o.event === 'reloadFailed') return fail(String(o.args[0]), { detail: o.args[1] ?? null, workers: { serving: pids() } });
+    return { reply: { ok: true, ...(only ? { pool: only } : {}), workers: { before, after: pids() }, changed: changedSettings(prev, settings()) } };
   },
 
   scale(req, { arbiter, log }) {
@@ -200,9 +255,9 @@ export const REQUESTS: Record<string, (req: Request, c: Context) => Outcome | Pr
     else return fail(`bad request: scale needs "n", an integer from 1 to ${MAX_SCALE}, or "by"; got ${JSON.stringify(n) ?? 'nothing'}`);
     if (!Number.isInteger(to) || to < 1 || to > MAX_SCALE)
       return fail(`bad request: scale to ${to} workers: the count must be a whole number from 1 to ${MAX_SCALE}${by !== undefined ? ` (now ${from})` : ''}`);
-    log.info({ event: 'control', cmd: 'scale', n: to }, `control: scale to ${to}`);
+    log.info({ event: 'control', cmd: 'scale', pool: g.name, n: to }, `control: scale pool ${g.name} to ${to}`);
     if (!arbiter.scale(g.name, to)) return fail('the arbiter is stopping; not scaling');
-    return { reply: { ok: true, from, to } };
+    return { reply: { ok: true, pool: g.name, from, to } };
   },
 
   stop(req, { arbiter, log }) {

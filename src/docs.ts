@@ -31,12 +31,13 @@ export function readmeTable(): string {
     rows.push(`#### ${SECTION_TITLES[section]}`, '');
     if (section === 'hooks') {
       rows.push('| hook | arguments and when it runs |', '| --- | --- |');
-      for (const s of list) rows.push(`| \`${s.name}\` | ${s.doc.replace(/\|/g, '\\|')} Arguments: \`${s.hookSignature!.replace(/ — .*/, '')}\` |`);
+      for (const s of list) rows.push(`| \`${s.name}\` | ${s.doc.replace(/\|/g, '\\|')} Arguments: \`${s.hookSignature!.replace(/ — .*/, '')}\`${s.pool ? ' *Per pool.*' : ''} |`);
     } else {
       rows.push('| setting | flags | env | default | meaning |', '| --- | --- | --- | --- | --- |');
       for (const s of list) {
         const flags = s.cli === false ? '' : cliFlags(s).map((f) => `\`${f}\``).join(' ');
-        rows.push(`| \`${s.name}\` | ${flags} | \`${envName(s.name)}\` | ${shownDefault(s).replace(/\|/g, '\\|')} | ${s.doc.replace(/\|/g, '\\|')} |`);
+        const env = s.cli === false ? '' : `\`${envName(s.name)}\``;
+        rows.push(`| \`${s.name}\` | ${flags} | ${env} | ${shownDefault(s).replace(/\|/g, '\\|')} | ${s.doc.replace(/\|/g, '\\|')}${s.pool ? ' *Per pool.*' : ''} |`);
       }
     }
     rows.push('');
@@ -57,8 +58,8 @@ function roff(text: string): string {
 const SIGNALS: [string, string][] = [
   ['TERM', 'Graceful stop: workers finish in-flight work within gracefulTimeout; exit 0.'],
   ['INT, QUIT', 'Quick stop: workers are told to stop now (killed after 1 s); exit 0.'],
-  ['HUP', 'Reload: re-read the config, start new workers with the new code, retire the old ones as the new ones serve. `arbiter reload` does the same and waits for the outcome.'],
-  ['TTIN, TTOU', 'One worker more, one fewer (the oldest leaves, gracefully).'],
+  ['HUP', 'Reload: re-read the config, start new workers with the new code, retire the old ones as the new ones serve; every pool, each on its own (a pool whose new code fails keeps its old workers). `arbiter reload [POOL]` does the same and waits for the outcome.'],
+  ['TTIN, TTOU', 'One worker more, one fewer (the oldest leaves, gracefully), in every pool; `arbiter scale POOL +1` for one.'],
   ['USR1', 'Reopen the error log and the access log (logrotate).'],
   ['USR2', 'Start a new master that inherits the listeners; the pidfile becomes PIDFILE.oldbin, and the new master takes the pidfile and the control socket once it serves. `arbiter upgrade` does the whole hand-over.'],
   ['WINCH', 'After USR2: gracefully stop all workers, keep the master and its sockets.'],
@@ -134,7 +135,8 @@ export function manPage(version: string): string {
         out.push(`.B ${flags}${s.meta ? ` \\fI${s.meta}\\fR` : ''}`);
       }
       const def = shownDefault(s);
-      out.push(roff(s.doc) + (def ? ` Default: ${roff(def)}.` : '') + (s.kind === 'hook' ? '' : ` Config key \\fB${s.name}\\fR, environment \\fB${roff(envName(s.name))}\\fR.`));
+      const where = s.kind === 'hook' ? '' : s.cli === false ? ` Config file key \\fB${s.name}\\fR only.` : ` Config key \\fB${s.name}\\fR, environment \\fB${roff(envName(s.name))}\\fR.`;
+      out.push(roff(s.doc) + (def ? ` Default: ${roff(def)}.` : '') + where + (s.pool ? ' May be set per pool.' : ''));
     }
   }
   out.push(

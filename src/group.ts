@@ -10,6 +10,8 @@
  *   reloaded    a reload has fully rolled out
  *   reloadFailed  a reload's new workers cannot boot; the old ones serve on
  *   fatal       no worker can boot and none serves: the arbiter must stop (exit 3)
+ *   degraded    too many unexpected deaths within restartWindow (policy.degraded)
+ *   recovered   its workers live again
  *   drained     stopping, and no worker is left
  */
 import { EventEmitter } from 'node:events';
@@ -22,7 +24,7 @@ import type { Settings, WorkerSettings } from './core/settings.js';
 import { inheritedListeners, launchWorker, reportFd, type Launch } from './launch.js';
 import { captureOutput } from './worker-output.js';
 import {
-  BOOT_FAILURE_HOLD_MS, decide, isStuck, replacements, rollback, scaleDown, stopGraceMs, toSpawn,
+  BOOT_FAILURE_HOLD_MS, decide, degraded, isStuck, replacements, rollback, scaleDown, steadyFor, stopGraceMs, toSpawn, withinWindow,
 } from './policy.js';
 import type { Listener } from './sockets.js';
 import { RESTART_REASONS, WorkerHandle, type EndReason, type RestartReason, type Transition, type WorkerState } from './worker-handle.js';
@@ -45,6 +47,10 @@ export interface GroupConfig {
 
 export interface GroupOptions extends GroupConfig {
   name: string;
+  /** One of several pools: log messages start with `pool NAME: `. */
+  named?: boolean;
+  /** Its class binds listeners (the app check said so); a task pool does not. */
+  listens?: boolean;
   log: Logger;
   /** The master-wide worker sequence number (Gunicorn's age). */
   nextAge: () => number;
@@ -59,6 +65,8 @@ export interface GroupEvents {
   reloaded: [generation: number];
   reloadFailed: [reason: string, detail?: string];
   fatal: [reason: string, detail: string | undefined];
+  degraded: [reason: string];
+  recovered: [];
   drained: [];
 }
 
@@ -77,6 +85,17 @@ export class WorkerGroup {
   ready = false;
   /** A reload is rolling out. */
   reloading = false;
+  /** What `target` was before the reload now rolling out (a failed one goes back to it). */
+  private targetBeforeReload: number | null = null;
+  /** Too many unexpected deaths lately (policy.degraded); still restarting at the backoff rate. */
+  degraded = false;
+  /** Removed from the config by a HUP: its workers are leaving and it takes no commands. */
+  leaving = false;
+  listens: boolean;
+  /** Epoch ms of recent unexpected deaths, oldest first (pruned to restartWindow). */
+  private deaths: number[] = [];
+  /** `pool NAME: ` when the master runs several pools, else ''. */
+  private readonly prefix: string;
   private stopping: { graceful: boolean; keepAccepting: boolean } | null = null;
   private quickDeaths = 0;
   private nextSpawnAt = 0;
@@ -89,6 +108,8 @@ export class WorkerGroup {
 
   constructor(opts: GroupOptions) {
     this.name = opts.name;
+    this.prefix = opts.named ? `pool ${opts.name}: ` : '';
+    this.listens = opts.listens ?? true;
     this.settings = opts.settings;
     this.configFile = opts.configFile;
     this.listeners = opts.listeners;
@@ -121,6 +142,7 @@ export class WorkerGroup {
       settings: { ...serializable(s), workers: this.target } as WorkerSettings,
       listeners: inheritedListeners(this.listeners),
       configFile: this.configFile,
+      pool: this.name,
       age,
       reportFd: reportFd(this.listeners),
     };
@@ -138,10 +160,10 @@ export class WorkerGroup {
     const w = new WorkerHandle(this.name, child.pid, age, this.generation, child, (t) => this.events.emit('transition', t));
     readReports(w, child.stdio?.[boot.reportFd] as Readable | null | undefined);
     this.workers.set(w.pid, w);
-    this.log.info({ event: 'worker_booting', worker: w.pid, age, pool: this.name }, `booting worker with pid ${w.pid}`);
+    this.log.info({ event: 'worker_booting', worker: w.pid, age, pool: this.name }, `${this.prefix}booting worker with pid ${w.pid}`);
     void this.hook('preFork', this.info(w));
     child.on('message', (msg: WorkerMessage) => this.onMessage(w, msg));
-    child.on('error', (err) => this.log.error({ event: 'worker_ipc_error', worker: w.pid, err }, `worker ${w.pid}: ${err.message}`));
+    child.on('error', (err) => this.log.error({ event: 'worker_ipc_error', worker: w.pid, pool: this.name, err }, `${this.prefix}worker ${w.pid}: ${err.message}`));
     // The exit is handled once what the worker wrote last is in the log (its pipes ended).
     const output = captureOutput(child, { pid: w.pid, age });
     child.once('exit', (code, signal) => output.whenDrained(() => this.onExit(w, code, signal)));
@@ -149,7 +171,7 @@ export class WorkerGroup {
 
   /** A worker that could not even start counts as a quick death, so backoff applies. */
   private spawnFailed(why: string): void {
-    this.log.error({ event: 'spawn_failed', pool: this.name }, why);
+    this.log.error({ event: 'spawn_failed', pool: this.name }, this.prefix + why);
     this.quickDeaths++;
     const { delayMs } = decide({ livedMs: 0, quickDeaths: this.quickDeaths });
     this.nextSpawnAt = Date.now() + Math.max(delayMs, 100);
@@ -168,13 +190,13 @@ export class WorkerGroup {
         break;
       case 'booted':
         if (w.booted(w.lastSeen)) {
-          this.log.info({ event: 'worker_ready', worker: w.pid, age: w.age, pool: this.name }, `worker ${w.pid} serving`);
+          this.log.info({ event: 'worker_ready', worker: w.pid, age: w.age, pool: this.name }, `${this.prefix}worker ${w.pid} serving`);
           this.afterBoot();
         }
         break;
       case 'retire':
         if (!this.stopping && w.retire(msg.reason)) {
-          this.log.info({ event: 'worker_retire', worker: w.pid, reason: msg.reason }, `worker ${w.pid} retiring (${msg.detail}); starting its replacement`);
+          this.log.info({ event: 'worker_retire', worker: w.pid, pool: this.name, reason: msg.reason }, `${this.prefix}worker ${w.pid} retiring (${msg.detail}); starting its replacement`);
           this.maintain();
         }
         break;
@@ -221,8 +243,8 @@ export class WorkerGroup {
     w.exited(code, signal);
     const how = signal ? `signal ${signal}` : `code ${code}`;
     const fields = { event: 'worker_exit', worker: w.pid, age: w.age, pool: this.name, code, signal, reason: w.died ? 'crash' : w.reason, livedMs: w.livedMs };
-    if (w.died) this.log.error(fields, `worker ${w.pid} died unexpectedly (${how}) after ${(w.livedMs / 1000).toFixed(1)} s`);
-    else this.log.info(fields, `worker ${w.pid} exited (${how}, ${w.reason})`);
+    if (w.died) this.log.error(fields, `${this.prefix}worker ${w.pid} died unexpectedly (${how}) after ${(w.livedMs / 1000).toFixed(1)} s`);
+    else this.log.info(fields, `${this.prefix}worker ${w.pid} exited (${how}, ${w.reason})`);
     void this.hook('childExit', this.info(w));
     if (w.failedToBoot && !this.stopping) return this.onBootFailure(w);
     const restart = w.restartReason;
@@ -238,10 +260,12 @@ export class WorkerGroup {
         this.nextSpawnAt = Date.now() + verdict.delayMs;
         this.log.error(
           { event: 'crash_loop', pool: this.name, deaths: this.quickDeaths, delayMs: verdict.delayMs },
-          `WORKER CRASH LOOP: ${this.quickDeaths} workers died within ${verdict.quickMs / 1000} s of starting; next start in ${(verdict.delayMs / 1000).toFixed(1)} s`,
+          `${this.prefix}WORKER CRASH LOOP: ${this.quickDeaths} workers died within ${verdict.quickMs / 1000} s of starting; next start in ${(verdict.delayMs / 1000).toFixed(1)} s`,
         );
       }
     }
+    // May stop the arbiter (exitOnDegraded): after the backoff is decided, before a replacement starts.
+    if (restart === 'crash' || restart === 'timeout') this.unexpectedDeath(Date.now());
     this.maintain();
   }
 
@@ -250,20 +274,55 @@ export class WorkerGroup {
     const detail = w.bootError?.detail;
     const serving = this.list.some((o) => o.state === 'serving' || o.state === 'retiring');
     if (!serving) {
-      this.log.error({ event: 'worker_boot_failed', worker: w.pid, pool: this.name, detail }, `worker failed to boot: ${reason}`);
-      this.events.emit('fatal', reason, detail);
+      this.log.error({ event: 'worker_boot_failed', worker: w.pid, pool: this.name, detail }, `${this.prefix}worker failed to boot: ${reason}`);
+      this.events.emit('fatal', this.prefix + reason, detail);
       return;
     }
     // A reload (HUP, --reload) or a replacement brought code that does not load: the
     // workers already serving keep the old code and keep serving.
-    this.log.error({ event: 'worker_boot_failed', worker: w.pid, pool: this.name, detail }, `new worker failed to boot, keeping the running workers: ${reason}`);
+    this.log.error({ event: 'worker_boot_failed', worker: w.pid, pool: this.name, detail }, `${this.prefix}new worker failed to boot, keeping the running workers: ${reason}`);
     for (const o of rollback(this.list, this.generation)) o.reinstate();
+    // Its siblings still booting load the same code: they go too; and the old workers serve
+    // on as many as they were (the reload's `workers` came with the code that failed).
+    for (const o of this.list) if (o.state === 'booting' && o.generation === w.generation) this.stopWorker(o, false, 'reload');
+    if (this.reloading && this.targetBeforeReload !== null) this.target = this.targetBeforeReload;
     this.retireReplaced();
     this.generation++;
     this.nextSpawnAt = Date.now() + BOOT_FAILURE_HOLD_MS;
     if (this.reloading) {
       this.reloading = false;
-      this.events.emit('reloadFailed', reason, detail);
+      this.events.emit('reloadFailed', this.prefix + reason, detail);
+    }
+  }
+
+  // ------------------------------------------------------------------ restart limiting
+
+  private unexpectedDeath(now: number): void {
+    this.deaths.push(now);
+    this.checkHealth(now);
+  }
+
+  /** On every unexpected death and every tick: degraded, or recovered (policy.degraded). */
+  private checkHealth(now: number): void {
+    const s = this.settings;
+    const windowMs = s.restartWindow * 1000;
+    if (this.deaths.length > 0) this.deaths = withinWindow(this.deaths, now, windowMs);
+    if (!this.degraded && this.deaths.length <= s.maxRestarts) return;
+    const serving: number[] = [];
+    for (const w of this.workers.values()) if (w.state === 'serving') serving.push(w.bootedAt ?? w.spawnedAt);
+    const next = degraded({ deaths: this.deaths.length, maxRestarts: s.maxRestarts, degraded: this.degraded, steadyMs: steadyFor(serving, this.target, now) });
+    if (next === this.degraded) return;
+    this.degraded = next;
+    if (next) {
+      const reason = `${this.deaths.length} workers died unexpectedly within ${s.restartWindow} s (maxRestarts ${s.maxRestarts})`;
+      this.log.error(
+        { event: 'pool_degraded', pool: this.name, deaths: this.deaths.length, maxRestarts: s.maxRestarts, restartWindow: s.restartWindow },
+        `POOL DEGRADED: ${this.prefix || `pool ${this.name}: `}${reason}; ` + (s.exitOnDegraded ? 'exitOnDegraded is set: stopping the arbiter' : 'still restarting its workers, with backoff'),
+      );
+      this.events.emit('degraded', `pool ${this.name} is degraded: ${reason}`);
+    } else {
+      this.log.warn({ event: 'pool_recovered', pool: this.name, workers: this.target }, `${this.prefix || `pool ${this.name}: `}recovered: ${this.target} worker${this.target === 1 ? '' : 's'} serving again`);
+      this.events.emit('recovered');
     }
   }
 
@@ -284,6 +343,7 @@ export class WorkerGroup {
       if (w.reason !== 'timeout' && isStuck(now, w.lastSeen, timeout)) this.timeoutKill(w, now - w.lastSeen);
     }
     if (!this.stopping && now >= this.nextSpawnAt) this.maintain();
+    if (this.degraded && !this.stopping) this.checkHealth(now);
   }
 
   private timeoutKill(w: WorkerHandle, silentMs: number): void {
@@ -293,7 +353,7 @@ export class WorkerGroup {
     const stack = report?.stack ?? [];
     this.log.error(
       { event: 'worker_timeout', worker: w.pid, pool: this.name, silentMs, working: working || null, stack },
-      `WORKER TIMEOUT (pid:${w.pid}) silent for ${(silentMs / 1000).toFixed(1)} s` +
+      `${this.prefix}WORKER TIMEOUT (pid:${w.pid}) silent for ${(silentMs / 1000).toFixed(1)} s` +
         (working ? ` while serving ${working}` : '') +
         (stack.length ? `\n    ${stack.slice(0, 12).join('\n    ')}` : ''),
     );
@@ -311,7 +371,7 @@ export class WorkerGroup {
     const grace = stopGraceMs(graceful, this.settings.gracefulTimeout);
     const timer = setTimeout(() => {
       if (w.live) {
-        this.log.warn({ event: 'worker_killed', worker: w.pid }, `worker ${w.pid} still running after ${grace / 1000} s; killing it`);
+        this.log.warn({ event: 'worker_killed', worker: w.pid, pool: this.name }, `${this.prefix}worker ${w.pid} still running after ${grace / 1000} s; killing it`);
         w.child.kill('SIGKILL');
       }
     }, grace + 100);
@@ -327,7 +387,7 @@ export class WorkerGroup {
     if (next === this.target) return true;
     const old = this.target;
     this.target = next;
-    this.log.info({ event: 'workers_changed', pool: this.name, from: old, to: next }, `workers: ${old} -> ${next}`);
+    this.log.info({ event: 'workers_changed', pool: this.name, from: old, to: next }, `${this.prefix}workers: ${old} -> ${next}`);
     void this.hook('nworkersChanged', next, old);
     this.maintain();
     return true;
@@ -337,6 +397,7 @@ export class WorkerGroup {
   reload(next: GroupConfig): void {
     if (this.stopping) return;
     if (next.target !== this.target) void this.hook('nworkersChanged', next.target, this.target);
+    this.targetBeforeReload = this.target;
     this.settings = next.settings;
     this.configFile = next.configFile;
     this.listeners = next.listeners;
@@ -350,6 +411,8 @@ export class WorkerGroup {
     }
     this.quickDeaths = 0;
     this.nextSpawnAt = 0;
+    // New code, a fresh count: a deploy that fixes a crashing app is not held to the old deaths.
+    this.deaths = [];
     this.maintain();
   }
 

@@ -5,10 +5,10 @@
  * module's, loaded on first use.
  */
 import type { ArbiterConfig } from './core/settings.js' with { 'resolution-mode': 'import' };
-import type { EnqueueOpts } from './index.js' with { 'resolution-mode': 'import' };
+import type { EnqueueOpts, TaskHandle } from './index.js' with { 'resolution-mode': 'import' };
 
 export type { ArbiterConfig, Settings } from './core/settings.js' with { 'resolution-mode': 'import' };
-export type { EnqueueOpts } from './index.js' with { 'resolution-mode': 'import' };
+export type { EnqueueOpts, TaskHandle } from './index.js' with { 'resolution-mode': 'import' };
 export type { TaskContext, TaskHandler, TaskHandlers, TaskAttempt } from './core/tasks.js' with { 'resolution-mode': 'import' };
 
 /** Identity function that gives editors the types of every setting and hook. */
@@ -17,7 +17,7 @@ export function defineConfig(config: ArbiterConfig): ArbiterConfig {
 }
 
 /** See the ES module's `enqueue`. */
-export async function enqueue(name: string, payload: unknown, opts: EnqueueOpts = {}): Promise<string> {
+export async function enqueue(name: string, payload: unknown, opts: EnqueueOpts = {}): Promise<TaskHandle> {
   return (await import('./index.js')).enqueue(name, payload, opts);
 }
 

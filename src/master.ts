@@ -1,8 +1,13 @@
 /**
- * The master: holds the worker groups (one per pool; one today) and the listening sockets,
+ * The master: holds the worker groups (one per pool, SPEC §10) and the listening sockets,
  * turns signals into lifecycle actions, re-reads the config on HUP, re-executes itself on
  * USR2, and stops. It never runs app code. What to do about one worker is the group's
  * business (group.ts); what the master does about signals is in SIGNALS below.
+ *
+ * Several pools: HUP reloads every pool (each on its own: a pool whose new code cannot boot
+ * keeps its old workers while the others go ahead), adds the pools the config gained and
+ * retires the ones it lost; `reload(pool)` reloads one; TTIN/TTOU as signals move every
+ * pool by one (a signal cannot name a pool; the control socket can).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
@@ -10,41 +15,56 @@ import { existsSync, renameSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import type { Resolved } from './config.js';
-import type { Hooks } from './core/hooks.js';
+import { createHooks, type Hooks } from './core/hooks.js';
 import { reopenErrorLog } from './core/logging.js';
-import { ENV, REEXEC_FD_BASE } from './core/protocol.js';
+import { ENV, MAIN_POOL, REEXEC_FD_BASE } from './core/protocol.js';
 import { errorMessage, indent } from './core/errors.js';
 import type { Settings } from './core/settings.js';
 import { WorkerGroup, type GroupConfig } from './group.js';
 import type { Launch } from './launch.js';
 import * as sd from './notify.js';
 import { moveAside } from './pidfile.js';
-import { closeListeners, rebind, type Listener } from './sockets.js';
+import { checkBinds, classListens, type PoolPlan } from './pools.js';
+import { Scheduler, type Compiled } from './scheduler.js';
+import { bindReusing, closeListeners, type Listener } from './sockets.js';
 import type { MasterSignal } from './start-signals.js';
 import { resolveIds } from './users.js';
 import { watchCode, type Watcher } from './watch.js';
-import type { RestartReason, Transition, WorkerHandle } from './worker-handle.js';
+import { RESTART_REASONS, type RestartReason, type Transition, type WorkerHandle } from './worker-handle.js';
 
-/** The name of the one group an arbiter started from the command line has. */
-export const MAIN_GROUP = 'main';
+/** The name of the one group an arbiter without `pools` has. */
+export const MAIN_GROUP = MAIN_POOL;
 
 /** Ticks of the supervision timer: timeouts and backoff spawns. */
 const TICK_MS = 100;
 
-export interface ArbiterOptions {
-  resolved: Resolved;
+/** One pool as the master starts it. */
+export interface PoolStart {
+  name: string;
+  settings: Settings;
   listeners: Listener[];
-  workers: number;
+  target: number;
+  /** Its class binds listeners (from the app check). */
+  listens: boolean;
+  /** The app module's file: `reload` watches its directory. */
+  appFile?: string;
+}
+
+export interface ArbiterOptions {
+  /** The top-level settings: the master's own (pidfile, control socket, ...) and what pools inherit. */
+  resolved: Resolved;
+  pools: PoolStart[];
   log: Logger;
+  /** The master-wide hooks; each pool makes its own from its settings. */
   hooks: Hooks;
+  /** The config's schedules, compiled (the master enqueues their runs). */
+  schedules: Compiled[];
   /** Re-read the config for HUP; throws a one-line error when the new config is bad. */
-  reloadConfig: () => Promise<{ resolved: Resolved; workers: number; hooks: Hooks }>;
+  reloadConfig: () => Promise<{ resolved: Resolved; pools: PoolPlan[]; hooks: Hooks; schedules: Compiled[] }>;
   /** After a HUP took new settings: the master's own servers (control, metrics) follow them. */
   onSettings?: (next: Settings, prev: Settings) => Promise<void>;
   /** Where arbiter was started, for the new master of a USR2 re-exec. */
   launchCwd: string;
-  /** The app module's file: `reload` watches its directory. */
-  appFile?: string;
   /** The arbiter's name (procName, or the one derived from the app): a USR2 master keeps it. */
   name?: string;
   launch?: Launch;
@@ -71,8 +91,8 @@ const SIGNALS: Record<MasterSignal, (a: Arbiter) => void> = {
   SIGINT: (a) => a.stop(false),
   SIGQUIT: (a) => a.stop(false),
   SIGHUP: (a) => void a.reload(),
-  SIGTTIN: (a) => a.scale(MAIN_GROUP, +1, true),
-  SIGTTOU: (a) => a.scale(MAIN_GROUP, -1, true),
+  SIGTTIN: (a) => a.scaleAll(+1),
+  SIGTTOU: (a) => a.scaleAll(-1),
   SIGUSR1: (a) => a.reopenLogs(),
   SIGUSR2: (a) => void a.reexec(),
   SIGWINCH: (a) => a.winch(),
@@ -99,11 +119,16 @@ export class Arbiter {
   private readonly reloadConfig: ArbiterOptions['reloadConfig'];
   private readonly onSettings?: ArbiterOptions['onSettings'];
   private readonly launchCwd: string;
-  private readonly appFile?: string;
+  private readonly appFiles: string[];
+  private readonly launch?: Launch;
   /** The new master started by USR2, while it runs. */
   private reexecChild: ChildProcess | null = null;
   private watcher: Watcher | null = null;
   private finished = false;
+  private wasReady = false;
+  /** Runs the config's schedules; made when there is one. */
+  scheduler: Scheduler | null = null;
+  private schedules: Compiled[];
 
   constructor(opts: ArbiterOptions) {
     this.done = new Promise<number>((resolve) => (this.resolveDone = resolve));
@@ -114,13 +139,27 @@ export class Arbiter {
     this.reloadConfig = opts.reloadConfig;
     this.onSettings = opts.onSettings;
     this.launchCwd = opts.launchCwd;
-    this.appFile = opts.appFile;
+    this.launch = opts.launch;
     this.name = opts.name ?? 'arbiter';
-    this.addGroup(MAIN_GROUP, { settings: this.settings, configFile: this.configFile, listeners: opts.listeners, target: opts.workers, hooks: opts.hooks }, opts.launch);
+    this.appFiles = opts.pools.flatMap((p) => (p.appFile ? [p.appFile] : []));
+    this.schedules = opts.schedules;
+    for (const p of opts.pools) {
+      const { name, listens, ...config } = p;
+      this.addGroup(name, { ...config, configFile: this.configFile, hooks: this.poolHooks(p.settings) }, listens);
+    }
   }
 
-  private addGroup(name: string, config: GroupConfig, launch?: Launch): void {
-    const g = new WorkerGroup({ ...config, name, log: this.log, nextAge: () => ++this.age, hookTarget: this, launch });
+  /** Several pools under this master (the config has `pools`): logs and errors name them. */
+  get named(): boolean {
+    return this.settings.pools !== null;
+  }
+
+  private poolHooks(s: Settings): Hooks {
+    return createHooks(s as unknown as Record<string, unknown>, this.log);
+  }
+
+  private addGroup(name: string, config: GroupConfig, listens: boolean, added = false): WorkerGroup {
+    const g = new WorkerGroup({ ...config, name, named: this.named, listens, log: this.log, nextAge: () => ++this.age, hookTarget: this, launch: this.launch });
     g.events.on('transition', (t) => this.events.emit('transition', t));
     g.events.on('ready', () => this.groupReady());
     g.events.on('reloaded', () => this.groupReloaded());
@@ -128,26 +167,42 @@ export class Arbiter {
       void sd.ready();
       this.events.emit('reloadFailed', reason, detail);
     });
-    g.events.on('fatal', (reason, detail) => this.halt(3, reason, detail));
-    g.events.on('drained', () => this.maybeFinished());
+    g.events.on('fatal', (reason, detail) => {
+      // A pool a HUP added whose app cannot boot is a failed reload, not a failed start.
+      if (!this.wasReady || !added) return this.halt(3, reason, detail);
+      this.log.error({ event: 'reload_failed', pool: name }, `reload failed: ${reason}; pool ${name} is not started`);
+      this.events.emit('reloadFailed', reason);
+      this.retirePool(g);
+    });
+    g.events.on('degraded', (reason) => {
+      if (g.settings.exitOnDegraded) this.halt(1, `${reason} (exitOnDegraded)`, undefined, true);
+    });
+    g.events.on('drained', () => {
+      if (g.leaving && !this.stopping) return this.forget(g);
+      this.maybeFinished();
+    });
     this.groups.set(name, g);
+    return g;
+  }
+
+  /** A pool the config lost has no worker left: its listeners close unless another pool took them. */
+  private forget(g: WorkerGroup): void {
+    this.groups.delete(g.name);
+    const kept = new Set(this.listeners);
+    closeListeners(g.listeners.filter((l) => !kept.has(l)), { unlink: true });
+    this.log.info({ event: 'pool_removed', pool: g.name }, `pool ${g.name}: removed`);
   }
 
   // ------------------------------------------------------------------ views
-
-  /** The group an arbiter started from the command line serves with. */
-  get main(): WorkerGroup {
-    return this.groups.get(MAIN_GROUP)!;
-  }
 
   /** Every worker of every group. */
   workers(): WorkerHandle[] {
     return [...this.groups.values()].flatMap((g) => [...g.workers.values()]);
   }
 
-  /** Every listener of every group, each once. */
+  /** Every listener of every group that stays, each once. */
   get listeners(): Listener[] {
-    return [...new Set([...this.groups.values()].flatMap((g) => g.listeners))];
+    return [...new Set([...this.groups.values()].filter((g) => !g.leaving).flatMap((g) => g.listeners))];
   }
 
   get target(): number {
@@ -158,13 +213,15 @@ export class Arbiter {
 
   /** Restarts by reason, over all groups. */
   get restarts(): Record<RestartReason, number> {
-    const out = { ...this.main.restarts };
-    for (const g of this.groups.values()) if (g !== this.main) for (const [k, v] of Object.entries(g.restarts)) out[k as RestartReason] += v;
+    const out = Object.fromEntries(RESTART_REASONS.map((r) => [r, 0])) as Record<RestartReason, number>;
+    for (const g of this.groups.values()) for (const r of RESTART_REASONS) out[r] += g.restarts[r];
     return out;
   }
 
   private groupReady(): void {
-    if (![...this.groups.values()].every((g) => g.ready)) return;
+    // Once per master: a pool a HUP adds becoming ready is not the arbiter becoming ready.
+    if (this.wasReady || ![...this.groups.values()].every((g) => g.ready)) return;
+    this.wasReady = true;
     const serving = this.workers().filter((w) => w.state === 'serving').length;
     this.log.info({ event: 'ready', workers: serving }, `ready: ${serving} worker${serving === 1 ? '' : 's'} serving`);
     void this.hooks.run('whenReady', this);
@@ -187,10 +244,20 @@ export class Arbiter {
       for (const g of this.groups.values()) g.supervise(now);
     }, TICK_MS);
     if (this.settings.reload) void this.watch();
+    this.runSchedules(this.schedules);
+  }
+
+  private runSchedules(list: Compiled[]): void {
+    if (this.scheduler) this.scheduler.update(list, this.settings);
+    else if (list.length) {
+      this.scheduler = new Scheduler(this.log, this.settings);
+      this.scheduler.start(list);
+    }
   }
 
   private async watch(): Promise<void> {
-    const roots = [this.appFile ? path.dirname(this.appFile) : process.cwd(), ...this.settings.reloadExtraFiles.map((f) => path.resolve(f))];
+    const apps = this.appFiles.length ? [...new Set(this.appFiles.map((f) => path.dirname(f)))] : [process.cwd()];
+    const roots = [...apps, ...this.settings.reloadExtraFiles.map((f) => path.resolve(f))];
     this.watcher = await watchCode(roots, this.log, (files) => {
       this.log.info({ event: 'code_changed', files }, `changed: ${files.slice(0, 5).join(', ')}; reloading`);
       void this.reload();
@@ -213,8 +280,13 @@ export class Arbiter {
   /** TTIN/TTOU (`relative`) or `arbiter scale N`. False when stopping or no such group. */
   scale(group: string, n: number, relative = false): boolean {
     const g = this.groups.get(group);
-    if (!g || this.stopping) return false;
+    if (!g || g.leaving || this.stopping) return false;
     return g.scale(relative ? g.target + n : n);
+  }
+
+  /** TTIN / TTOU as signals: one worker more or fewer in every pool. */
+  scaleAll(by: number): void {
+    for (const g of this.groups.values()) if (!g.leaving) this.scale(g.name, by, true);
   }
 
   reopenLogs(): void {
@@ -233,45 +305,91 @@ export class Arbiter {
     for (const g of this.groups.values()) g.winch();
   }
 
-  /** HUP: new config, new code, new workers; old workers leave as new ones are ready. */
-  async reload(): Promise<void> {
+  /**
+   * HUP (or `arbiter reload`): new config, new code, new workers; old workers leave as new
+   * ones are ready. With `only`, just that pool takes its part of the new config; the master's
+   * own settings and the other pools stay as they are.
+   */
+  async reload(only?: string): Promise<void> {
     if (this.stopping) return;
     void sd.reloading();
     const failed = (err: unknown) => {
       const reason = errorMessage(err);
-      this.log.error({ event: 'reload_failed', err: String(err) }, `reload failed, keeping the running config: ${reason}`);
+      this.log.error({ event: 'reload_failed', pool: only, err: String(err) }, `reload failed, keeping the running config: ${only ? `pool ${only}: ` : ''}${reason}`);
       void sd.ready();
       this.events.emit('reloadFailed', reason);
     };
     let next: Awaited<ReturnType<ArbiterOptions['reloadConfig']>>;
     try {
       next = await this.reloadConfig();
+      if (only && !next.pools.some((p) => p.name === only)) throw new Error(`pool ${only} is not in the config any more`);
+      const plans = next.pools.map((p) => ({ name: p.name, settings: p.settings, listens: classListens(p.settings.workerClass, this.groups.get(p.name)) }));
+      checkBinds(only ? plans.filter((p) => p.name === only || this.groups.has(p.name)) : plans, process.cwd());
     } catch (err) {
       return failed(err);
     }
-    await this.hooks.run('onReload', this);
-    const s = next.resolved.settings;
-    const g = this.main;
-    const before = g.listeners.map((l) => l.label).join(', ');
-    let listeners = g.listeners;
-    if (s.bind.join('\n') !== g.settings.bind.join('\n')) {
+    if (!only) await this.hooks.run('onReload', this);
+    const before = this.listeners;
+    if (!only) {
+      const prev = this.settings;
+      this.settings = next.resolved.settings;
+      this.configFile = next.resolved.configFile;
+      this.hooks = next.hooks;
+      await this.onSettings?.(this.settings, prev);
+      this.runSchedules(next.schedules);
+    }
+    const plans = only ? next.pools.filter((p) => p.name === only) : next.pools;
+    for (const plan of plans) await this.reloadPool(plan);
+    if (!only) for (const g of this.groups.values()) if (!g.leaving && !plans.some((p) => p.name === g.name)) this.retirePool(g);
+    const kept = new Set(this.listeners);
+    const leavingHold = new Set([...this.groups.values()].filter((g) => g.leaving).flatMap((g) => g.listeners));
+    closeListeners(before.filter((l) => !kept.has(l) && !leavingHold.has(l)), { unlink: true });
+  }
+
+  /** One pool takes its new plan, or starts when the config gained it; a bind that fails keeps it as it was. */
+  private async reloadPool(plan: PoolPlan): Promise<void> {
+    const g = this.groups.get(plan.name);
+    const where = this.named ? `pool ${plan.name}: ` : '';
+    const s = plan.settings;
+    const listens = classListens(s.workerClass, g);
+    let listeners: Listener[] = [];
+    const same = g && !g.leaving && g.listens === listens && s.bind.join('\n') === g.settings.bind.join('\n');
+    // An unchanged bind keeps the listeners as they are, whatever they are labelled (systemd's, a USR2 parent's).
+    if (same) listeners = g.listeners;
+    else if (listens) {
       try {
-        listeners = await rebind(g.listeners, s.bind, { reusePort: s.reusePort, cwd: process.cwd(), owner: resolveIds(s.user, s.group) });
+        listeners = await bindReusing(this.listeners, s.bind, { reusePort: s.reusePort, cwd: process.cwd(), owner: resolveIds(s.user, s.group) });
       } catch (err) {
-        return failed(err);
+        const reason = errorMessage(err);
+        this.log.error({ event: 'reload_failed', pool: plan.name, err: String(err) }, `reload failed, keeping the running config: ${where}${reason}`);
+        this.events.emit('reloadFailed', where + reason);
+        return;
       }
     }
-    const prev = this.settings;
-    this.settings = s;
-    this.configFile = next.resolved.configFile;
-    this.hooks = next.hooks;
-    await this.onSettings?.(s, prev);
-    g.reload({ settings: s, configFile: this.configFile, listeners, target: next.workers, hooks: next.hooks });
-    const after = listeners.map((l) => l.label).join(', ');
+    const config: GroupConfig = { settings: s, configFile: this.configFile, listeners, target: plan.workers, hooks: this.poolHooks(s) };
+    const labels = listeners.map((l) => l.label);
+    if (!g || g.leaving) {
+      if (g) this.forget(g);
+      const added = this.addGroup(plan.name, config, listens, true);
+      this.log.info({ event: 'pool_added', pool: plan.name, workers: added.target, listeners: labels }, `${where}added: starting ${added.target} worker${added.target === 1 ? '' : 's'}` + (labels.length ? `; listening at ${labels.join(', ')}` : ''));
+      added.maintain();
+      return;
+    }
+    const before = g.listeners.map((l) => l.label).join(', ');
+    g.listens = listens;
+    g.reload(config);
+    const after = labels.join(', ');
     this.log.info(
-      { event: 'reload', generation: g.generation, workers: g.target, listeners: listeners.map((l) => l.label) },
-      `reloading: starting ${g.target} new worker${g.target === 1 ? '' : 's'}` + (before !== after ? `; listening at ${after}` : ''),
+      { event: 'reload', pool: plan.name, generation: g.generation, workers: g.target, listeners: labels },
+      `${where}reloading: starting ${g.target} new worker${g.target === 1 ? '' : 's'}` + (before !== after ? `; listening at ${after}` : ''),
     );
+  }
+
+  /** A pool the config lost: its workers leave gracefully, then it is forgotten. */
+  private retirePool(g: WorkerGroup): void {
+    g.leaving = true;
+    this.log.info({ event: 'pool_removing', pool: g.name }, `pool ${g.name}: no longer in the config; stopping its workers`);
+    g.stopAll(true, false);
   }
 
   /**
@@ -364,16 +482,17 @@ export class Arbiter {
     // After a USR2 hand-over the new master is systemd's main process; do not stop the unit.
     if (this.reexecChild === null) void sd.stopping();
     this.log.info({ event: 'stopping', graceful }, graceful ? `stopping gracefully (up to ${this.settings.gracefulTimeout} s)` : 'stopping now');
+    void this.scheduler?.close();
     // Only a stop of the whole arbiter, with no new master, leaves nobody else to take new connections.
     for (const g of this.groups.values()) g.stopAll(graceful, this.reexecChild === null);
   }
 
-  /** Stop everything and exit with `code` (3: workers cannot boot). */
-  private halt(code: number, reason: string, detail?: string): void {
-    this.exitCode = code;
-    this.haltReason = { reason, detail };
+  /** Stop everything and exit with `code` (3: workers cannot boot; 1: a pool is degraded and exitOnDegraded). */
+  private halt(code: number, reason: string, detail?: string, graceful = false): void {
+    if (this.exitCode === null) this.exitCode = code;
+    this.haltReason ??= { reason, detail };
     process.stderr.write(`arbiter: error: ${reason}\n${detail ? indent(detail) + '\n' : ''}`);
-    this.stop(false);
+    this.stop(graceful);
   }
 
   private maybeFinished(): void {
@@ -382,7 +501,8 @@ export class Arbiter {
     if (this.tick) clearInterval(this.tick);
     void this.watcher?.close();
     // After USR2 the new master owns the sockets: close ours, but leave the files in place.
-    closeListeners(this.listeners, { unlink: this.reexecChild === null });
+    const all = [...new Set([...this.groups.values()].flatMap((g) => g.listeners))];
+    closeListeners(all, { unlink: this.reexecChild === null });
     if (this.settings.pidfile && this.reexecChild) rmSync(`${this.settings.pidfile}.oldbin`, { force: true });
     void this.hooks.run('onExit', this).finally(() => this.resolveDone(this.exitCode ?? 0));
   }

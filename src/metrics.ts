@@ -7,12 +7,15 @@
  * counters leave with it, so this module keeps, per arbiter, the last counters of every
  * worker that exited: the totals it serves never go backwards across recycling, reloads,
  * crashes or scale-down (at most the last heartbeat interval of a dead worker is lost).
+ *
+ * Every series about workers carries a `pool` label (`main` without `pools`); the master's
+ * own (uptime) does not.
  */
 import http from 'node:http';
 import type { Logger } from 'pino';
 import { appMetricsFor } from './app-metrics.js';
 import { SettingError } from './core/errors.js';
-import { LATENCY_BUCKETS, type WorkerCounters } from './core/protocol.js';
+import { LATENCY_BUCKETS, MAIN_POOL, type WorkerCounters } from './core/protocol.js';
 import type { Arbiter } from './master.js';
 import { parseAddress } from './sockets.js';
 import { taskBrokersFor } from './task-brokers.js';
@@ -74,27 +77,38 @@ function add(into: Totals, c: WorkerCounters | undefined): void {
  * lifecycle events say when). One per arbiter, made when it starts.
  */
 export class CounterLedger {
-  private readonly retired = emptyTotals();
+  /** Per pool. */
+  private readonly retired = new Map<string, Totals>();
   private readonly onTransition = (t: Transition) => {
-    if (t.to === 'exited') add(this.retired, t.worker.counters);
+    if (t.to !== 'exited') return;
+    const pool = t.pool ?? MAIN_POOL;
+    let into = this.retired.get(pool);
+    if (!into) this.retired.set(pool, (into = emptyTotals()));
+    add(into, t.worker.counters);
   };
 
   constructor(private readonly arbiter: Arbiter) {
     arbiter.events.on('transition', this.onTransition);
   }
 
-  /** Retired plus live counters, right now. */
-  totals(): Totals {
+  /** Retired plus live counters of one pool (of every pool without `pool`), right now. */
+  totals(pool?: string): Totals {
     const t = emptyTotals();
-    add(t, {
-      requests: this.retired.requests,
-      active: 0,
-      rss: 0,
-      statuses: this.retired.sawStatuses ? this.retired.statuses : undefined,
-      latency: this.retired.sawLatency ? this.retired.latency : undefined,
-      tasks: this.retired.sawTasks ? { ...this.retired.tasks, durations: {} } : undefined,
-    });
-    for (const w of this.arbiter.workers()) add(t, w.counters);
+    for (const [name, retired] of this.retired) {
+      if (pool !== undefined && name !== pool) continue;
+      add(t, {
+        requests: retired.requests,
+        active: 0,
+        rss: 0,
+        statuses: retired.sawStatuses ? retired.statuses : undefined,
+        latency: retired.sawLatency ? retired.latency : undefined,
+        tasks: retired.sawTasks ? { ...retired.tasks, durations: {} } : undefined,
+      });
+    }
+    for (const g of this.arbiter.groups.values()) {
+      if (pool !== undefined && g.name !== pool) continue;
+      for (const w of g.workers.values()) add(t, w.counters);
+    }
     return t;
   }
 
@@ -132,31 +146,38 @@ export function renderMetrics(arbiter: Arbiter, ledger = ledgerFor(arbiter)): st
     out.push(`${name}${l ? `{${l}}` : ''} ${num(value)}`);
   };
 
-  const byState: Record<string, number> = Object.fromEntries(STATES.map((s) => [s, 0]));
-  let active = 0;
-  let rss = 0;
-  for (const w of arbiter.workers()) {
-    byState[w.state] = (byState[w.state] ?? 0) + 1;
-    active += w.counters?.active ?? 0;
-    rss += w.counters?.rss ?? 0;
-  }
-  const t = ledger.totals();
-  const isTask = arbiter.settings.workerClass === 'task' || t.sawTasks;
+  const pools = [...arbiter.groups.values()].map((g) => {
+    const byState: Record<string, number> = Object.fromEntries(STATES.map((s) => [s, 0]));
+    let active = 0;
+    let rss = 0;
+    for (const w of g.workers.values()) {
+      byState[w.state] = (byState[w.state] ?? 0) + 1;
+      active += w.counters?.active ?? 0;
+      rss += w.counters?.rss ?? 0;
+    }
+    const t = ledger.totals(g.name);
+    return { g, byState, active, rss, t, isTask: g.settings.workerClass === 'task' || t.sawTasks };
+  });
+  const perPool = (name: string, type: 'counter' | 'gauge', help: string, each: (p: (typeof pools)[number], l: Record<string, string>) => void) => {
+    family(name, type, help);
+    for (const p of pools) each(p, { pool: p.g.name });
+  };
 
-  family('arbiter_workers', 'gauge', 'Worker processes by state.');
-  for (const s of STATES) sample('arbiter_workers', { state: s }, byState[s] ?? 0);
-
-  family('arbiter_target_workers', 'gauge', 'Workers the master keeps serving.');
-  sample('arbiter_target_workers', {}, arbiter.target);
-
-  family('arbiter_worker_restarts_total', 'counter', 'Workers replaced, by reason.');
-  for (const r of REASONS) sample('arbiter_worker_restarts_total', { reason: r }, arbiter.restarts[r] ?? 0);
+  perPool('arbiter_workers', 'gauge', 'Worker processes by state.', (p, l) => {
+    for (const s of STATES) sample('arbiter_workers', { ...l, state: s }, p.byState[s] ?? 0);
+  });
+  perPool('arbiter_target_workers', 'gauge', 'Workers the master keeps serving.', (p, l) => sample('arbiter_target_workers', l, p.g.target));
+  perPool('arbiter_worker_restarts_total', 'counter', 'Workers replaced, by reason.', (p, l) => {
+    for (const r of REASONS) sample('arbiter_worker_restarts_total', { ...l, reason: r }, p.g.restarts[r] ?? 0);
+  });
+  perPool('arbiter_pool_degraded', 'gauge', '1 while the pool has had more than maxRestarts unexpected deaths within restartWindow.', (p, l) =>
+    sample('arbiter_pool_degraded', l, p.g.degraded ? 1 : 0));
 
   family('arbiter_master_uptime_seconds', 'gauge', 'Seconds since the master started.');
   sample('arbiter_master_uptime_seconds', {}, Math.round((Date.now() - arbiter.startedAt) / 10) / 100);
 
-  family('arbiter_workers_rss_bytes', 'gauge', 'Resident memory of all workers, from their last heartbeats.');
-  sample('arbiter_workers_rss_bytes', {}, rss);
+  perPool('arbiter_workers_rss_bytes', 'gauge', 'Resident memory of all workers, from their last heartbeats.', (p, l) => sample('arbiter_workers_rss_bytes', l, p.rss));
+  perPool('arbiter_active', 'gauge', 'Requests being served, or tasks being run, right now.', (p, l) => sample('arbiter_active', l, p.active));
 
   const brokers = taskBrokersFor(arbiter)?.status() ?? [];
   if (brokers.length) {
@@ -164,26 +185,29 @@ export function renderMetrics(arbiter: Arbiter, ledger = ledgerFor(arbiter)): st
     for (const b of brokers) sample('arbiter_broker_up', { broker: b.url }, b.up ? 1 : 0);
   }
 
-  family('arbiter_active', 'gauge', isTask ? 'Tasks being run right now.' : 'Requests being served right now.');
-  sample('arbiter_active', {}, active);
-
-  if (!isTask) {
+  const http = pools.filter((p) => !p.isTask);
+  if (http.length) {
     family('arbiter_requests_total', 'counter', 'HTTP responses by status class, over all workers past and present.');
-    for (let i = 1; i <= 5; i++) sample('arbiter_requests_total', { status_class: `${i}xx` }, t.statuses[i] ?? 0);
+    for (const { g, t } of http) for (let i = 1; i <= 5; i++) sample('arbiter_requests_total', { pool: g.name, status_class: `${i}xx` }, t.statuses[i] ?? 0);
 
     family('arbiter_request_duration_seconds', 'histogram', 'HTTP request duration, from the request head to the end of the response.');
-    let cumulative = 0;
-    for (let i = 0; i < LATENCY_BUCKETS.length; i++) {
-      cumulative += t.latency[i]!;
-      sample('arbiter_request_duration_seconds_bucket', { le: String(LATENCY_BUCKETS[i]) }, cumulative);
+    for (const { g, t } of http) {
+      const l = { pool: g.name };
+      let cumulative = 0;
+      for (let i = 0; i < LATENCY_BUCKETS.length; i++) {
+        cumulative += t.latency[i]!;
+        sample('arbiter_request_duration_seconds_bucket', { ...l, le: String(LATENCY_BUCKETS[i]) }, cumulative);
+      }
+      cumulative += t.latency[LATENCY_BUCKETS.length]!;
+      sample('arbiter_request_duration_seconds_bucket', { ...l, le: '+Inf' }, cumulative);
+      sample('arbiter_request_duration_seconds_sum', l, Math.round(t.latency[LATENCY_BUCKETS.length + 1]! * 1e6) / 1e6);
+      sample('arbiter_request_duration_seconds_count', l, cumulative);
     }
-    cumulative += t.latency[LATENCY_BUCKETS.length]!;
-    sample('arbiter_request_duration_seconds_bucket', { le: '+Inf' }, cumulative);
-    sample('arbiter_request_duration_seconds_sum', {}, Math.round(t.latency[LATENCY_BUCKETS.length + 1]! * 1e6) / 1e6);
-    sample('arbiter_request_duration_seconds_count', {}, cumulative);
-  } else {
+  }
+  const tasks = pools.filter((p) => p.isTask);
+  if (tasks.length) {
     family('arbiter_tasks_total', 'counter', 'Task attempts by outcome, over all workers past and present.');
-    for (const k of TASK_OUTCOMES) sample('arbiter_tasks_total', { outcome: k }, t.tasks[k]);
+    for (const { g, t } of tasks) for (const k of TASK_OUTCOMES) sample('arbiter_tasks_total', { pool: g.name, outcome: k }, t.tasks[k]);
   }
   return out.join('\n') + '\n';
 }

@@ -55,6 +55,46 @@ export function decide(p: Policy): Verdict {
 }
 
 // ---------------------------------------------------------------------------------------
+// Restart limiting (SPEC §10).
+
+/**
+ * A pool whose workers keep dying is degraded: more than `maxRestarts` unexpected deaths
+ * (crashes, timeouts; not reloads, recycling or scale-down) within `restartWindow`. It keeps
+ * restarting them at the crash-loop backoff rate, and recovers by itself once its workers
+ * live again: every one of `target` serving for RECOVER_AFTER_MS, with no more than
+ * `maxRestarts` deaths left in the window. Both conditions, so a pool whose workers die
+ * every few seconds does not flap between the two states. `maxRestarts` 0 turns it off.
+ */
+export const RECOVER_AFTER_MS = QUICK_DEATH_MS;
+
+export interface Health {
+  /** Unexpected deaths within the window, including any just now. */
+  deaths: number;
+  maxRestarts: number;
+  degraded: boolean;
+  /** How long every one of `target` workers has been serving; null while fewer serve. */
+  steadyMs: number | null;
+}
+
+export function degraded(h: Health): boolean {
+  if (h.maxRestarts <= 0) return false;
+  if (h.deaths > h.maxRestarts) return true;
+  if (!h.degraded) return false;
+  return !(h.steadyMs !== null && h.steadyMs >= RECOVER_AFTER_MS);
+}
+
+/** The deaths (epoch ms) still inside the window at `now`, oldest first. */
+export function withinWindow(deaths: readonly number[], now: number, windowMs: number): number[] {
+  return deaths.filter((t) => now - t < windowMs);
+}
+
+/** How long the youngest of the serving workers has served, when at least `target` serve. */
+export function steadyFor(servingSince: readonly number[], target: number, now: number): number | null {
+  if (target <= 0 || servingSince.length < target) return null;
+  return now - Math.max(...servingSince);
+}
+
+// ---------------------------------------------------------------------------------------
 // Keeping `target` workers.
 
 /** Workers that count toward the target: serving, or booting to serve. */

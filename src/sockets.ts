@@ -220,14 +220,15 @@ export function inheritedFromParent(env: NodeJS.ProcessEnv): Map<string, number>
 
 /**
  * Bind every address of `binds`, reusing descriptors handed over by a parent master where
- * the label matches. Everything bound so far is closed again if one address fails.
+ * the label matches (and taking them out of `inherited`: what is left there after every pool
+ * bound is for `closeInherited`). Everything bound so far is closed again if one address fails.
  */
 export async function openListeners(
   binds: string[],
   opts: BindOptions & { inherited?: Map<string, number> },
 ): Promise<Listener[]> {
   const out: Listener[] = [];
-  const inherited = new Map(opts.inherited ?? []);
+  const inherited = opts.inherited ?? new Map<string, number>();
   try {
     for (const text of binds) {
       const label = labelOf(parseAddress(text, opts.cwd));
@@ -243,9 +244,13 @@ export async function openListeners(
     closeListeners(out, { unlink: true });
     throw err;
   }
-  // A parent's listener we were not asked for any more (bind changed across USR2).
-  for (const fd of inherited.values()) adopt(fd, `fd://${fd}`).handle.close();
   return out;
+}
+
+/** A parent's listeners nobody asked for any more (bind changed across USR2). */
+export function closeInherited(inherited: Map<string, number>): void {
+  for (const fd of inherited.values()) adopt(fd, `fd://${fd}`).handle.close();
+  inherited.clear();
 }
 
 export function closeListeners(listeners: Listener[], opts: { unlink: boolean }): void {
@@ -266,11 +271,13 @@ export function closeListeners(listeners: Listener[], opts: { unlink: boolean })
 }
 
 /**
- * The listeners for a changed `bind` (HUP): kept where the address stays, bound where it is
- * new, closed where it was dropped (workers of the old generation hold their own copies and
- * keep accepting until they leave). If a new address cannot be bound, nothing changes.
+ * The listeners for a `bind` (HUP, or a pool added by HUP): the ones in `current` (every
+ * pool's) where the address stays, freshly bound where it is new. Nothing is closed here:
+ * the master closes what no pool uses any more once every pool has its listeners (workers of
+ * the old generation hold their own copies and keep accepting until they leave). If a new
+ * address cannot be bound, what this call bound is closed again and it throws.
  */
-export async function rebind(current: Listener[], binds: string[], opts: BindOptions): Promise<Listener[]> {
+export async function bindReusing(current: Listener[], binds: string[], opts: BindOptions): Promise<Listener[]> {
   const byLabel = new Map(current.map((l) => [l.label, l]));
   const next: Listener[] = [];
   const fresh: Listener[] = [];
@@ -288,6 +295,5 @@ export async function rebind(current: Listener[], binds: string[], opts: BindOpt
     closeListeners(fresh, { unlink: true });
     throw err;
   }
-  closeListeners(current.filter((l) => !next.includes(l)), { unlink: true });
   return next;
 }

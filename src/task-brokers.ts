@@ -10,7 +10,7 @@
  * - At start it says when the broker would lose or evict tasks (a Redis without persistence).
  */
 import type { Logger } from 'pino';
-import { openBroker } from './core/brokers/open.js';
+import { openQueues } from './core/brokers/open.js';
 import { WORKER_GONE, consumerName } from './core/brokers/records.js';
 import type { Broker, BrokerHealth } from './core/brokers/types.js';
 import { redactUrl } from './core/brokers/url.js';
@@ -64,7 +64,7 @@ export class TaskBrokers {
   }
 
   private brokerFor(s: Settings): Promise<Broker | null> {
-    const key = `${s.broker}\n${s.queue}\n${s.dlq ?? ''}\n${process.cwd()}`;
+    const key = brokerKey(s);
     let b = this.open.get(key);
     if (!b) {
       b = this.connect(s);
@@ -77,11 +77,11 @@ export class TaskBrokers {
     const url = redactUrl(s.broker);
     let broker: Broker;
     try {
-      broker = await openBroker(s.broker, { queue: s.queue, ...(s.dlq ? { dlq: s.dlq } : {}), cwd: process.cwd(), consumer: `master:${process.pid}` });
+      broker = await openQueues(s.broker, s.queue, { ...(s.dlq ? { dlq: s.dlq } : {}), cwd: process.cwd(), consumer: `master:${process.pid}` });
     } catch (err) {
       this.log.warn({ event: 'broker_unreachable_at_start', broker: url, err: errorMessage(err) }, `task broker ${url} cannot be reached at start (${errorMessage(err)}); workers will keep trying`);
       // Try again on the next need.
-      this.open.delete(`${s.broker}\n${s.queue}\n${s.dlq ?? ''}\n${process.cwd()}`);
+      this.open.delete(brokerKey(s));
       return null;
     }
     this.health.set(url, { url, up: true, since: Date.now() });
@@ -101,6 +101,10 @@ export class TaskBrokers {
     this.open.clear();
     await Promise.allSettled(all.map(async (p) => (await p)?.close()));
   }
+}
+
+function brokerKey(s: Settings): string {
+  return `${s.broker}\n${s.queue.join(',')}\n${s.dlq ?? ''}\n${process.cwd()}`;
 }
 
 function isTask(s: Settings): boolean {

@@ -45,6 +45,8 @@ export interface Transition {
   move: Move;
   from: WorkerState;
   to: WorkerState;
+  /** The pool the worker belongs to (added by its group). */
+  pool?: string;
 }
 
 /** What the group gives every handle: where to announce moves. */

@@ -90,7 +90,7 @@ test('100 requests over 2 workers: the app\'s prom-client counter is 100 on the 
     assert.equal(metricValue(text, 'app_work_seconds_bucket{le="0.5"}'), 100);
     assert.equal(metricValue(text, 'app_busy_max'), Math.max(...[...pids].map((p) => Number(p) % 1000)));
     assert.match(text, /^# TYPE app_hits_total counter$/m);
-    assert.match(text, /^arbiter_workers\{state="serving"\} 2$/m, "arbiter's own series are there too");
+    assert.match(text, /^arbiter_workers\{pool="main",state="serving"\} 2$/m, "arbiter's own series are there too");
 
     // A reload replaces both workers: their counts stay; the new workers add to them.
     r.signal('SIGHUP');

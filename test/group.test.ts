@@ -34,7 +34,7 @@ function setup(target: number, over: Partial<Settings> = {}) {
     },
   });
   const events: string[] = [];
-  for (const e of ['ready', 'reloaded', 'reloadFailed', 'fatal', 'drained'] as const) group.events.on(e, (...a: unknown[]) => events.push([e, ...a.filter((x) => typeof x === 'string')].join(':')));
+  for (const e of ['ready', 'reloaded', 'reloadFailed', 'fatal', 'degraded', 'recovered', 'drained'] as const) group.events.on(e, (...a: unknown[]) => events.push([e, ...a.filter((x) => typeof x === 'string')].join(':')));
   const boot = (c: Fake) => c.say({ t: 'booted', pid: c.pid, appKind: 'node' });
   const states = () => [...group.workers.values()].map((w) => `${w.pid}:${w.state}`);
   return { group, children, events, boot, states };
@@ -79,12 +79,25 @@ test('a reload whose new code cannot boot keeps the old workers serving', () => 
   children[2]!.say({ t: 'bootError', message: 'app module x.js failed while loading: SyntaxError' });
   children[2]!.die(EXIT.BOOT);
   assert.deepEqual(events, ['ready', 'reloadFailed:app module x.js failed while loading: SyntaxError']);
-  assert.deepEqual(states(), ['1000:serving', '1001:serving', '1003:booting']);
+  // The sibling booting the same broken code is let go too.
+  assert.deepEqual(states(), ['1000:serving', '1001:serving', '1003:stopping']);
   assert.equal(group.restarts.crash, 0, 'a failed boot is not a crash');
   children[3]!.die(EXIT.BOOT);
   assert.deepEqual(states(), ['1000:serving', '1001:serving']);
   group.maintain();
   assert.equal(children.length, 4, 'no new attempt during the hold');
+});
+
+test('a failed reload gives back the worker count it came with, and lets its siblings go', () => {
+  const { group, children, boot, states } = setup(2);
+  group.maintain();
+  children.forEach(boot);
+  // The reloaded config asks for 3 workers; its code does not load.
+  group.reload({ settings: group.settings, configFile: null, listeners: [], target: 3, hooks: group.hooks });
+  assert.equal(children.length, 5);
+  children[2]!.die(EXIT.BOOT);
+  assert.equal(group.target, 2);
+  assert.deepEqual(states(), ['1000:serving', '1001:serving', '1003:stopping', '1004:stopping']);
 });
 
 test('a first boot that fails is fatal; a stop drains', () => {
@@ -123,4 +136,44 @@ test('scale down lets the oldest go; workers that die quickly back off', () => {
   children[3]!.die(1);
   assert.equal(children.length, 4, 'the second starts a backoff');
   assert.equal(group.restarts.crash, 2);
+});
+
+test('restart limiting: too many crashes degrade the pool; it keeps restarting and recovers once its workers live', async () => {
+  const { group, children, events, boot } = setup(2, { maxRestarts: 2, restartWindow: 1 });
+  group.maintain();
+  children.forEach(boot);
+  children[0]!.die(1);
+  children[1]!.die(1);
+  assert.deepEqual(events, ['ready'], '2 deaths: at the limit, not past it');
+  assert.equal(group.degraded, false);
+  boot(children[2]!);
+  children[2]!.die(1);
+  assert.equal(group.degraded, true);
+  assert.match(events.at(-1)!, /^degraded:pool main is degraded: 3 workers died unexpectedly within 1 s \(maxRestarts 2\)$/);
+  // It keeps starting workers, one at a time after the backoff.
+  const before = children.length;
+  await new Promise((r) => setTimeout(r, 600));
+  for (let i = 0; i < 3; i++) {
+    group.supervise(Date.now());
+    for (const c of children) if (group.workers.get(c.pid!)?.state === 'booting') boot(c);
+  }
+  assert.ok(children.length > before, 'still restarting');
+  assert.equal([...group.workers.values()].filter((w) => w.state === 'serving').length, 2);
+  assert.equal(group.degraded, true, 'serving, but not for long yet');
+  // Every worker has served RECOVER_AFTER_MS and the deaths left the 1 s window: recovered.
+  group.supervise(Date.now() + 10_000);
+  assert.equal(group.degraded, false);
+  assert.equal(events.at(-1), 'recovered');
+});
+
+test('restart limiting: a reload starts a fresh count', () => {
+  const { group, children, boot } = setup(1, { maxRestarts: 1, restartWindow: 60 });
+  group.maintain();
+  boot(children[0]!);
+  children[0]!.die(1);
+  group.reload({ settings: group.settings, configFile: null, listeners: [], target: 1, hooks: group.hooks });
+  const next = children.at(-1)!;
+  boot(next);
+  next.die(1);
+  assert.equal(group.degraded, false, 'the death before the reload does not count');
 });

@@ -235,9 +235,10 @@ export async function serve(args: string[], opts: Parameters<typeof run>[1] = {}
 /** Stop with a signal and wait for the exit, bounded. */
 export async function stop(r: Running, sig: NodeJS.Signals = 'SIGTERM', timeoutMs = 15_000) {
   r.signal(sig);
+  // Unref'd: a pending bound must not keep the test file's process alive after its last test.
   let timer: NodeJS.Timeout | undefined;
-  const res = await Promise.race([r.exited, new Promise<null>((resolve) => (timer = setTimeout(() => resolve(null), timeoutMs)))]);
-  // A pending timer would keep the test file alive for the rest of timeoutMs.
+  const bound = new Promise<null>((resolve) => (timer = setTimeout(() => resolve(null), timeoutMs)).unref());
+  const res = await Promise.race([r.exited, bound]);
   clearTimeout(timer);
   if (!res) {
     killTree(r.pid);

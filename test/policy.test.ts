@@ -7,8 +7,8 @@ import { EventEmitter } from 'node:events';
 import type { ChildProcess } from 'node:child_process';
 import { test } from 'node:test';
 import {
-  BOOT_FAILURE_HOLD_MS, MAX_DELAY_MS, QUICK_STOP_MS, decide, isStuck, replacements, rollback, scaleDown, stopGraceMs, toSpawn,
-  type WorkerView,
+  BOOT_FAILURE_HOLD_MS, MAX_DELAY_MS, QUICK_STOP_MS, RECOVER_AFTER_MS, decide, degraded, isStuck, replacements, rollback, scaleDown, steadyFor,
+  stopGraceMs, toSpawn, withinWindow, type WorkerView,
 } from '../src/policy.ts';
 import { LIFECYCLE, WORKER_STATES, WorkerHandle, type Move, type Transition } from '../src/worker-handle.ts';
 
@@ -77,6 +77,24 @@ test('stop grace, stuck workers, the hold after a failed reload', () => {
   assert.equal(isStuck(10_000, 6_000, 5), false);
   assert.equal(isStuck(10_000_000, 0, 0), false, 'timeout 0 disables');
   assert.ok(BOOT_FAILURE_HOLD_MS > 0);
+});
+
+test('restart limiting: degraded past maxRestarts deaths in the window, recovered only when the workers live again', () => {
+  const h = { maxRestarts: 3, degraded: false, steadyMs: null };
+  assert.equal(degraded({ ...h, deaths: 3 }), false, 'up to maxRestarts is fine');
+  assert.equal(degraded({ ...h, deaths: 4 }), true, 'more than maxRestarts degrades');
+  assert.equal(degraded({ ...h, deaths: 99, maxRestarts: 0 }), false, 'maxRestarts 0 turns it off');
+  // Once degraded, it stays so until every worker has served a while AND the deaths are back under the limit.
+  const d = { ...h, degraded: true };
+  assert.equal(degraded({ ...d, deaths: 0, steadyMs: null }), true, 'not every worker serves');
+  assert.equal(degraded({ ...d, deaths: 0, steadyMs: RECOVER_AFTER_MS - 1 }), true, 'not for long enough');
+  assert.equal(degraded({ ...d, deaths: 4, steadyMs: RECOVER_AFTER_MS * 10 }), true, 'too many deaths still in the window: no flapping');
+  assert.equal(degraded({ ...d, deaths: 3, steadyMs: RECOVER_AFTER_MS }), false, 'recovered');
+  assert.deepEqual(withinWindow([1000, 5000, 9000], 10_000, 6000), [5000, 9000]);
+  assert.deepEqual(withinWindow([1000], 7000, 6000), []);
+  assert.equal(steadyFor([1000, 4000], 2, 10_000), 6000, 'the youngest counts');
+  assert.equal(steadyFor([1000], 2, 10_000), null, 'fewer than target serve');
+  assert.equal(steadyFor([1000, 2000, 3000], 2, 10_000), 7000);
 });
 
 // ---------------------------------------------------------------------------------------

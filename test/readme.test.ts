@@ -63,7 +63,7 @@ test('the README\'s status, scale, top and metrics block runs as written against
         const url = new URL(/http\S*|127\.0\.0\.1:\d+\/\S*/.exec(line)![0].replace(/^(?!http)/, 'http://'));
         const reply = await request({ port: Number(url.port) }, { path: url.pathname });
         assert.equal(reply.status, 200, line);
-        assert.match(reply.body, /^arbiter_workers\{state="serving"\} \d+$/m);
+        assert.match(reply.body, /^arbiter_workers\{pool="main",state="serving"\} \d+$/m);
         continue;
       }
       const args = arbiterArgs(line);

@@ -247,8 +247,10 @@ test('spool: unknown names and bad payloads go to the DLQ with a reason; enqueue
   const { enqueue, closeBrokers } = await import('../src/index.js');
   const r = await startTask(s, ['-w', '1', '--task-timeout', '1', '--max-retries', '0']);
   try {
-    const id = await enqueue('record', { n: 1 }, { broker: spool, queue: s.queue });
+    const handle = await enqueue('record', { n: 1 }, { broker: spool, queue: s.queue });
+    const id = handle.id;
     assert.match(id, /^[0-9a-f-]{36}$/);
+    assert.equal(`${handle}`, id, 'a handle stands for its id in a string');
     await enqueue('sendEmai', { to: 'a' }, { broker: spool, queue: s.queue, id: 'typo' });
     // Env defaults: ARBITER_BROKER / ARBITER_QUEUE.
     process.env.ARBITER_BROKER = spool;

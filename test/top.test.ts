@@ -27,6 +27,8 @@ test('rates are the difference between two samples over the time between them', 
   const st = (requests: number, cpu: number): Status => ({
     name: 'x', pid: 1, uptime: 10, version: '0', workerClass: 'http', app: 'a.js', listeners: ['127.0.0.1:1'], target: 1,
     restarts: { crash: 2, reload: 1 },
+    pools: [],
+    schedules: [],
     workers: [{ pid: 7, pool: 'main', age: 1, state: 'serving', uptime: 9, requests, active: 3, rss: 50 * 1024 * 1024, cpu, loopDelay: { mean: 0.4, max: 12.5 }, heartbeatAgo: 0.2 }],
   });
   const first = st(100, 1.0);

@@ -10,7 +10,8 @@ import { loadConfigFile } from '../src/core/config-file.js';
 import { AppLoadError, appStack, oneLine } from '../src/core/errors.js';
 import { createHooks } from '../src/core/hooks.js';
 import { createLogger } from '../src/core/logging.js';
-import { ENV, EXIT, type CurrentWork, type MasterMessage, type RetireReason, type WorkerBoot, type WorkerMessage } from '../src/core/protocol.js';
+import { overlayPool } from '../src/core/settings.js';
+import { ENV, EXIT, MAIN_POOL, type CurrentWork, type MasterMessage, type RetireReason, type WorkerBoot, type WorkerMessage } from '../src/core/protocol.js';
 import { setAccessLogStdout } from './accesslog.js';
 import { loadWorkerClass } from './classes.js';
 import type { WorkerContext, WorkerInstance } from './contract.js';
@@ -24,9 +25,9 @@ if (!boot) {
 delete process.env[ENV.WORKER];
 
 const settings = boot.settings;
-process.title = `arbiter worker [${settings.procName ?? settings.app ?? settings.workerClass}]`;
+process.title = `arbiter worker [${boot.pool === MAIN_POOL ? '' : `${boot.pool}: `}${settings.procName ?? settings.app ?? settings.workerClass}]`;
 // JSON lines to stderr, a pipe the master reads into the one log (src/core/logging.ts).
-const log = createLogger({ level: settings.logLevel, errorLog: '-', role: 'worker' });
+const log = createLogger({ level: settings.logLevel, errorLog: '-', role: 'worker', fields: { pool: boot.pool } });
 if (boot.stdoutFd !== undefined) setAccessLogStdout(boot.stdoutFd);
 // Lines written just before a crash or process.exit() must reach the master: block on the
 // pipes rather than queue in memory that exit throws away.
@@ -197,7 +198,8 @@ async function main(): Promise<void> {
   try {
     if (boot.configFile) {
       const { layer } = await loadConfigFile(boot.configFile, cwd);
-      ctx.hooks = createHooks(layer as Record<string, unknown>, log);
+      const own = (layer.pools as Record<string, Record<string, unknown>> | null | undefined)?.[boot.pool] ?? {};
+      ctx.hooks = createHooks(overlayPool(layer as Record<string, unknown>, own), log);
     }
     await ctx.hooks.run('postFork', workerInfo());
     const cls = await loadWorkerClass(settings.workerClass, cwd);

@@ -1,15 +1,17 @@
 /**
- * `arbiter status | scale | reload | stop | upgrade` through the control socket (src/control.ts),
- * the arbiter picked as target.ts says. Each waits for what it asked for and says how it went:
- * `reload` until the new workers serve (or the reason they cannot), `scale` until the new
- * count serves, `stop` until the master is gone, `upgrade` until the new master serves and
- * the old one has left.
+ * `arbiter status | scale [POOL] N | reload [POOL] | stop | upgrade` through the control socket
+ * (src/control.ts), the arbiter picked as target.ts says (POOL: one of the config's `pools`;
+ * optional with one pool). Each waits for what it asked for and says how it went: `reload`
+ * until the new workers serve (or the reason they cannot), `scale` until the new count
+ * serves, `stop` until the master is gone, `upgrade` until the new master serves and the old
+ * one has left.
  *
  * Exit codes: 0 done, 1 the master cannot be reached, refused, or the change failed, 2 usage.
  */
 import type { Status, WorkerStatus } from '../control.js';
 import { OUTCOME_WAIT_MS } from '../control.js';
 import { SettingError, errorMessage, indent } from '../core/errors.js';
+import { SETTINGS, cliFlags, type SettingSpec } from '../core/settings.js';
 import { fatalLine } from '../core/logging.js';
 import { alive } from '../pidfile.js';
 import { runtimeDir } from '../rundir.js';
@@ -21,9 +23,14 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const EXIT_WAIT_MS = 130_000;
 const SCALE_WAIT_MS = 60_000;
 
+/** Flags that take a value, so that a value is not taken for a pool name or a count. */
+const VALUED = new Set((SETTINGS as readonly SettingSpec[]).filter((s) => s.cli !== false && s.kind !== 'boolean').flatMap(cliFlags));
+
 interface Parsed {
   cmd: string;
   json: boolean;
+  /** reload and scale: the pool, when one is named. */
+  pool?: string;
   /** scale: a count, or a change (+N / -N). */
   scale?: { n: number } | { by: number };
   rest: string[];
@@ -32,12 +39,17 @@ interface Parsed {
 function parse(argv: string[]): Parsed {
   const [cmd, ...args] = argv;
   const rest: string[] = [];
+  const words: string[] = [];
   let json = false;
   let scale: Parsed['scale'];
-  for (const a of args) {
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!;
     if (a === '--json') {
       if (cmd !== 'status') throw new SettingError(`--json goes with "arbiter status"`);
       json = true;
+    } else if (VALUED.has(a)) {
+      rest.push(a);
+      if (i + 1 < args.length) rest.push(args[++i]!);
     } else if (cmd === 'scale' && scale === undefined && /^[+-]?\d+$/.test(a)) {
       // Before the flag parser sees it: "-1" is a count, not an option.
       const n = Number(a);
@@ -48,12 +60,13 @@ function parse(argv: string[]): Parsed {
         if (n < 1) throw new SettingError(`scale needs a whole number of workers >= 1, or +N / -N; not "${a}"`);
         scale = { n };
       }
-    } else if (cmd === 'scale' && scale === undefined && /^[^-]/.test(a)) {
-      throw new SettingError(`scale needs a whole number of workers >= 1, or +N / -N; not "${a}"`);
-    } else rest.push(a);
+    } else if ((cmd === 'scale' || cmd === 'reload') && scale === undefined && /^[^-]/.test(a)) words.push(a);
+    else rest.push(a);
   }
-  if (cmd === 'scale' && scale === undefined) throw new SettingError('scale needs a number of workers: arbiter scale N | +N | -N');
-  return { cmd: cmd!, json, scale, rest };
+  if (cmd === 'scale' && scale === undefined)
+    throw new SettingError(words.length ? `scale needs a whole number of workers >= 1, or +N / -N; not "${words.at(-1)}"` : 'scale needs a number of workers: arbiter scale [POOL] N | +N | -N');
+  if (words.length > 1) throw new SettingError(`unexpected argument "${words[1]}": arbiter ${cmd} [POOL]${cmd === 'scale' ? ' N' : ''}`);
+  return { cmd: cmd!, json, scale, rest, ...(words.length ? { pool: words[0] } : {}) };
 }
 
 export async function controlCommand(argv: string[]): Promise<number> {
@@ -77,9 +90,9 @@ export async function controlCommand(argv: string[]): Promise<number> {
         return 0;
       }
       case 'scale':
-        return await scale(socket, p.scale!);
+        return await scale(socket, p.scale!, p.pool);
       case 'reload':
-        return await reload(socket);
+        return await reload(socket, p.pool);
       case 'stop': {
         const r = await request(socket, { cmd: 'stop' });
         const pid = Number(r.pid);
@@ -113,11 +126,11 @@ async function waitGone(pid: number, what: string): Promise<void> {
 
 const pids = (list: unknown) => (Array.isArray(list) && list.length ? list.join(' ') : '-');
 
-async function reload(socket: string): Promise<number> {
-  process.stdout.write('reloading: waiting for the new workers to serve\n');
+async function reload(socket: string, pool: string | undefined): Promise<number> {
+  process.stdout.write(`reloading${pool ? ` pool ${pool}` : ''}: waiting for the new workers to serve\n`);
   let r: Record<string, unknown>;
   try {
-    r = await request(socket, { cmd: 'reload' }, OUTCOME_WAIT_MS + 15_000);
+    r = await request(socket, { cmd: 'reload', ...(pool ? { pool } : {}) }, OUTCOME_WAIT_MS + 15_000);
   } catch (err) {
     if (!(err instanceof Refused)) throw err;
     const serving = (err.reply.workers as { serving?: number[] } | undefined)?.serving;
@@ -130,16 +143,18 @@ async function reload(socket: string): Promise<number> {
   return 0;
 }
 
-async function scale(socket: string, how: { n: number } | { by: number }): Promise<number> {
-  const r = await request(socket, { cmd: 'scale', ...how });
+async function scale(socket: string, how: { n: number } | { by: number }, pool: string | undefined): Promise<number> {
+  const r = await request(socket, { cmd: 'scale', ...how, ...(pool ? { pool } : {}) });
   const to = Number(r.to);
-  process.stdout.write(`workers: ${r.from} -> ${to}\n`);
-  // Done when exactly the target serves and nothing is still booting.
+  const named = String(r.pool);
+  process.stdout.write(`${pool ? `pool ${named}: ` : ''}workers: ${r.from} -> ${to}\n`);
+  // Done when exactly the target serves in that pool and nothing of it is still booting.
   const deadline = Date.now() + SCALE_WAIT_MS;
   for (;;) {
     const st = (await request(socket, { cmd: 'status' })).status as Status;
-    const serving = st.workers.filter((w) => w.state === 'serving');
-    if (serving.length === to && !st.workers.some((w) => w.state === 'booting')) {
+    const mine = st.workers.filter((w) => w.pool === named);
+    const serving = mine.filter((w) => w.state === 'serving');
+    if (serving.length === to && !mine.some((w) => w.state === 'booting')) {
       process.stdout.write(`serving: ${serving.map((w) => w.pid).join(' ')}\n`);
       return 0;
     }
@@ -206,18 +221,38 @@ export function bytes(n: number | null): string {
 
 /** The human view of `arbiter status -n NAME`. */
 export function formatStatus(st: Status): string {
-  const isTask = st.workerClass === 'task';
-  const restarts = Object.entries(st.restarts)
-    .map(([k, v]) => `${k} ${v}`)
-    .join(', ');
-  const lines = [
-    `${st.name}: master ${st.pid}, up ${duration(st.uptime)}, arbiter ${st.version}, ${st.app ?? '-'} (${st.workerClass})`,
-    `listening: ${st.listeners.length ? st.listeners.join(', ') : '-'}`,
-    `workers: ${st.workers.filter((w) => w.state === 'serving').length} serving of ${st.target}; restarts: ${restarts}`,
-    '',
-  ];
-  const header = ['PID', 'AGE', 'STATE', 'UPTIME', isTask ? 'TASKS' : 'REQUESTS', 'ACTIVE', 'RSS', 'HEARTBEAT'];
+  const pools = st.pools ?? [];
+  const several = pools.length > 1;
+  const isTask = (pool: string) => (pools.find((p) => p.name === pool)?.workerClass ?? st.workerClass) === 'task';
+  const restarts = (r: Record<string, number>) =>
+    Object.entries(r)
+      .map(([k, v]) => `${k} ${v}`)
+      .join(', ');
+  const lines = several
+    ? [
+        `${st.name}: master ${st.pid}, up ${duration(st.uptime)}, arbiter ${st.version}, ${pools.length} pools`,
+        ...pools.map(
+          (p) =>
+            `pool ${p.name}: ${p.app ?? '-'} (${p.workerClass}), ${p.serving} serving of ${p.target}` +
+            (p.listeners.length ? `, listening ${p.listeners.join(', ')}` : '') +
+            `; restarts: ${restarts(p.restarts)}` +
+            (p.degraded ? '; DEGRADED' : '') +
+            (p.leaving ? '; leaving' : ''),
+        ),
+      ]
+    : [
+        `${st.name}: master ${st.pid}, up ${duration(st.uptime)}, arbiter ${st.version}, ${st.app ?? '-'} (${st.workerClass})`,
+        `listening: ${st.listeners.length ? st.listeners.join(', ') : '-'}`,
+        `workers: ${st.workers.filter((w) => w.state === 'serving').length} serving of ${st.target}; restarts: ${restarts(st.restarts)}` +
+          (pools[0]?.degraded ? '; DEGRADED' : ''),
+      ];
+  for (const b of st.brokers ?? []) if (!b.up) lines.push(`task broker ${b.url}: UNREACHABLE since ${new Date(b.since).toISOString()} (${b.error ?? 'unknown'})`);
+  for (const sc of st.schedules ?? []) lines.push(`schedule ${sc.name}: ${sc.cron}${sc.tz ? ` (${sc.tz})` : ''} -> ${sc.task} on ${sc.queue}; next ${sc.next ?? '-'}`);
+  lines.push('');
+  const allTask = st.workers.length > 0 && st.workers.every((w) => isTask(w.pool));
+  const header = [...(several ? ['POOL'] : []), 'PID', 'AGE', 'STATE', 'UPTIME', allTask ? 'TASKS' : 'REQUESTS', 'ACTIVE', 'RSS', 'HEARTBEAT'];
   const rows = st.workers.map((w: WorkerStatus) => [
+    ...(several ? [w.pool] : []),
     String(w.pid),
     String(w.age),
     w.state,

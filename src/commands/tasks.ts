@@ -1,7 +1,8 @@
 /**
- * `arbiter enqueue …` and `arbiter dlq …`: the operator's side of the task queues.
+ * `arbiter enqueue …`, `arbiter result …` and `arbiter dlq …`: the operator's side of the task queues.
  *
  *   arbiter enqueue NAME [JSON_PAYLOAD|-] [--delay MS] [--max-retries N] [--id ID]
+ *   arbiter result ID [--wait MS] [--json]   (the value a task returned, or its final error)
  *   arbiter dlq list [--json] [--limit N]
  *   arbiter dlq retry [ID...]        (every dead task when no id is given)
  *   arbiter dlq purge [ID...]        (every dead task when no id is given)
@@ -12,11 +13,15 @@
  * over the defaults (spool:.arbiter-spool, default, QUEUE:dead). A relative spool path is
  * taken from the config's `chdir` when it has one, else from the current directory.
  *
- * Exit codes: 0 done, 1 the broker failed (or ids to retry/purge were not found), 2 usage.
+ * With several queues configured (`queue: high,default`), commands that put or take name one
+ * with --queue; `result` looks in each.
+ *
+ * Exit codes: 0 done, 1 the broker failed (or ids to retry/purge were not found, or the task
+ * has no result, or failed), 2 usage.
  */
 import path from 'node:path';
 import { resolve, type Layer } from '../config.js';
-import { openBroker } from '../core/brokers/open.js';
+import { openQueues } from '../core/brokers/open.js';
 import type { Broker, DeadTask } from '../core/brokers/types.js';
 import { redactUrl } from '../core/brokers/url.js';
 import { errorMessage } from '../core/errors.js';
@@ -27,6 +32,7 @@ class UsageError extends Error {}
 
 const FLAGS: Record<string, { flags: string[]; bool: string[] }> = {
   enqueue: { flags: ['delay', 'max-retries', 'id'], bool: [] },
+  result: { flags: ['wait'], bool: ['json'] },
   'dlq list': { flags: ['limit'], bool: ['json'] },
   'dlq retry': { flags: [], bool: [] },
   'dlq purge': { flags: [], bool: [] },
@@ -35,6 +41,7 @@ const FLAGS: Record<string, { flags: string[]; bool: string[] }> = {
 
 const USAGE = `Usage:
   arbiter enqueue NAME [JSON_PAYLOAD|-] [--delay MS] [--max-retries N] [--id ID]
+  arbiter result ID [--wait MS] [--json]      the task's return value (JSON), or its final error (needs resultTtl)
   arbiter dlq list [--json] [--limit N]      dead tasks: id, name, attempts, dead at, last error
   arbiter dlq retry [ID...]                  send dead tasks back to their queue (all when no id)
   arbiter dlq purge [ID...]                  delete dead tasks (all when no id)
@@ -104,7 +111,7 @@ async function readStdin(): Promise<string> {
 }
 
 /** Broker URL, queue and dlq: flags over env over config file over defaults (src/config.ts). */
-async function where(opts: Map<string, string>): Promise<{ broker: string; queue: string; dlq: string | null; cwd: string }> {
+async function where(opts: Map<string, string>): Promise<{ broker: string; queues: string[]; dlq: string | null; cwd: string }> {
   const cli: Layer = {};
   for (const name of ['broker', 'queue', 'dlq', 'config'] as const) {
     const v = opts.get(name);
@@ -122,21 +129,24 @@ async function where(opts: Map<string, string>): Promise<{ broker: string; queue
   } catch (err) {
     throw new UsageError(errorMessage(err));
   }
-  return { broker: s.broker, queue: s.queue, dlq: s.dlq, cwd: s.chdir ? path.resolve(process.cwd(), s.chdir) : process.cwd() };
+  return { broker: s.broker, queues: s.queue, dlq: s.dlq, cwd: s.chdir ? path.resolve(process.cwd(), s.chdir) : process.cwd() };
 }
 
-async function open(opts: Map<string, string>): Promise<{ broker: Broker; label: string }> {
+/** The queue's broker; `anyQueue`: several configured queues are fine (looked at in order). */
+async function open(opts: Map<string, string>, anyQueue = false): Promise<{ broker: Broker; label: string }> {
   const w = await where(opts);
+  if (w.queues.length !== 1 && !anyQueue)
+    throw new UsageError(`queue names ${w.queues.length} queues (${w.queues.join(', ')}); this command works on one: --queue NAME`);
   let broker: Broker;
   try {
-    broker = await openBroker(w.broker, { queue: w.queue, ...(w.dlq ? { dlq: w.dlq } : {}), cwd: w.cwd, consumer: `cli:${process.pid}` });
+    broker = await openQueues(w.broker, w.queues, { ...(w.dlq ? { dlq: w.dlq } : {}), cwd: w.cwd, consumer: `cli:${process.pid}` });
   } catch (err) {
     const msg = errorMessage(err);
     // Bad names are usage errors; a broker that is not there is a runtime failure.
     if (/^invalid |must differ/.test(msg)) throw new UsageError(msg);
     throw err;
   }
-  return { broker, label: `queue "${w.queue}" on ${redactUrl(w.broker)}` };
+  return { broker, label: `queue ${w.queues.map((q) => `"${q}"`).join(', ')} on ${redactUrl(w.broker)}` };
 }
 
 function line(text: string): void {
@@ -193,6 +203,8 @@ async function run(command: string, p: Parsed): Promise<number> {
     return 0;
   }
 
+  if (command === 'result') return showResult(p);
+
   const { broker, label } = await open(p.opts);
   try {
     switch (command) {
@@ -234,12 +246,38 @@ async function run(command: string, p: Parsed): Promise<number> {
   }
 }
 
-/** `argv` starts with the subcommand: ['enqueue', …] or ['dlq', 'list', …]. Returns the exit code. */
+/** `arbiter result ID`: the value as JSON on stdout (exit 0), or the final error on stderr (exit 1). */
+async function showResult(p: Parsed): Promise<number> {
+  const [id, ...extra] = p.positional;
+  if (!id) throw new UsageError('arbiter result needs a task id: arbiter result ID [--wait MS]');
+  if (extra.length) throw new UsageError(`unexpected argument ${JSON.stringify(extra[0])}: one task id`);
+  const waitMs = p.opts.has('wait') ? whole(p.opts.get('wait')!, '--wait', 0) : 0;
+  const { broker, label } = await open(p.opts, true);
+  try {
+    const r = waitMs > 0 ? await broker.waitResult(id, waitMs) : await broker.getResult(id);
+    if (p.opts.has('json')) {
+      if (r) line(JSON.stringify(r, null, 2));
+    } else if (r?.status === 'succeeded') line(JSON.stringify(r.value));
+    if (!r) {
+      fatalLine(`no result for task ${id} (${label}): not finished${waitMs ? ` within ${waitMs} ms` : ''}, never enqueued there, expired, or its workers keep none (resultTtl)`);
+      return 1;
+    }
+    if (r.status === 'failed') {
+      if (!p.opts.has('json')) fatalLine(`task ${id} (${r.name}) failed after ${r.attempts} attempt${r.attempts === 1 ? '' : 's'}: ${r.error}`);
+      return 1;
+    }
+    return 0;
+  } finally {
+    await broker.close();
+  }
+}
+
+/** `argv` starts with the subcommand: ['enqueue', …], ['result', …] or ['dlq', 'list', …]. Returns the exit code. */
 export async function taskCommand(argv: string[]): Promise<number> {
   let command: string;
   let rest: string[];
-  if (argv[0] === 'enqueue') {
-    command = 'enqueue';
+  if (argv[0] === 'enqueue' || argv[0] === 'result') {
+    command = argv[0];
     rest = argv.slice(1);
   } else if (argv[0] === 'dlq') {
     const sub = argv[1];
@@ -259,7 +297,7 @@ export async function taskCommand(argv: string[]): Promise<number> {
     }
     rest = argv.slice(2);
   } else {
-    fatalLine(`unknown task command ${JSON.stringify(argv[0] ?? '')}: expected enqueue or dlq`);
+    fatalLine(`unknown task command ${JSON.stringify(argv[0] ?? '')}: expected enqueue, result or dlq`);
     return 2;
   }
   try {

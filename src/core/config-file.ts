@@ -3,8 +3,10 @@
  * settings table. Both processes read it: the master for its settings and hooks, a worker
  * for the hooks that run in it.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, realpathSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import type { Loader } from 'cosmiconfig';
 import { SettingError, firstLine } from './errors.js';
 import { BY_NAME, parseValue, unknownSetting, type Settings } from './settings.js';
@@ -46,6 +48,20 @@ export const SEARCH_PLACES = [
 /** Loads TypeScript config files without a build step (ts-import.ts). */
 const loadTs: Loader = async (filepath) => unwrapModule(await importTs(filepath));
 
+/**
+ * Loads JavaScript config files afresh every time: cosmiconfig's own loader import()s them,
+ * and Node caches a module by URL for the life of the process, so a HUP would keep reading
+ * the file as it was at start. A new query string is a new module (each HUP leaves the old
+ * one in the cache: config files are small); CommonJS is also dropped from require's cache.
+ */
+let loads = 0;
+const loadJsFresh: Loader = async (filepath) => {
+  const file = realpathSync(filepath);
+  delete createRequire(import.meta.url).cache[file];
+  const mod = await import(`${pathToFileURL(file).href}?load=${++loads}`);
+  return unwrapModule(mod);
+};
+
 function unwrapModule(mod: any): unknown {
   // An ES module's default export, or a CommonJS module.exports seen through ESM interop.
   let value = mod && typeof mod === 'object' && 'default' in mod ? mod.default : mod;
@@ -57,7 +73,7 @@ async function explorer() {
   const { cosmiconfig } = await import('cosmiconfig');
   return cosmiconfig('arbiter', {
     searchStrategy: 'project',
-    loaders: { '.ts': loadTs, '.mts': loadTs, '.cts': loadTs },
+    loaders: { '.ts': loadTs, '.mts': loadTs, '.cts': loadTs, '.js': loadJsFresh, '.mjs': loadJsFresh, '.cjs': loadJsFresh },
     searchPlaces: SEARCH_PLACES,
   });
 }

@@ -22,6 +22,8 @@ export interface LogOptions {
   /** The master's: `-` (stderr) or a file. A worker always logs to its stderr pipe. */
   errorLog: string;
   role: 'master' | 'worker';
+  /** Fields on every line (a worker's `pool`). */
+  fields?: Record<string, string>;
 }
 
 interface Reopenable {
@@ -54,7 +56,7 @@ export function createLogger(opts: LogOptions): Logger {
   return pino(
     {
       level: opts.level,
-      base: { pid: process.pid, role: opts.role },
+      base: { pid: process.pid, role: opts.role, ...opts.fields },
       timestamp: pino.stdTimeFunctions.isoTime,
       formatters: { level: (label) => ({ level: label }) },
     },

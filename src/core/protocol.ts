@@ -70,12 +70,17 @@ export const RESERVED_ENV: ReadonlySet<string> = new Set(Object.values(ENV));
 // ---------------------------------------------------------------------------------------
 // Boot.
 
+/** The name of the one pool an arbiter runs when the config has no `pools`. */
+export const MAIN_POOL = 'main';
+
 /** What the master puts in ARBITER_WORKER. */
 export interface WorkerBoot {
   settings: WorkerSettings;
   listeners: InheritedListener[];
   /** The config file to load the worker-side hooks from. */
   configFile: string | null;
+  /** The pool this worker belongs to (`main` without `pools`): its hooks are that pool's. */
+  pool: string;
   /** Gunicorn's worker "age": the master's sequence number for this worker. */
   age: number;
   /**

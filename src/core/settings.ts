@@ -56,7 +56,9 @@ export type Kind =
   | 'workers'
   | 'env'
   | 'octal'
-  | 'hook';
+  | 'hook'
+  | 'pools'
+  | 'schedule';
 
 export interface SettingSpec {
   name: string;
@@ -81,73 +83,92 @@ export interface SettingSpec {
   hookSignature?: string;
   /** Strings: leading and trailing whitespace is dropped (names people paste). */
   trim?: boolean;
+  /** Lists: each item given may itself be a comma-separated list (`--queue high,default`). */
+  commas?: boolean;
   /** A check beyond the kind's: returns what was expected when `value` is not acceptable. */
   check?: (value: never) => string | null;
+  /**
+   * May be set per pool, inside `pools: { NAME: {...} }` (SPEC §10): what one pool of workers
+   * runs and how its workers are treated. Rows without it are the master's own (its
+   * process, its logs, its control socket) and are set once, at the top level.
+   */
+  pool?: boolean;
 }
+
+/** Hooks about one worker may be set per pool; the master's own (starting, reload, exit) may not. */
+const MASTER_WIDE_HOOKS = new Set(['onStarting', 'onReload', 'whenReady', 'preExec', 'onExit']);
 
 const GUNICORN_ACCESS_FORMAT = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"';
 
 export const SETTINGS = [
   // app
-  { name: 'app', kind: 'string', default: null, nullable: true, trim: true, section: 'app', meta: 'MODULE[:EXPORT]',
+  { name: 'app', pool: true, kind: 'string', default: null, nullable: true, trim: true, section: 'app', meta: 'MODULE[:EXPORT]',
     doc: 'The app to serve: a file (.js .mjs .cjs .ts .mts, extension optional) or package, and the export to use (`default` when omitted). Also the first positional argument.' },
-  { name: 'interface', kind: 'enum', default: 'auto', choices: ['auto', 'node', 'fetch'], section: 'app',
+  { name: 'interface', pool: true, kind: 'enum', default: 'auto', choices: ['auto', 'node', 'fetch'], section: 'app',
     doc: 'How to call the app: `node` (req, res) listener, `fetch` (Request) => Response, or `auto` to pick by shape.' },
   { name: 'chdir', kind: 'string', default: null, nullable: true, section: 'app', meta: 'DIR',
     doc: 'Change to this directory before loading the app; the app module is resolved from here.' },
-  { name: 'env', kind: 'env', default: {}, short: 'e', section: 'app', meta: 'KEY=VALUE',
+  { name: 'env', pool: true, kind: 'env', default: {}, short: 'e', section: 'app', meta: 'KEY=VALUE',
     doc: 'Set an environment variable in the master and workers (repeatable).' },
 
   // server
-  { name: 'bind', kind: 'list', default: ['127.0.0.1:8000'], short: 'b', section: 'server', meta: 'ADDRESS',
+  { name: 'bind', pool: true, kind: 'list', default: ['127.0.0.1:8000'], short: 'b', section: 'server', meta: 'ADDRESS',
     doc: 'Where to listen (repeatable): `HOST:PORT`, `[V6]:PORT`, `PORT`, `unix:PATH`, `fd://N`. With no bind and `PORT` set, `0.0.0.0:$PORT`.' },
-  { name: 'backlog', kind: 'int', default: 2048, min: 1, section: 'server', meta: 'INT',
+  { name: 'backlog', pool: true, kind: 'int', default: 2048, min: 1, section: 'server', meta: 'INT',
     doc: 'Maximum number of pending connections queued on each listener.' },
-  { name: 'reusePort', kind: 'boolean', default: false, section: 'server',
+  { name: 'reusePort', pool: true, kind: 'boolean', default: false, section: 'server',
     doc: 'Set SO_REUSEPORT on TCP listeners (needs Node >= 22.12; ignored with a warning before).' },
 
   // workers
-  { name: 'workers', kind: 'workers', default: 1, short: 'w', section: 'workers', meta: 'INT|auto',
+  { name: 'workers', pool: true, kind: 'workers', default: 1, short: 'w', section: 'workers', meta: 'INT|auto',
     doc: 'Number of worker processes: a number, `auto` (the CPUs the container may use), or in a config file `(cpus) => n`. With no value and `WEB_CONCURRENCY` set, that.' },
-  { name: 'workerClass', kind: 'string', default: 'http', trim: true, short: 'k', section: 'workers', meta: 'CLASS',
+  { name: 'workerClass', pool: true, kind: 'string', default: 'http', trim: true, short: 'k', section: 'workers', meta: 'CLASS',
     doc: 'Worker class: `http` (Node\'s server), `h11` (arbiter\'s own HTTP/1.1 engine), `task` (task consumer), or a module path exporting a custom class.' },
-  { name: 'workerConnections', kind: 'int', default: 1000, min: 1, section: 'workers', meta: 'INT',
+  { name: 'workerConnections', pool: true, kind: 'int', default: 1000, min: 1, section: 'workers', meta: 'INT',
     doc: 'Most connections a worker holds at once. At the cap it closes idle keep-alive connections to make room, then stops accepting, so that new connections wait in the backlog for it or another worker.' },
-  { name: 'timeout', kind: 'seconds', default: 30, min: 0, short: 't', section: 'workers', meta: 'SECONDS',
+  { name: 'timeout', pool: true, kind: 'seconds', default: 30, min: 0, short: 't', section: 'workers', meta: 'SECONDS',
     doc: 'A worker whose event loop has been silent this long is killed and replaced (0 disables).' },
-  { name: 'gracefulTimeout', kind: 'seconds', default: 30, min: 0, section: 'workers', meta: 'SECONDS',
+  { name: 'gracefulTimeout', pool: true, kind: 'seconds', default: 30, min: 0, section: 'workers', meta: 'SECONDS',
     doc: 'On a graceful stop, how long workers may finish in-flight work before they are killed.' },
-  { name: 'keepalive', kind: 'seconds', default: 5, min: 0, section: 'workers', aliases: ['keep-alive'], meta: 'SECONDS',
+  { name: 'keepalive', pool: true, kind: 'seconds', default: 5, min: 0, section: 'workers', aliases: ['keep-alive'], meta: 'SECONDS',
     doc: 'How long an idle keep-alive connection stays open (0 closes after each response).' },
-  { name: 'maxRequests', kind: 'int', default: 0, min: 0, section: 'workers', meta: 'INT',
+  { name: 'maxRequests', pool: true, kind: 'int', default: 0, min: 0, section: 'workers', meta: 'INT',
     doc: 'Retire a worker gracefully after this many requests or tasks (0 = never).' },
-  { name: 'maxRequestsJitter', kind: 'int', default: 0, min: 0, section: 'workers', meta: 'INT',
+  { name: 'maxRequestsJitter', pool: true, kind: 'int', default: 0, min: 0, section: 'workers', meta: 'INT',
     doc: 'Add a random 0..N to maxRequests per worker so they do not all retire at once.' },
-  { name: 'maxWorkerMemory', kind: 'bytes', default: 0, section: 'workers', meta: 'BYTES',
+  { name: 'maxWorkerMemory', pool: true, kind: 'bytes', default: 0, section: 'workers', meta: 'BYTES',
     doc: 'Retire a worker gracefully when its RSS passes this (`512MB`, `1GiB`; 0 = off).' },
-  { name: 'heartbeatInterval', kind: 'seconds', default: 1, min: 0.05, section: 'workers', meta: 'SECONDS',
+  { name: 'heartbeatInterval', pool: true, kind: 'seconds', default: 1, min: 0.05, section: 'workers', meta: 'SECONDS',
     doc: 'How often workers report liveness and counters to the master.' },
-  { name: 'nodeArgs', kind: 'list', default: [], section: 'workers', meta: 'FLAG',
+  { name: 'nodeArgs', pool: true, kind: 'list', default: [], section: 'workers', meta: 'FLAG',
     doc: 'Extra `node` flags for worker processes, e.g. `--max-old-space-size=512` (repeatable).' },
+  { name: 'maxRestarts', pool: true, kind: 'int', default: 5, min: 0, section: 'workers', meta: 'INT',
+    doc: 'A pool is degraded (logged, in status and metrics) when more than this many of its workers die unexpectedly (crash, timeout) within `restartWindow` (0 = never).' },
+  { name: 'restartWindow', pool: true, kind: 'seconds', default: 60, min: 1, section: 'workers', meta: 'SECONDS',
+    doc: 'The window `maxRestarts` counts deaths in.' },
+  { name: 'exitOnDegraded', pool: true, kind: 'boolean', default: false, section: 'workers',
+    doc: 'When a pool becomes degraded, stop the arbiter gracefully and exit 1, so an orchestrator replaces the container.' },
+  { name: 'pools', kind: 'pools', default: null, nullable: true, cli: false, section: 'workers', meta: '{ NAME: {...} }',
+    doc: 'Several pools under one master, each its own app, class, workers, bind and worker policy over the top-level values (config file only; see "Pools").' },
 
   // http
-  { name: 'limitRequestLine', kind: 'int', default: 4094, min: 0, section: 'http', meta: 'BYTES',
+  { name: 'limitRequestLine', pool: true, kind: 'int', default: 4094, min: 0, section: 'http', meta: 'BYTES',
     doc: 'Longest request line accepted (414 beyond; 0 = Node\'s own limit only).' },
-  { name: 'limitRequestFields', kind: 'int', default: 100, min: 0, section: 'http', meta: 'INT',
+  { name: 'limitRequestFields', pool: true, kind: 'int', default: 100, min: 0, section: 'http', meta: 'INT',
     doc: 'Most header fields accepted in a request (431 beyond).' },
-  { name: 'limitRequestFieldSize', kind: 'int', default: 8190, min: 0, section: 'http', aliases: ['limit-request-field_size'], meta: 'BYTES',
+  { name: 'limitRequestFieldSize', pool: true, kind: 'int', default: 8190, min: 0, section: 'http', aliases: ['limit-request-field_size'], meta: 'BYTES',
     doc: 'Longest header field line accepted (431 beyond).' },
-  { name: 'headerTimeout', kind: 'seconds', default: 20, min: 0, section: 'http', meta: 'SECONDS',
+  { name: 'headerTimeout', pool: true, kind: 'seconds', default: 20, min: 0, section: 'http', meta: 'SECONDS',
     doc: 'A connection that has not sent a complete request head this long after it opened, or after its previous response, gets 408 and is closed; a trickle of bytes does not extend it (0 = no limit).' },
-  { name: 'limitRequestBody', kind: 'bytes', default: 0, section: 'http', meta: 'BYTES',
+  { name: 'limitRequestBody', pool: true, kind: 'bytes', default: 0, section: 'http', meta: 'BYTES',
     doc: 'Largest request body the h11 worker accepts (413 beyond; 0 = no limit).' },
-  { name: 'forwardedAllowIps', kind: 'list', default: ['127.0.0.1', '::1'], section: 'http', meta: 'IPS',
+  { name: 'forwardedAllowIps', pool: true, kind: 'list', default: ['127.0.0.1', '::1'], section: 'http', meta: 'IPS',
     doc: 'Front-end addresses trusted to set X-Forwarded-For/-Proto (`*` trusts all); used for the access log\'s remote address.' },
 
   // tls
-  { name: 'certfile', kind: 'string', default: null, nullable: true, section: 'tls', meta: 'FILE',
+  { name: 'certfile', pool: true, kind: 'string', default: null, nullable: true, section: 'tls', meta: 'FILE',
     doc: 'TLS certificate (PEM); with keyfile, listeners speak HTTPS.' },
-  { name: 'keyfile', kind: 'string', default: null, nullable: true, section: 'tls', meta: 'FILE',
+  { name: 'keyfile', pool: true, kind: 'string', default: null, nullable: true, section: 'tls', meta: 'FILE',
     doc: 'TLS private key (PEM).' },
 
   // process
@@ -157,9 +178,9 @@ export const SETTINGS = [
     doc: 'Write the master\'s pid here; removed on exit (renamed `*.oldbin` during a USR2 upgrade).' },
   { name: 'daemon', kind: 'boolean', default: false, short: 'D', section: 'process',
     doc: 'Detach from the terminal and run in the background.' },
-  { name: 'user', kind: 'string', default: null, nullable: true, short: 'u', section: 'process', meta: 'USER',
+  { name: 'user', pool: true, kind: 'string', default: null, nullable: true, short: 'u', section: 'process', meta: 'USER',
     doc: 'Run workers as this user (name or uid); the master keeps its privileges to bind.' },
-  { name: 'group', kind: 'string', default: null, nullable: true, short: 'g', section: 'process', meta: 'GROUP',
+  { name: 'group', pool: true, kind: 'string', default: null, nullable: true, short: 'g', section: 'process', meta: 'GROUP',
     doc: 'Run workers as this group (name or gid).' },
   { name: 'umask', kind: 'octal', default: null, nullable: true, short: 'm', section: 'process', meta: 'OCTAL',
     doc: 'File mode creation mask for the master and workers, e.g. `0o027` or `027`.' },
@@ -169,9 +190,9 @@ export const SETTINGS = [
     doc: 'Lowest level of error-log lines written.' },
   { name: 'errorLog', kind: 'string', default: '-', section: 'logging', aliases: ['error-logfile', 'log-file'], meta: 'FILE',
     doc: 'Where the master writes the one log (`-` = stderr): its own lines and every worker\'s, with the app\'s stdout and stderr tagged by worker. JSON lines; readable one-line events on a terminal. A daemon (`-D`) without it logs to `NAME.log` in the runtime directory.' },
-  { name: 'accessLog', kind: 'string', default: null, nullable: true, section: 'logging', aliases: ['access-logfile'], meta: 'FILE',
+  { name: 'accessLog', pool: true, kind: 'string', default: null, nullable: true, section: 'logging', aliases: ['access-logfile'], meta: 'FILE',
     doc: 'Access log file (`-` = stdout); none when unset.' },
-  { name: 'accessLogFormat', kind: 'string', default: GUNICORN_ACCESS_FORMAT, section: 'logging', aliases: ['access-logformat'], meta: 'FORMAT',
+  { name: 'accessLogFormat', pool: true, kind: 'string', default: GUNICORN_ACCESS_FORMAT, section: 'logging', aliases: ['access-logformat'], meta: 'FORMAT',
     doc: 'Access log line: Gunicorn atoms such as `%(h)s %(r)s %(s)s %(D)s %({x-request-id}i)s`, or `json`.' },
 
   // reload
@@ -181,18 +202,24 @@ export const SETTINGS = [
     doc: 'Further files or directories that trigger a reload (repeatable).' },
 
   // task
-  { name: 'broker', kind: 'string', default: 'spool:.arbiter-spool', check: brokerUrlProblem, section: 'task', meta: 'URL',
-    doc: 'Task broker: `spool:PATH` (embedded, durable on one machine) or `redis://HOST:PORT/DB` (Redis Streams).' },
-  { name: 'queue', kind: 'string', default: 'default', section: 'task', meta: 'NAME',
-    doc: 'Queue the task workers consume.' },
-  { name: 'concurrency', kind: 'int', default: 10, min: 1, section: 'task', meta: 'INT',
+  { name: 'broker', pool: true, kind: 'string', default: 'spool:.arbiter-spool', check: brokerUrlProblem, section: 'task', meta: 'URL',
+    doc: 'Task broker: `spool:PATH` (embedded, durable on one machine), `redis://HOST:PORT/DB` (Redis Streams; `rediss://` for TLS), or `redis+sentinel://H1:P1,H2:P2/MASTER/DB` (a primary that Sentinel fails over; `?wait=1` makes enqueue wait for a replica).' },
+  { name: 'queue', pool: true, kind: 'list', commas: true, default: ['default'], section: 'task', meta: 'NAME',
+    doc: 'Queues the task workers consume, in priority order (`high,default`): a worker takes from the first while it has tasks. Producers and `arbiter enqueue` need one.' },
+  { name: 'concurrency', pool: true, kind: 'int', default: 10, min: 1, section: 'task', meta: 'INT',
     doc: 'Tasks each worker runs at once.' },
-  { name: 'maxRetries', kind: 'int', default: 3, min: 0, section: 'task', meta: 'INT',
+  { name: 'maxRetries', pool: true, kind: 'int', default: 3, min: 0, section: 'task', meta: 'INT',
     doc: 'Retries after a failed attempt, with exponential backoff and jitter, before the dead-letter queue.' },
-  { name: 'dlq', kind: 'string', default: null, nullable: true, section: 'task', meta: 'NAME',
+  { name: 'dlq', pool: true, kind: 'string', default: null, nullable: true, section: 'task', meta: 'NAME',
     doc: 'Dead-letter queue name (default `QUEUE:dead`).' },
-  { name: 'taskTimeout', kind: 'seconds', default: 0, min: 0, section: 'task', meta: 'SECONDS',
+  { name: 'taskTimeout', pool: true, kind: 'seconds', default: 0, min: 0, section: 'task', meta: 'SECONDS',
     doc: 'Abort a task\'s signal after this long and count it as failed (0 = no limit).' },
+  { name: 'resultTtl', pool: true, kind: 'seconds', default: 0, min: 0, section: 'task', meta: 'SECONDS',
+    doc: 'Keep each task\'s return value (JSON) or final error this long, for `result()` and `arbiter result ID` (0 = keep none).' },
+  { name: 'maxResultSize', pool: true, kind: 'bytes', default: 1048576, section: 'task', meta: 'BYTES',
+    doc: 'Largest result kept (as JSON); a bigger one is kept as an error that says so.' },
+  { name: 'schedule', kind: 'schedule', default: [], cli: false, section: 'task', meta: '[{ cron, task, ... }]',
+    doc: 'Tasks the master enqueues on a cron schedule: `{ cron, task, payload?, queue?, tz?, catchUp?, name? }` (config file only; see "Schedules").' },
 
   // control
   { name: 'controlSocket', kind: 'string', default: null, nullable: true, section: 'control', meta: 'PATH',
@@ -236,6 +263,7 @@ function hooks<const N extends string>(list: [N, 'master' | 'worker', string][])
     nullable: true as const,
     section: 'hooks' as const,
     cli: false as const,
+    pool: !MASTER_WIDE_HOOKS.has(name),
     hookSignature: sig,
     doc: `Runs in the ${where}: ${sig.replace(/^\([^)]*\) — /, '')}.`,
   }) satisfies SettingSpec);
@@ -266,6 +294,24 @@ export function cliFlags(s: SettingSpec): string[] {
 export type Hook = (...args: any[]) => unknown;
 export type WorkersSpec = number | 'auto' | ((cpus: number) => number);
 
+/** One entry of `schedule`: the master enqueues `task` with `payload` at every tick of `cron`. */
+export interface ScheduleEntry {
+  /** Five fields (minute precision) or six (the first is seconds), as cron and croner read them. */
+  cron: string;
+  /** The task name to enqueue. */
+  task: string;
+  /** JSON payload of every run (default null). */
+  payload?: unknown;
+  /** Queue to enqueue on (default: the first of the top-level `queue`). */
+  queue?: string;
+  /** IANA time zone the expression is read in (default: the master's, usually UTC in containers). */
+  tz?: string;
+  /** On start, enqueue once the latest run missed while no arbiter was up (default false). */
+  catchUp?: boolean;
+  /** Names the schedule in status and logs and keys its state; default `TASK@CRON`. */
+  name?: string;
+}
+
 /** What each kind of row holds once parsed. */
 interface KindTypes {
   string: string;
@@ -278,6 +324,9 @@ interface KindTypes {
   env: Record<string, string>;
   octal: number;
   hook: Hook;
+  /** Pool name → that pool's own values, parsed by their rows (see `PoolConfig` for the typed view). */
+  pools: Record<string, Partial<Record<string, unknown>>>;
+  schedule: ScheduleEntry[];
 }
 type ValueOf<R> = R extends { kind: 'enum'; choices: readonly (infer C)[] }
   ? C
@@ -293,11 +342,25 @@ export type Settings = { -readonly [R in Row as R['name']]: Typed<R> };
 /** The settings a worker sees: `workers` resolved to a count, hooks left in the config file. */
 export type WorkerSettings = Omit<Settings, 'workers'> & { workers: number };
 
-/** What a config file may contain: any subset of the settings, hooks typed loosely. */
-export type ArbiterConfig = Partial<Omit<Settings, 'maxWorkerMemory' | 'umask' | 'timeout'>> & {
+/** The settings rows that may be set per pool. */
+type PoolRow = Extract<Row, { pool: true }>;
+type PoolName = PoolRow['name'];
+
+/** Loosened where a config file may write a value another way (`'512MB'`, a comma list). */
+type Loose = {
   maxWorkerMemory?: number | string;
+  maxResultSize?: number | string;
   umask?: number | string | null;
-  timeout?: number;
+  queue?: string | string[];
+  bind?: string | string[];
+};
+
+/** What one pool may set: the per-pool rows, each optional; the rest comes from the top level. */
+export type PoolConfig = Partial<Omit<Pick<Settings, PoolName>, keyof Loose>> & Pick<Loose, Extract<keyof Loose, PoolName>>;
+
+/** What a config file may contain: any subset of the settings, hooks typed loosely. */
+export type ArbiterConfig = Partial<Omit<Settings, keyof Loose | 'pools'>> & Loose & {
+  pools?: Record<string, PoolConfig> | null;
 };
 
 export const DEFAULTS: Settings = Object.fromEntries(
@@ -361,7 +424,8 @@ export function parseValue(s: SettingSpec, raw: unknown, origin: string): unknow
         throw expected(s, raw, `one of ${s.choices!.join(', ')}`, origin);
       return raw;
     case 'list': {
-      const items = Array.isArray(raw) ? raw : fromText ? splitList(raw) : null;
+      let items = Array.isArray(raw) ? raw : fromText ? splitList(raw) : null;
+      if (items && s.commas) items = items.flatMap((x) => (typeof x === 'string' ? splitList(x) : [x]));
       if (!items || !items.every((x) => typeof x === 'string' && x !== ''))
         throw expected(s, raw, 'a list of strings', origin);
       return items;
@@ -402,7 +466,103 @@ export function parseValue(s: SettingSpec, raw: unknown, origin: string): unknow
     case 'hook':
       if (typeof raw !== 'function') throw expected(s, raw, 'a function', origin);
       return raw;
+    case 'pools':
+      return parsePools(s, raw, origin);
+    case 'schedule':
+      return parseSchedule(s, raw, origin);
   }
+}
+
+// ---------------------------------------------------------------------------------------
+// Pools and schedules: values made of further values, each checked where it stands.
+
+/** The rows a pool may set, for "did you mean" inside a pool. */
+export const POOL_SETTING_NAMES: readonly string[] = SETTINGS.filter((s) => (s as SettingSpec).pool).map((s) => s.name);
+const POOL_NAME = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v) && typeof v !== 'function';
+}
+
+function parsePools(s: SettingSpec, raw: unknown, origin: string): Settings['pools'] {
+  if (!isPlainObject(raw) || Object.keys(raw).length === 0)
+    throw expected(s, raw, 'an object of pools, e.g. { web: { workerClass: "h11", bind: ["0.0.0.0:8000"] }, tasks: { workerClass: "task" } }', origin);
+  const out: Settings['pools'] = {};
+  for (const [name, layer] of Object.entries(raw)) {
+    if (!POOL_NAME.test(name))
+      throw new SettingError(`invalid pool name ${show(name)} in ${origin}: expected 1-64 letters, digits, _ or -, starting with a letter or digit`);
+    const where = `pools.${name} in ${origin}`;
+    if (!isPlainObject(layer)) throw new SettingError(`invalid value ${show(layer)} for pools.${name} (${origin}): expected an object of settings`);
+    const parsed: Record<string, unknown> = {};
+    for (const [key, value] of Object.entries(layer)) {
+      const spec = BY_NAME.get(key);
+      if (!spec) throw unknownSetting(key, where, POOL_SETTING_NAMES);
+      if (!spec.pool) throw new SettingError(`setting "${key}" cannot be set per pool (${where}): it is the master's own; set it at the top level`);
+      if (value === undefined) continue;
+      parsed[key] = parseValue(spec, value, where);
+    }
+    out[name] = parsed;
+  }
+  return out;
+}
+
+const SCHEDULE_KEYS = ['cron', 'task', 'payload', 'queue', 'tz', 'catchUp', 'name'];
+
+function parseSchedule(s: SettingSpec, raw: unknown, origin: string): ScheduleEntry[] {
+  if (!Array.isArray(raw)) throw expected(s, raw, 'a list of { cron, task, payload?, queue?, tz?, catchUp?, name? }', origin);
+  return raw.map((entry, i) => {
+    const at = `schedule[${i}]`;
+    const bad = (key: string, v: unknown, what: string) => new SettingError(`invalid value ${show(v)} for ${at}.${key} (${origin}): expected ${what}`);
+    if (!isPlainObject(entry)) throw new SettingError(`invalid value ${show(entry)} for ${at} (${origin}): expected { cron, task, ... }`);
+    for (const key of Object.keys(entry)) {
+      if (SCHEDULE_KEYS.includes(key)) continue;
+      const near = closest(key, SCHEDULE_KEYS);
+      throw new SettingError(`unknown key "${key}" in ${at} (${origin})` + (near ? ` — did you mean "${near}"?` : `; expected ${SCHEDULE_KEYS.join(', ')}`));
+    }
+    const { cron, task, payload, queue, tz, catchUp, name } = entry;
+    if (typeof cron !== 'string' || cron.trim().split(/\s+/).length < 5 || cron.trim().split(/\s+/).length > 6)
+      throw bad('cron', cron, 'a cron expression of five fields (minute hour day month weekday) or six (seconds first)');
+    if (typeof task !== 'string' || task === '') throw bad('task', task, 'a task name');
+    if (queue !== undefined && (typeof queue !== 'string' || !/^[A-Za-z0-9_][A-Za-z0-9_.:@-]{0,199}$/.test(queue))) throw bad('queue', queue, 'one queue name');
+    if (tz !== undefined && (typeof tz !== 'string' || !validTimeZone(tz))) throw bad('tz', tz, 'an IANA time zone such as "Europe/Paris" or "UTC"');
+    if (catchUp !== undefined && typeof catchUp !== 'boolean') throw bad('catchUp', catchUp, 'true or false');
+    if (name !== undefined && (typeof name !== 'string' || !/^[^\s]{1,100}$/.test(name))) throw bad('name', name, '1-100 characters without spaces');
+    let json: string | undefined;
+    try {
+      json = JSON.stringify(payload);
+    } catch {
+      throw bad('payload', payload, 'a JSON value');
+    }
+    const out: ScheduleEntry = { cron: cron.trim(), task, payload: json === undefined ? null : JSON.parse(json) };
+    if (queue !== undefined) out.queue = queue;
+    if (tz !== undefined) out.tz = tz;
+    if (catchUp !== undefined) out.catchUp = catchUp;
+    if (name !== undefined) out.name = name;
+    return out;
+  });
+}
+
+function validTimeZone(tz: string): boolean {
+  try {
+    new Intl.DateTimeFormat('en-US', { timeZone: tz });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * One pool's settings: the top level's, with the pool's own values over them (`env` is
+ * merged, the pool's variables winning). Both processes use it: the master for each pool,
+ * a worker for the hooks of its pool. A pool has no pools and no schedule of its own.
+ */
+export function overlayPool<T extends Record<string, unknown>>(top: T, own: Partial<Record<string, unknown>>): T {
+  const out: Record<string, unknown> = { ...top, pools: null, schedule: [] };
+  for (const [k, v] of Object.entries(own)) {
+    if (v === undefined) continue;
+    out[k] = k === 'env' ? { ...((top.env as Record<string, string> | undefined) ?? {}), ...(v as Record<string, string>) } : v;
+  }
+  return out as T;
 }
 
 function splitList(text: string): string[] {

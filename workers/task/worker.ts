@@ -28,12 +28,21 @@
  *
  * Backoff before retry n (n = the attempt that failed): base × 2^(n-1), capped at 5 minutes,
  * times a random factor in [0.75, 1.25). base is 1 s; `ARBITER_TASK_BACKOFF_MS` overrides it.
+ *
+ * Results (`resultTtl` > 0): the handler's return value, as JSON, is kept with the ack; the
+ * error that ends a task for good (its last attempt, or why it was not run) with the
+ * dead-letter. Attempts that fail and are retried keep nothing, so a task that succeeds on
+ * its third attempt leaves that success. A value that is not JSON, or whose JSON is larger
+ * than `maxResultSize`, is kept as an error that says so; the task itself still succeeded.
+ *
+ * Queues: `queue: [high, default]` consumes both, the first while it has tasks (see
+ * src/core/brokers/priority.ts).
  */
 import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
-import { openBroker } from '../../src/core/brokers/open.js';
+import { openQueues } from '../../src/core/brokers/open.js';
 import { consumerName, resolveOptions } from '../../src/core/brokers/records.js';
-import type { Broker, Delivery, TaskAttempt } from '../../src/core/brokers/types.js';
+import type { Broker, BrokerEvent, Delivery, KeptResult, TaskAttempt, TaskResult } from '../../src/core/brokers/types.js';
 import { redactUrl } from '../../src/core/brokers/url.js';
 import { AppLoadError, SettingError, oneLine } from '../../src/core/errors.js';
 import type { TaskCounters } from '../../src/core/protocol.js';
@@ -111,6 +120,8 @@ function handlersOf(value: unknown): Map<string, TaskHandler> {
   return out;
 }
 
+type Outcome = { ok: true; value: unknown } | { ok: false; err: unknown };
+
 interface InFlight {
   d: Delivery;
   name: string;
@@ -170,6 +181,7 @@ class TaskWorker implements WorkerInstance {
   private readonly maxRetries: number;
   private readonly taskTimeoutMs: number;
   private readonly leaseMs: number;
+  private readonly resultTtlMs: number;
   private stopping = false;
   private quick = false;
   /** The broker's connection is up (brokers that can be unreachable say when it is not). */
@@ -195,27 +207,37 @@ class TaskWorker implements WorkerInstance {
     this.maxRetries = s.maxRetries;
     this.taskTimeoutMs = s.taskTimeout > 0 ? s.taskTimeout * 1000 : 0;
     this.leaseMs = leaseMsFor(s);
+    this.resultTtlMs = s.resultTtl * 1000;
     this.known = app.named ? [...app.named.keys()].join(', ') : '';
   }
 
   async start(): Promise<void> {
     const s = this.ctx.settings;
-    this.broker = await openBroker(s.broker, {
-      queue: s.queue,
+    this.broker = await openQueues(s.broker, s.queue, {
       ...(s.dlq ? { dlq: s.dlq } : {}),
       consumer: consumerName(process.pid),
       leaseMs: this.leaseMs,
       cwd: process.cwd(),
+      onEvent: (e) => this.brokerEvent(e),
     });
     this.broker.onHealth?.((h) => (this.brokerUp = h.up));
+    const queues = s.queue.map((q) => `"${q}"`).join(', then ');
     this.ctx.log.info(
       { event: 'task_consuming', broker: redactUrl(s.broker), queue: s.queue, concurrency: this.concurrency, leaseMs: this.leaseMs },
-      `consuming queue "${s.queue}" from ${redactUrl(s.broker)}, ${this.concurrency} at a time`,
+      `consuming ${s.queue.length === 1 ? 'queue' : 'queues'} ${queues} from ${redactUrl(s.broker)}, ${this.concurrency} at a time`,
     );
     this.loopDone = this.loop().catch((err) => {
       // The loop catches everything itself; this is a bug, but it must not go unseen.
       this.ctx.log.error({ err, event: 'task_loop_failed' }, `task fetch loop failed: ${oneLine(err)}`);
     });
+  }
+
+  private brokerEvent(e: BrokerEvent): void {
+    if (e.kind === 'primary')
+      this.ctx.log.warn(
+        { event: 'broker_failover', master: e.master, primary: e.address, previous: e.previous },
+        `redis: following the new primary of "${e.master}" at ${e.address}` + (e.previous ? ` (was ${e.previous}): a failover` : ''),
+      );
   }
 
   // ------------------------------------------------------------------ fetching
@@ -265,7 +287,8 @@ class TaskWorker implements WorkerInstance {
         if (this.inFlight.size < this.concurrency) this.begin(d);
         else this.buffer.push(d);
       }
-      if (batch.length === 0 && free <= 0) {
+      // Slots may have freed while the fetch was out (their wake-up found nobody waiting): look again.
+      if (batch.length === 0 && this.inFlight.size >= this.concurrency) {
         // Everything busy and nothing more to take: wait for a slot instead of polling.
         await new Promise<void>((resolve) => (this.wakeLoop = resolve));
         this.wakeLoop = null;
@@ -324,7 +347,7 @@ class TaskWorker implements WorkerInstance {
         return await this.dead(entry, `not run: attempt ${task.attempt} is past maxRetries ${maxRetries} + 1 (last error: ${last})`, false);
       }
       this.ctx.working(`task ${task.name} id=${task.id}`);
-      let outcome: { ok: true } | { ok: false; err: unknown };
+      let outcome: Outcome;
       try {
         outcome = await this.runHandler(entry, handler, maxRetries);
       } finally {
@@ -335,7 +358,8 @@ class TaskWorker implements WorkerInstance {
       entry.over = true;
       if (outcome.ok) {
         this.tc.processed++;
-        await this.settle(entry, 'ack', () => this.broker!.ack(d));
+        const kept = this.resultTtlMs > 0 ? this.succeeded(task, outcome.value) : undefined;
+        await this.settle(entry, 'ack', () => this.broker!.ack(d, kept));
         return;
       }
       this.tc.failed++;
@@ -377,7 +401,30 @@ class TaskWorker implements WorkerInstance {
     this.wake();
   }
 
-  private runHandler(entry: InFlight, handler: TaskHandler, maxRetries: number): Promise<{ ok: true } | { ok: false; err: unknown }> {
+  /** The result of a task that succeeded, as it will be kept; an error result when it cannot be kept. */
+  private succeeded(task: Delivery['task'], value: unknown): KeptResult {
+    const base = { id: task.id, name: task.name, attempts: task.attempt, finishedAt: Date.now() };
+    let json: string | undefined;
+    let problem: string | null = null;
+    try {
+      json = JSON.stringify({ ...base, status: 'succeeded', value: value === undefined ? null : value } satisfies TaskResult);
+    } catch (err) {
+      problem = `the task succeeded, but its return value is not JSON (${oneLine(err)}); nothing else was kept`;
+    }
+    const max = this.ctx.settings.maxResultSize;
+    if (json !== undefined && max > 0 && Buffer.byteLength(json) > max)
+      problem = `the task succeeded, but its result of ${Buffer.byteLength(json)} bytes is larger than maxResultSize (${max} bytes); nothing else was kept`;
+    if (problem === null) return { json: json!, ttlMs: this.resultTtlMs };
+    this.ctx.log.warn({ event: 'task_result_dropped', task: task.id, taskName: task.name }, `task ${task.name} id=${task.id}: ${problem}`);
+    return this.failedResult(task, problem);
+  }
+
+  private failedResult(task: Delivery['task'], error: string): KeptResult {
+    const r: TaskResult = { id: task.id, name: task.name, status: 'failed', error, attempts: task.attempt, finishedAt: Date.now() };
+    return { json: JSON.stringify(r), ttlMs: this.resultTtlMs };
+  }
+
+  private runHandler(entry: InFlight, handler: TaskHandler, maxRetries: number): Promise<Outcome> {
     const ctx = new Ctx(entry, this.ctx.log, maxRetries);
     return new Promise((resolve) => {
       if (this.taskTimeoutMs > 0) {
@@ -397,11 +444,11 @@ class TaskWorker implements WorkerInstance {
       }
       if (r !== null && typeof r === 'object' && typeof (r as PromiseLike<unknown>).then === 'function') {
         (r as PromiseLike<unknown>).then(
-          () => resolve({ ok: true }),
+          (value) => resolve({ ok: true, value }),
           (err: unknown) => resolve({ ok: false, err }),
         );
       } else {
-        resolve({ ok: true });
+        resolve({ ok: true, value: r });
       }
     });
   }
@@ -428,7 +475,8 @@ class TaskWorker implements WorkerInstance {
       { event: 'task_dead', task: t.id, taskName: t.name, attempt: t.attempt, error },
       `task ${t.name || '(unparsable)'} id=${t.id} moved to the dead-letter queue` + (ran ? ` after ${t.attempt} attempt${t.attempt === 1 ? '' : 's'}` : '') + `: ${error}`,
     );
-    await this.settle(entry, 'deadLetter', () => this.broker!.deadLetter(entry.d, error));
+    const kept = this.resultTtlMs > 0 && entry.d.raw === undefined ? this.failedResult(t, error) : undefined;
+    await this.settle(entry, 'deadLetter', () => this.broker!.deadLetter(entry.d, error, kept));
   }
 
   private async settle(entry: InFlight, what: string, op: () => Promise<void>): Promise<void> {
@@ -526,7 +574,9 @@ const taskClass: WorkerClass = {
     // Queue names are settings: a bad one is a usage error, found before forking (the
     // broker URL's grammar is checked by the settings table).
     try {
-      resolveOptions({ queue: settings.queue, ...(settings.dlq ? { dlq: settings.dlq } : {}), leaseMs: leaseMsFor(settings) });
+      if (settings.queue.length === 0) throw new Error('queue is empty: name at least one queue');
+      if (new Set(settings.queue).size !== settings.queue.length) throw new Error(`queue names a queue twice: ${settings.queue.join(', ')}`);
+      for (const queue of settings.queue) resolveOptions({ queue, ...(settings.dlq ? { dlq: settings.dlq } : {}), leaseMs: leaseMsFor(settings) });
     } catch (err) {
       throw new SettingError((err as Error).message);
     }

@@ -4,6 +4,7 @@
  * an optional peer dependency of the package: installed by those who use Redis.
  */
 import type { Broker, OpenBrokerOptions } from './types.js';
+import { PriorityBroker } from './priority.js';
 import { resolveOptions } from './records.js';
 import { brokerUrlProblem, parseBrokerUrl } from './url.js';
 
@@ -26,7 +27,23 @@ export async function openBroker(url: string, opts: OpenBrokerOptions): Promise<
         throw new Error('the Redis broker needs the ioredis package, which is not installed: npm install ioredis');
       throw err;
     }
-    return redis.RedisBroker.open(where.url, resolved);
+    return redis.RedisBroker.open(where.url, where.target, resolved);
   }
   throw new Error(`unknown broker "${url}" — expected ${brokerUrlProblem(url)}`);
+}
+
+/**
+ * A consumer's broker for one queue or several in priority order (priority.ts). With
+ * several, each has its own dead-letter queue (`QUEUE:dead`) unless `dlq` names one for all.
+ */
+export async function openQueues(url: string, queues: readonly string[], opts: Omit<OpenBrokerOptions, 'queue'>): Promise<Broker> {
+  if (queues.length === 1) return openBroker(url, { ...opts, queue: queues[0]! });
+  const opened: Broker[] = [];
+  try {
+    for (const queue of queues) opened.push(await openBroker(url, { ...opts, queue }));
+  } catch (err) {
+    await Promise.allSettled(opened.map((b) => b.close()));
+    throw err;
+  }
+  return new PriorityBroker(opened);
 }

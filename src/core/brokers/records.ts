@@ -3,9 +3,9 @@
  * record of the next attempt. Producer input is checked here once, so both brokers reject
  * the same things the same way.
  */
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
-import type { EnqueueOptions, OpenBrokerOptions, ResolvedBrokerOptions, TaskRecord } from './types.js';
+import type { EnqueueOptions, OpenBrokerOptions, ResolvedBrokerOptions, TaskRecord, TaskResult } from './types.js';
 
 const QUEUE_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.:@-]{0,199}$/;
 
@@ -35,6 +35,7 @@ export function resolveOptions(opts: OpenBrokerOptions): ResolvedBrokerOptions {
     leaseMs,
     cwd: opts.cwd ?? process.cwd(),
     maxLen,
+    ...(opts.onEvent ? { onEvent: opts.onEvent } : {}),
   };
 }
 
@@ -103,4 +104,27 @@ export const WORKER_GONE = 'the worker running it exited';
 /** The consumer name of a task worker process: the worker claims under it, the master releases it. */
 export function consumerName(pid: number): string {
   return `${hostname()}:${pid}`;
+}
+
+/** A stored result, read back; null when it is not one (damaged, or not ours). */
+export function parseResult(text: string | null): TaskResult | null {
+  if (text === null) return null;
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch {
+    return null;
+  }
+  if (typeof v !== 'object' || v === null) return null;
+  const r = v as Record<string, unknown>;
+  if (typeof r.id !== 'string' || (r.status !== 'succeeded' && r.status !== 'failed')) return null;
+  return r as unknown as TaskResult;
+}
+
+/**
+ * A file name for a task id or schedule key: the text itself when it is short and plain,
+ * else `~` and a hash of it (ids are the producer's, any 1-200 characters).
+ */
+export function fileSafe(text: string): string {
+  return /^[A-Za-z0-9_@:-][A-Za-z0-9_.@:-]{0,119}$/.test(text) ? text : `~${createHash('sha256').update(text).digest('hex').slice(0, 40)}`;
 }

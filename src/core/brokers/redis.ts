@@ -4,6 +4,9 @@
  *   arbiter:<queue>           stream; entries { a: attempt, h: history JSON, t: task JSON }
  *   arbiter:<queue>:delayed   sorted set of not-yet-due tasks (score = due epoch ms)
  *   arbiter:<dlq>             dead-letter stream { q, e, at, a, h, t | r }
+ *   arbiter:<queue>:result:<id>   a finished task's result (resultTtl), with that expiry
+ *   arbiter:<queue>:results   pub/sub channel: the id of every result kept, for waiting producers
+ *   arbiter:schedule:<key>    the latest tick of schedule <key> that was enqueued
  *   group "arbiter"           one consumer per worker process
  *
  * The client is ioredis: mature, pipelines, reconnects by itself, and is what BullMQ uses, so
@@ -23,7 +26,7 @@
  */
 import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { Redis } from 'ioredis';
+import { Redis, type RedisOptions } from 'ioredis';
 import {
   type Broker,
   type BrokerHealth,
@@ -31,12 +34,14 @@ import {
   type DeadTask,
   type Delivery,
   type EnqueueOptions,
+  type KeptResult,
   type ResolvedBrokerOptions,
   type TaskRecord,
+  type TaskResult,
 } from './types.js';
-import { isQueueName, isTaskRecord, LEASE_EXPIRED, newTask, nextAttempt, rawTask } from './records.js';
+import { isQueueName, isTaskRecord, LEASE_EXPIRED, newTask, nextAttempt, parseResult, rawTask } from './records.js';
 import { errorMessage } from '../errors.js';
-import { redactUrl } from './url.js';
+import { redactUrl, type RedisTarget } from './url.js';
 
 function withDeadline<T>(p: Promise<T>, ms: number, error: () => Error): Promise<T> {
   return new Promise<T>((resolve, reject) => {
@@ -178,6 +183,21 @@ if redis.call('XDEL', KEYS[1], ARGV[1]) == 0 then return 0 end
 redis.call('XADD', KEYS[2], '*', 'a', ARGV[2], 'h', ARGV[3], 't', ARGV[4])
 return 1`;
 
+// The schedule guard: of several arbiters enqueueing the same tick, the first wins; a tick at
+// or before the last one enqueued is never enqueued again. Then as ENQUEUE (without the cap:
+// a schedule must not stop because producers filled the queue).
+// KEYS: stream, delayed, state   ARGV: tick, due, now, a, h, t
+const ENQUEUE_SCHEDULED = `
+local last = tonumber(redis.call('GET', KEYS[3]) or '-1')
+if tonumber(ARGV[1]) <= last then return 0 end
+redis.call('SET', KEYS[3], ARGV[1])
+if tonumber(ARGV[2]) > tonumber(ARGV[3]) then
+  redis.call('ZADD', KEYS[2], ARGV[2], ARGV[4] .. '\\n' .. ARGV[5] .. '\\n' .. ARGV[6])
+else
+  redis.call('XADD', KEYS[1], '*', 'a', ARGV[4], 'h', ARGV[5], 't', ARGV[6])
+end
+return 1`;
+
 const PURGE_ALL = `
 local n = redis.call('XLEN', KEYS[1])
 redis.call('DEL', KEYS[1])
@@ -210,7 +230,11 @@ const S = {
   release: new Script(RELEASE),
   retryDead: new Script(RETRY_DEAD),
   purgeAll: new Script(PURGE_ALL),
+  enqueueScheduled: new Script(ENQUEUE_SCHEDULED),
 };
+
+/** While a producer waits for a result, it also looks every this often (a pub/sub message lost to a reconnect). */
+const RESULT_POLL_MS = 1000;
 
 interface RedisReceipt {
   id: string;
@@ -261,6 +285,11 @@ function decodeTask(m: Map<string, string>): TaskRecord | null {
   return isTaskRecord(task) ? task : null;
 }
 
+function addressOf(conn: Redis): string | null {
+  const sock = conn.stream as { remoteAddress?: string; remotePort?: number } | undefined;
+  return sock?.remoteAddress ? `${sock.remoteAddress}:${sock.remotePort}` : null;
+}
+
 function rawOf(m: Map<string, string>): string {
   return m.get('t') ?? JSON.stringify(Object.fromEntries(m));
 }
@@ -276,6 +305,12 @@ export class RedisBroker implements Broker {
   private promoteTimer: NodeJS.Timeout | null = null;
   private readonly outstanding = new Map<string, RedisReceipt>();
   private ackIds: string[] = [];
+  /** Results to keep with the acks of this turn: [key, json, ttlMs, id]. */
+  private ackResults: [string, string, number, string][] = [];
+  private readonly resultChannel: string;
+  /** The subscriber connection of waiting producers, and who waits for which id. */
+  private sub: Promise<Redis> | null = null;
+  private readonly waiting = new Map<string, Set<() => void>>();
   private ackFlush: Promise<void> | null = null;
   private reaping = false;
   private lastConsumerSweep = 0;
@@ -289,28 +324,77 @@ export class RedisBroker implements Broker {
   private constructor(
     private readonly cmd: Redis,
     private readonly opts: ResolvedBrokerOptions,
+    private readonly target: RedisTarget,
     private readonly shownUrl: string,
   ) {
     this.stream = `arbiter:${opts.queue}`;
     this.delayed = `arbiter:${opts.queue}:delayed`;
     this.dlqKey = `arbiter:${opts.dlq}`;
+    this.resultChannel = `arbiter:${opts.queue}:results`;
     // ioredis reconnects by itself; what we add is knowing when it is away, and for how long.
     cmd.on('error', (err: Error) => (this.lastConnectError = errorMessage(err)));
     cmd.on('close', () => this.setHealth(false));
     cmd.on('ready', () => this.setHealth(true));
   }
 
-  static async open(url: string, opts: ResolvedBrokerOptions): Promise<RedisBroker> {
-    const cmd = new Redis(url, { lazyConnect: true, enableAutoPipelining: true });
+  private resultKey(id: string): string {
+    return `arbiter:${this.opts.queue}:result:${id}`;
+  }
+
+  static async open(url: string, target: RedisTarget, opts: ResolvedBrokerOptions): Promise<RedisBroker> {
+    const common: RedisOptions = {
+      lazyConnect: true,
+      enableAutoPipelining: true,
+      // A primary demoted under us (failover) answers writes with READONLY: reconnect, which
+      // finds the new primary, and send the command again.
+      reconnectOnError: (err) => (err.message.startsWith('READONLY') ? 2 : false),
+    };
+    const cmd = target.sentinels
+      ? new Redis({
+          ...common,
+          sentinels: target.sentinels,
+          name: target.master!,
+          // Hear of a failover from the sentinels at once, not on the next failed command.
+          failoverDetector: true,
+          ...(target.db !== undefined ? { db: target.db } : {}),
+          ...(target.username ? { username: target.username } : {}),
+          ...(target.password ? { password: target.password } : {}),
+          ...(target.sentinelPassword ? { sentinelPassword: target.sentinelPassword } : {}),
+          ...(target.tls ? { tls: {}, enableTLSForSentinelMode: true, sentinelTLS: {} } : {}),
+        })
+      : new Redis(target.url!, common);
     // Without a listener ioredis prints every reconnect error; failures reach callers anyway.
-    cmd.on('error', () => undefined);
+    // The socket's own error (a TLS certificate refused) says more than "Connection is closed".
+    let why: unknown = null;
+    const remember = (err: unknown) => (why = err);
+    cmd.on('error', remember);
     try {
       await cmd.connect();
     } catch (err) {
       cmd.disconnect();
-      throw new Error(`cannot connect to ${redactUrl(url)}: ${errorMessage(err)}`);
+      throw new Error(`cannot connect to ${redactUrl(url)}: ${errorMessage(why ?? err)}`);
     }
-    return new RedisBroker(cmd, opts, redactUrl(url));
+    cmd.off('error', remember);
+    cmd.on('error', () => undefined);
+    const broker = new RedisBroker(cmd, opts, target, redactUrl(url));
+    if (target.sentinels) broker.followPrimary(cmd);
+    return broker;
+  }
+
+  /**
+   * Says when the connection comes back to a different server than before: after a failover,
+   * the sentinels' new primary. The consumer logs it (OpenBrokerOptions.onEvent).
+   */
+  private followPrimary(conn: Redis): void {
+    let current = addressOf(conn);
+    conn.on('ready', () => {
+      const now = addressOf(conn);
+      if (now && now !== current) {
+        const previous = current;
+        current = now;
+        this.opts.onEvent?.({ kind: 'primary', address: now, previous, master: this.target.master ?? '' });
+      }
+    });
   }
 
   private setHealth(up: boolean): void {
@@ -422,21 +506,33 @@ export class RedisBroker implements Broker {
 
   // ---------------------------------------------------------------- settling
 
-  ack(d: Delivery): Promise<void> {
+  ack(d: Delivery, result?: KeptResult): Promise<void> {
     const r = this.settle(d);
     if (!r) return Promise.resolve();
     this.ackIds.push(r.id);
+    if (result) this.ackResults.push([this.resultKey(d.task.id), result.json, result.ttlMs, d.task.id]);
     // Everything acked in this turn of the event loop goes out as one XACK + one XDEL in a
-    // single round trip: a batch of no-op tasks finishes in the same turn.
+    // single round trip: a batch of no-op tasks finishes in the same turn. Results go first:
+    // a task whose result is kept but whose ack is lost runs again and keeps it again.
     this.ackFlush ??= new Promise<void>((resolve) => setImmediate(resolve)).then(async () => {
       const ids = this.ackIds;
+      const results = this.ackResults;
       this.ackIds = [];
+      this.ackResults = [];
       this.ackFlush = null;
-      const res = await this.cmd.pipeline().xack(this.stream, GROUP, ...ids).xdel(this.stream, ...ids).exec();
+      const p = this.cmd.pipeline();
+      for (const [key, json, ttl, id] of results) p.set(key, json, 'PX', Math.max(1, Math.round(ttl))).publish(this.resultChannel, id);
+      const res = await p.xack(this.stream, GROUP, ...ids).xdel(this.stream, ...ids).exec();
       const failed = res?.find(([err]) => err);
       if (failed) throw failed[0];
     });
     return this.ackFlush;
+  }
+
+  private async keep(id: string, result: KeptResult): Promise<void> {
+    const res = await this.cmd.pipeline().set(this.resultKey(id), result.json, 'PX', Math.max(1, Math.round(result.ttlMs))).publish(this.resultChannel, id).exec();
+    const failed = res?.find(([err]) => err);
+    if (failed) throw failed[0];
   }
 
   async fail(d: Delivery, error: string, retryAt: number): Promise<void> {
@@ -455,9 +551,10 @@ export class RedisBroker implements Broker {
     ]);
   }
 
-  async deadLetter(d: Delivery, error: string): Promise<void> {
+  async deadLetter(d: Delivery, error: string, result?: KeptResult): Promise<void> {
     const r = this.settle(d);
     if (!r) return;
+    if (result && d.raw === undefined) await this.keep(d.task.id, result);
     const now = Date.now();
     const history = [...d.task.history, { attempt: d.task.attempt, at: now, error }];
     const fields: (string | number)[] = ['q', this.opts.queue, 'e', error, 'at', now, 'a', d.task.attempt, 'h', JSON.stringify(history)];
@@ -617,7 +714,97 @@ export class RedisBroker implements Broker {
       if (msg.startsWith('QUEUEFULL')) throw new Error(`queue "${this.opts.queue}" is full: ${msg.slice('QUEUEFULL '.length)}`);
       throw err;
     }
+    await this.replicated();
     return task.id;
+  }
+
+  async enqueueScheduled(key: string, tick: number, name: string, payload: unknown, opts?: EnqueueOptions): Promise<string | null> {
+    if (this.closed) throw new Error('broker is closed');
+    const { task, dueAt } = newTask(name, payload, opts);
+    const added = await S.enqueueScheduled.run(this.cmd, [this.stream, this.delayed, `arbiter:schedule:${key}`], [
+      Math.floor(tick),
+      dueAt,
+      task.enqueuedAt,
+      task.attempt,
+      JSON.stringify(task.history),
+      taskBody(task),
+    ]);
+    if (Number(added) !== 1) return null;
+    await this.replicated();
+    return task.id;
+  }
+
+  async lastScheduled(key: string): Promise<number | null> {
+    const v = await this.cmd.get(`arbiter:schedule:${key}`);
+    return v === null ? null : Number(v);
+  }
+
+  /**
+   * With `wait` replicas asked for (the URL's `?wait=N`), a write counts only once that many
+   * replicas have it: WAIT on the connection that wrote, so it covers every write before it.
+   */
+  private async replicated(): Promise<void> {
+    const want = this.target.replicas;
+    if (want <= 0) return;
+    const timeout = this.target.replicaTimeoutMs;
+    const got = Number(await this.cmd.call('WAIT', want, timeout));
+    if (got < want)
+      throw new Error(`only ${got} of ${want} replica${want === 1 ? '' : 's'} confirmed the task within ${timeout} ms (?wait=${want}); it may be lost if the primary fails now, so it is not reported accepted`);
+  }
+
+  // ---------------------------------------------------------------- results
+
+  async getResult(id: string): Promise<TaskResult | null> {
+    return parseResult(await this.cmd.get(this.resultKey(id)));
+  }
+
+  async waitResult(id: string, timeoutMs: number): Promise<TaskResult | null> {
+    if (this.closed) throw new Error('broker is closed');
+    const deadline = Date.now() + Math.max(0, timeoutMs);
+    await this.subscribed();
+    let wake: () => void = () => undefined;
+    const set = this.waiting.get(id) ?? new Set();
+    this.waiting.set(id, set);
+    try {
+      for (;;) {
+        // Subscribed first, then looked: a result kept in between is seen either way.
+        const signalled = new Promise<void>((resolve) => {
+          wake = resolve;
+          set.add(wake);
+        });
+        const found = await this.getResult(id);
+        if (found) return found;
+        const left = deadline - Date.now();
+        if (left <= 0 || this.closed) return null;
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([signalled, new Promise<void>((resolve) => (timer = setTimeout(resolve, Math.min(left, RESULT_POLL_MS))))]);
+        clearTimeout(timer);
+        set.delete(wake);
+      }
+    } finally {
+      set.delete(wake);
+      if (set.size === 0) this.waiting.delete(id);
+    }
+  }
+
+  private subscribed(): Promise<Redis> {
+    this.sub ??= (async () => {
+      const sub = this.cmd.duplicate({ enableAutoPipelining: false, lazyConnect: true });
+      sub.on('error', () => undefined);
+      sub.on('message', (_channel: string, id: string) => {
+        for (const wake of this.waiting.get(id) ?? []) wake();
+      });
+      try {
+        await sub.connect();
+        await sub.subscribe(this.resultChannel);
+      } catch (err) {
+        sub.disconnect();
+        this.sub = null;
+        throw err;
+      }
+      return sub;
+    })();
+    return this.sub;
   }
 
   // ---------------------------------------------------------------- inspection
@@ -725,6 +912,8 @@ export class RedisBroker implements Broker {
     if (this.promoteTimer) clearTimeout(this.promoteTimer);
     // Unblocks a pending XREADGROUP at once; fetch() then resolves with [].
     this.blocking?.disconnect();
+    void this.sub?.then((s) => s.disconnect(), () => undefined);
+    for (const set of this.waiting.values()) for (const wake of set) wake();
     const quit = (async () => {
       await this.ackFlush?.catch(() => undefined);
       await this.cmd.quit();

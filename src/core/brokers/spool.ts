@@ -5,6 +5,8 @@
  *   PATH/<queue>/claimed/  <leaseExpiry:15>~<consumer>~<ready name>
  *   PATH/<queue>/tmp/      files being written (then renamed into place)
  *   PATH/<queue>/free/     finished task files kept for reuse by enqueue
+ *   PATH/<queue>/results/  <id>.json  a finished task's result (resultTtl): { expiresAt, result }
+ *   PATH/<queue>/schedules/<key>/<tick:15>   one empty file per schedule tick enqueued
  *   PATH/<dlq>/            <deadAt:15>-<seq>-<tag>.json        dead tasks with error and history
  *
  * Lexical order of ready names is due time, then the producer's sequence, so the oldest due
@@ -28,10 +30,12 @@ import {
   type DeadTask,
   type Delivery,
   type EnqueueOptions,
+  type KeptResult,
   type ResolvedBrokerOptions,
   type TaskRecord,
+  type TaskResult,
 } from './types.js';
-import { isQueueName, isTaskRecord, LEASE_EXPIRED, newTask, nextAttempt, rawTask } from './records.js';
+import { fileSafe, isQueueName, isTaskRecord, LEASE_EXPIRED, newTask, nextAttempt, parseResult, rawTask } from './records.js';
 import { errorMessage } from '../errors.js';
 
 const PAD = 15;
@@ -49,6 +53,11 @@ const WAIT_POLL = 100;
 const FREE_MAX = 1024;
 /** Temp files older than this were left by a crashed writer whose call never resolved. */
 const STALE_TMP_MS = 3600_000;
+/** Consumers remove expired results this often, at most RESULT_SWEEP_MAX files a time. */
+const RESULT_SWEEP_MS = 10_000;
+const RESULT_SWEEP_MAX = 2000;
+/** Tick files kept per schedule (the newest); the guard needs only the last. */
+const TICKS_KEPT = 16;
 
 const pad = (n: number): string => String(Math.max(0, Math.floor(n))).padStart(PAD, '0');
 const dueOf = (name: string): number => Number(name.slice(0, PAD));
@@ -143,6 +152,8 @@ export class SpoolBroker implements Broker {
   private readonly claimedDir: string;
   private readonly tmpDir: string;
   private readonly freeDir: string;
+  private readonly resultsDir: string;
+  private readonly schedulesDir: string;
   private freeList: string[] = [];
   private freeHead = 0;
   private freeListedAt = 0;
@@ -180,13 +191,15 @@ export class SpoolBroker implements Broker {
     this.claimedDir = path.join(qdir, 'claimed');
     this.tmpDir = path.join(qdir, 'tmp');
     this.freeDir = path.join(qdir, 'free');
+    this.resultsDir = path.join(qdir, 'results');
+    this.schedulesDir = path.join(qdir, 'schedules');
     this.dlqDir = path.join(root, opts.dlq);
     this.consumer = consumerTag(opts.consumer);
   }
 
   static async open(spoolPath: string, opts: ResolvedBrokerOptions): Promise<SpoolBroker> {
     const broker = new SpoolBroker(path.resolve(opts.cwd, spoolPath), opts);
-    for (const dir of [broker.readyDir, broker.claimedDir, broker.tmpDir, broker.freeDir, broker.dlqDir]) {
+    for (const dir of [broker.readyDir, broker.claimedDir, broker.tmpDir, broker.freeDir, broker.resultsDir, broker.dlqDir]) {
       await fsp.mkdir(dir, { recursive: true });
     }
     void broker.cleanTmp().catch(() => undefined);
@@ -323,6 +336,11 @@ export class SpoolBroker implements Broker {
   }
 
   private waitForWork(ms: number): Promise<void> {
+    return this.waitForChange(this.readyDir, ms);
+  }
+
+  /** Until something changes in `dir`, or WAIT_POLL, or `ms`; also ended by close(). */
+  private waitForChange(dir: string, ms: number): Promise<void> {
     return new Promise<void>((resolve) => {
       let watcher: FSWatcher | undefined;
       const done = (): void => {
@@ -335,7 +353,7 @@ export class SpoolBroker implements Broker {
       this.wakers.add(done);
       // Only while idle: a permanent watcher would fire for every claim under load.
       try {
-        watcher = watch(this.readyDir, { persistent: false }, done);
+        watcher = watch(dir, { persistent: false }, done);
         watcher.on('error', () => undefined);
       } catch {
         // inotify limits or an unsupported filesystem: the poll above still works.
@@ -345,11 +363,20 @@ export class SpoolBroker implements Broker {
 
   // ---------------------------------------------------------------- settling
 
-  /** Not fsynced: an ack lost to a power cut only means the task runs once more. */
-  async ack(d: Delivery): Promise<void> {
+  /**
+   * Not fsynced: an ack lost to a power cut only means the task runs once more. A result is
+   * written durably first, so a result is never missing for a task that is gone.
+   */
+  async ack(d: Delivery, result?: KeptResult): Promise<void> {
     await this.settle(d, async (r) => {
+      if (result) await this.keep(d.task.id, result);
       await this.discard(r.name);
     });
+  }
+
+  private async keep(id: string, result: KeptResult): Promise<void> {
+    const text = `{"expiresAt":${Date.now() + Math.round(result.ttlMs)},"result":${result.json}}`;
+    await this.writeDurable(this.resultsDir, `${fileSafe(id)}.json`, text, `${this.tag}-r${(this.seq++).toString(36)}`);
   }
 
   async fail(d: Delivery, error: string, retryAt: number): Promise<void> {
@@ -361,7 +388,7 @@ export class SpoolBroker implements Broker {
     });
   }
 
-  async deadLetter(d: Delivery, error: string): Promise<void> {
+  async deadLetter(d: Delivery, error: string, result?: KeptResult): Promise<void> {
     await this.settle(d, async (r) => {
       if (!(await this.stillOwned(r))) return;
       const now = Date.now();
@@ -372,6 +399,7 @@ export class SpoolBroker implements Broker {
         queue: this.opts.queue,
       };
       if (d.raw !== undefined) dead.raw = d.raw;
+      else if (result) await this.keep(d.task.id, result);
       await this.writeDurable(this.dlqDir, this.newName(now), JSON.stringify(dead));
       await this.discard(r.name);
     });
@@ -501,6 +529,7 @@ export class SpoolBroker implements Broker {
     this.timers.push(setInterval(reap, Math.max(25, lease / 2)));
     this.timers.push(setInterval(() => this.renewLeases(), Math.max(10, lease / 6)));
     this.timers.push(setInterval(() => void this.sweepFree().catch(() => undefined), 1000));
+    this.timers.push(setInterval(() => void this.sweepResults().catch(() => undefined), RESULT_SWEEP_MS));
     for (const t of this.timers) t.unref();
   }
 
@@ -513,13 +542,51 @@ export class SpoolBroker implements Broker {
     return task.id;
   }
 
+  async enqueueScheduled(key: string, tick: number, name: string, payload: unknown, opts?: EnqueueOptions): Promise<string | null> {
+    if (this.closed) throw new Error('broker is closed');
+    const dir = path.join(this.schedulesDir, fileSafe(key));
+    await fsp.mkdir(dir, { recursive: true });
+    const ticks = await this.ticks(dir);
+    if (ticks.length > 0 && ticks[ticks.length - 1]! >= tick) return null;
+    // O_EXCL: of several arbiters on this spool, exactly one creates the tick's file. One
+    // that dies right after loses that run (at most once, here; Redis does both in one step).
+    try {
+      await (await fsp.open(path.join(dir, pad(tick)), 'wx')).close();
+    } catch (err) {
+      if (isErrno(err, 'EEXIST')) return null;
+      throw err;
+    }
+    const id = await this.enqueue(name, payload, opts);
+    for (const old of ticks.slice(0, Math.max(0, ticks.length + 1 - TICKS_KEPT))) await unlinkQuiet(path.join(dir, pad(old))).catch(() => false);
+    return id;
+  }
+
+  async lastScheduled(key: string): Promise<number | null> {
+    const ticks = await this.ticks(path.join(this.schedulesDir, fileSafe(key)));
+    return ticks.length ? ticks[ticks.length - 1]! : null;
+  }
+
+  private async ticks(dir: string): Promise<number[]> {
+    let names: string[];
+    try {
+      names = await fsp.readdir(dir);
+    } catch (err) {
+      if (isErrno(err, 'ENOENT')) return [];
+      throw err;
+    }
+    return names.filter((n) => /^\d{15}$/.test(n)).map(Number).sort((a, b) => a - b);
+  }
+
   private newName(dueAt: number): string {
     return `${pad(dueAt)}-${(this.seq++).toString(36).padStart(8, '0')}-${this.tag}.json`;
   }
 
-  /** Survives a crash or power loss once resolved: data fsync, atomic rename, directory fsync. */
-  private async writeDurable(dir: string, name: string, text: string): Promise<void> {
-    const tmp = path.join(this.tmpDir, name);
+  /**
+   * Survives a crash or power loss once resolved: data fsync, atomic rename, directory fsync.
+   * `tmpName` when `name` is not unique to this writer (a result may be written twice).
+   */
+  private async writeDurable(dir: string, name: string, text: string, tmpName = name): Promise<void> {
+    const tmp = path.join(this.tmpDir, tmpName);
     const data = Buffer.from(text, 'utf8');
     let fh: fsp.FileHandle | null = null;
     if (await this.takeFree(tmp)) {
@@ -602,6 +669,54 @@ export class SpoolBroker implements Broker {
       const file = path.join(this.tmpDir, n);
       const st = await fsp.stat(file).catch(() => null);
       if (st && now - st.mtimeMs > STALE_TMP_MS) await unlinkQuiet(file).catch(() => false);
+    }
+  }
+
+  // ---------------------------------------------------------------- results
+
+  async getResult(id: string): Promise<TaskResult | null> {
+    const file = path.join(this.resultsDir, `${fileSafe(id)}.json`);
+    let text: string;
+    try {
+      text = await readSmall(file);
+    } catch (err) {
+      if (isErrno(err, 'ENOENT')) return null;
+      throw err;
+    }
+    let stored: { expiresAt?: unknown; result?: unknown };
+    try {
+      stored = JSON.parse(text) as typeof stored;
+    } catch {
+      return null;
+    }
+    if (typeof stored.expiresAt !== 'number' || stored.expiresAt <= Date.now()) return null;
+    const r = parseResult(JSON.stringify(stored.result ?? null));
+    // A hashed file name could, in theory, be another id's.
+    return r && r.id === id ? r : null;
+  }
+
+  async waitResult(id: string, timeoutMs: number): Promise<TaskResult | null> {
+    const deadline = Date.now() + Math.max(0, timeoutMs);
+    for (;;) {
+      const found = await this.getResult(id);
+      if (found) return found;
+      const left = deadline - Date.now();
+      if (left <= 0 || this.closed) return null;
+      await this.waitForChange(this.resultsDir, left);
+    }
+  }
+
+  /** Results past their expiry, removed in the background by consumers. */
+  private async sweepResults(): Promise<void> {
+    const names = await fsp.readdir(this.resultsDir);
+    const now = Date.now();
+    for (const n of names.slice(0, RESULT_SWEEP_MAX)) {
+      if (this.closed) return;
+      const file = path.join(this.resultsDir, n);
+      const text = await readSmall(file).catch(() => null);
+      if (text === null) continue;
+      const m = /^\{"expiresAt":(\d+)/.exec(text);
+      if (!m || Number(m[1]) <= now) await unlinkQuiet(file).catch(() => false);
     }
   }
 

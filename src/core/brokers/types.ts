@@ -60,6 +60,31 @@ export interface EnqueueOptions {
   id?: string;
 }
 
+/**
+ * What a finished task left for its producer (`resultTtl`): the handler's return value, or
+ * the error that ended it for good (the last attempt's, or why it was not run). A task that
+ * failed and was retried leaves only the result of its last attempt.
+ */
+export interface TaskResult {
+  id: string;
+  name: string;
+  status: 'succeeded' | 'failed';
+  /** The handler's return value as JSON (undefined became null), when it succeeded. */
+  value?: unknown;
+  /** The final error, when it failed. */
+  error?: string;
+  /** Attempts made, this one included. */
+  attempts: number;
+  /** Epoch ms. */
+  finishedAt: number;
+}
+
+/** A result to keep beside the outcome that settles a delivery: its JSON and how long to keep it. */
+export interface KeptResult {
+  json: string;
+  ttlMs: number;
+}
+
 export interface BrokerStats {
   /** Waiting and due now. */
   ready: number;
@@ -98,12 +123,15 @@ export interface Broker {
    * resolves early with [] when `close()` is called.
    */
   fetch(max: number, waitMs: number): Promise<Delivery[]>;
-  /** The task is done; forget it. A claim lost to lease expiry is ignored (it ran twice). */
-  ack(d: Delivery): Promise<void>;
+  /**
+   * The task is done; forget it (and keep `result` for its producer). A claim lost to lease
+   * expiry is ignored (it ran twice).
+   */
+  ack(d: Delivery, result?: KeptResult): Promise<void>;
   /** Schedules attempt `attempt + 1` at `retryAt` (epoch ms) with `error` added to the history. */
   fail(d: Delivery, error: string, retryAt: number): Promise<void>;
-  /** Moves the task to the dead-letter queue with its last error and attempt history. */
-  deadLetter(d: Delivery, error: string): Promise<void>;
+  /** Moves the task to the dead-letter queue with its last error and attempt history (and keeps `result`). */
+  deadLetter(d: Delivery, error: string, result?: KeptResult): Promise<void>;
   /**
    * Gives back unfinished work (on shutdown) so it is delivered again soon, same attempt.
    * Without it the claim would wait for its lease to expire.
@@ -116,6 +144,18 @@ export interface Broker {
    */
   releaseConsumer(consumer: string, reason: string): Promise<number>;
   enqueue(name: string, payload: unknown, opts?: EnqueueOptions): Promise<string>;
+  /**
+   * A schedule's run: enqueues unless a run of schedule `key` at `tick` (epoch ms) or later
+   * was enqueued already, by this process or any other on the same broker. Resolves with
+   * the task id, or null when another arbiter had it. Ticks of one key only move forward.
+   */
+  enqueueScheduled(key: string, tick: number, name: string, payload: unknown, opts?: EnqueueOptions): Promise<string | null>;
+  /** The latest tick enqueued for schedule `key`, or null when none ever was. */
+  lastScheduled(key: string): Promise<number | null>;
+  /** The kept result of task `id` on this queue, or null (not finished, expired, never kept). */
+  getResult(id: string): Promise<TaskResult | null>;
+  /** Waits up to `timeoutMs` for the result of task `id`; null when none came. */
+  waitResult(id: string, timeoutMs: number): Promise<TaskResult | null>;
   stats(): Promise<BrokerStats>;
   /** Oldest first; default limit 100. */
   listDead(limit?: number): Promise<DeadTask[]>;
@@ -143,7 +183,12 @@ export interface OpenBrokerOptions {
   cwd?: string;
   /** Redis: refuse to enqueue beyond this many waiting tasks; default 1 000 000 (0: no cap). */
   maxLen?: number;
+  /** Told what the broker's connection went through (a failover to a new primary). */
+  onEvent?: (e: BrokerEvent) => void;
 }
+
+/** Redis Sentinel: the connection now goes to `address`, the primary after a failover. */
+export type BrokerEvent = { kind: 'primary'; address: string; previous: string | null; master: string };
 
 /** What the implementations get: every option resolved. */
 export interface ResolvedBrokerOptions {
@@ -153,4 +198,5 @@ export interface ResolvedBrokerOptions {
   leaseMs: number;
   cwd: string;
   maxLen: number;
+  onEvent?: (e: BrokerEvent) => void;
 }
