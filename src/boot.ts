@@ -9,6 +9,7 @@
  * Each step either hands the next what it needs or throws a StartFailure: one line for the
  * user, and the exit code (2 usage or config, 3 the app, 1 anything at run time).
  */
+import os from 'node:os';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { helpText, parseArgs, splitArgs } from './argv.js';
@@ -18,6 +19,7 @@ import { startControlServer, type ControlServer } from './control.js';
 import { AppLoadError, SettingError, errorMessage, indent } from './core/errors.js';
 import { createHooks } from './core/hooks.js';
 import { createLogger, fatalLine } from './core/logging.js';
+import { bindFor, type Asked } from './core/listen.js';
 import { VERSION } from './core/paths.js';
 import { ENV, EXIT } from './core/protocol.js';
 import type { Settings, WorkerSettings } from './core/settings.js';
@@ -135,6 +137,8 @@ interface CheckedApp {
   picked: string;
   listens: boolean;
   file: string;
+  /** Script mode with no bind given: what the script's listen() calls asked for. */
+  binds: string[] | null;
 }
 
 /** The process as the settings want it (chdir, umask, env), then the app, loaded once. */
@@ -151,16 +155,34 @@ async function check(plan: Plan, launchCwd: string): Promise<CheckedApp | number
   let app: CheckedApp;
   try {
     if (!s.app) throw new SettingError('no app given');
-    app = await checkApp(workerSettings(s, plan.workers.workers), process.cwd());
+    const checked = await checkApp(workerSettings(s, plan.workers.workers), process.cwd());
+    if (checked.asked && (s.certfile || s.keyfile))
+      throw new SettingError(`certfile and keyfile do not apply to a script-mode app: its own server decides TLS (https.createServer in the script)`);
+    app = { ...checked, binds: checked.asked && plan.resolved.sources.bind === 'default' ? scriptBinds(checked.asked) : null };
+    if (checked.note) fatalLine(`warning: ${checked.note}`);
   } catch (err) {
     if (err instanceof SettingError) throw usage(err);
     throw new StartFailure(s.checkConfig ? EXIT.USAGE : EXIT.BOOT, errorMessage(err), err instanceof AppLoadError ? err.detail : undefined);
   }
+  if (app.binds) s.bind = app.binds;
   if (s.checkConfig) {
     process.stdout.write(`config OK: ${s.app} (${app.picked}), ${plan.workers.why}\n`);
     return EXIT.OK;
   }
   return app;
+}
+
+/**
+ * With no bind given, a script is served where `node script.js` would serve it: at what its
+ * servers' listen() calls asked for, in order.
+ */
+function scriptBinds(asked: Asked[]): string[] {
+  const ipv6 = Object.values(os.networkInterfaces()).some((list) => list?.some((a) => a.family === 'IPv6'));
+  return asked.map((a, i) => {
+    const bind = bindFor(a, ipv6);
+    if (bind === null) throw new SettingError(`the script's server ${i + 1} listens on a handle or descriptor: give bind (-b) for it`);
+    return bind;
+  });
 }
 
 function workerSettings(s: Settings, workers: number): WorkerSettings {
@@ -246,6 +268,8 @@ async function run(plan: Plan, app: CheckedApp, started: Started, log: Logger, l
     reloadConfig: async () => {
       // HUP re-reads the file and the environment as they are now; the command line stays.
       const resolved = await resolveServer(plan.cli, plan.cmdArgs, launchCwd);
+      // A script's own addresses stay where they were found at start (its code is not checked again).
+      if (app.binds && resolved.sources.bind === 'default') resolved.settings.bind = app.binds;
       const { workers } = sizing(resolved);
       return { resolved, workers, hooks: createHooks(resolved.settings as unknown as Record<string, unknown>, log) };
     },

@@ -7,11 +7,11 @@
 import net from 'node:net';
 import tls from 'node:tls';
 import type { Socket } from 'node:net';
-import { adaptHttpApp, type HttpApp, type NodeHandler, type FetchHandler } from '../../src/core/app.js';
-import { oneLine } from '../../src/core/errors.js';
+import { adaptHttpApp, type Framework, type HttpApp, type NodeHandler, type FetchHandler } from '../../src/core/app.js';
+import { AppLoadError, oneLine } from '../../src/core/errors.js';
 import { nodeEntry } from '../accesslog.js';
 import type { WorkerClass, WorkerContext, WorkerInstance } from '../contract.js';
-import { ConnectionCap, IDLE_AFTER_STOP_MS, Listening, RequestObserver, drain, loadTls, logAppError, type TlsMaterial } from '../http-base.js';
+import { ConnectionCap, IDLE_AFTER_STOP_MS, Listening, RequestObserver, closeFramework, drain, loadTls, logAppError, startFramework, type TlsMaterial } from '../http-base.js';
 import { Conn, clock, type ConnOwner, type Exchange } from './conn.js';
 import { createDateCache, type H11Options, type RequestEvent } from './engine/index.js';
 import { installLightResponse } from '../fetch-light.js';
@@ -45,6 +45,7 @@ class H11Worker implements WorkerInstance, ConnOwner {
   private readonly nodeHandler: NodeHandler | null;
   private readonly fetchHandler: FetchHandler | null;
   private sweepTimer: NodeJS.Timeout | null = null;
+  private readonly framework: Framework | null = null;
   private readonly onFetchError = (ex: FetchEx, err: unknown) => {
     this.logAppError(err);
     fetchAppError(ex);
@@ -71,9 +72,11 @@ class H11Worker implements WorkerInstance, ConnOwner {
       maxBodySize: s.limitRequestBody > 0 ? s.limitRequestBody : Infinity,
       date: createDateCache(() => clock.now),
     };
+    if (app.kind === 'listen') throw new AppLoadError('-k h11 cannot run a script-mode module');
     if (app.kind === 'node') {
       this.nodeHandler = app.handler;
       this.fetchHandler = null;
+      this.framework = app.framework ?? null;
     } else {
       this.nodeHandler = null;
       this.fetchHandler = app.fetch;
@@ -181,10 +184,12 @@ class H11Worker implements WorkerInstance, ConnOwner {
   private observeNode(x: NodeEx): void {
     const { req, res } = x;
     const t = this.observer.begin(req);
+    // As received: routers rewrite req.url (Express's mounted apps and static files).
+    const url = req.url!;
     res.once('finish', () => {
       this.observer.end(t, req, res, (durationMicros) => {
         const len = res.getHeader('content-length');
-        return nodeEntry(req, res, { peer: x.conn.sock.remoteAddress ?? '', bytes: len === undefined ? null : Number(len), startedAt: t.startedAt, durationMicros });
+        return nodeEntry(req, res, { url, peer: x.conn.sock.remoteAddress ?? '', bytes: len === undefined ? null : Number(len), startedAt: t.startedAt, durationMicros });
       });
     });
   }
@@ -211,7 +216,8 @@ class H11Worker implements WorkerInstance, ConnOwner {
 
   // ---------------------------------------------------------------- lifecycle
 
-  start(): Promise<void> {
+  async start(): Promise<void> {
+    if (this.framework) await startFramework(this.framework);
     this.sweepTimer = setInterval(() => this.sweep(), 250);
     this.sweepTimer.unref();
     return this.listening.start();
@@ -257,7 +263,7 @@ class H11Worker implements WorkerInstance, ConnOwner {
     this.stopping = true;
     if (!graceful) {
       for (const c of this.conns) c.closeNow();
-      await this.listening.close();
+      this.listening.close();
       return;
     }
     // Responses not yet started say `Connection: close`; idle connections get
@@ -267,13 +273,19 @@ class H11Worker implements WorkerInstance, ConnOwner {
       else c.idleSince = clock.now;
     }
     // The sweep timer closes the idle ones; leaving before the accept queue is empty
-    // (keepAccepting) would strand connections in it.
+    // (keepAccepting) would strand connections in it. A framework closes once no HTTP
+    // request is left: it refuses requests while closing.
+    let frameworkClosed: Promise<void> | null = null;
     await drain({
       open: () => this.conns.size,
       lastAccept: () => this.lastAccept,
       keepAccepting: opts.keepAccepting ?? false,
       listening: this.listening,
+      stoppedAccepting: () => void this.ctx.app.shutdown(),
+      httpDone: this.framework ? () => (frameworkClosed = closeFramework(this.ctx, this.framework!)) : undefined,
     });
+    await frameworkClosed;
+    await this.ctx.app.shutdown();
     if (this.sweepTimer) clearInterval(this.sweepTimer);
     this.observer.flush();
   }
