@@ -8,12 +8,13 @@
  * connection calls `resume()` after the response is finished.
  */
 import * as C from './chars.js';
+import { internMethod, internName } from './names.js';
 import type { EndEvent, H11Event, H11Options, HttpVersion, RejectStatus, RequestEvent } from './types.js';
+import { checkTE, checkTarget, isValidHost, parseContentLength } from './validators.js';
 
-const { eqLower, isOWS, latin1, listHasToken } = C;
+const { eqLower, latin1, listHasToken } = C;
 const TOKEN = C.TOKEN, FIELD_CHAR = C.FIELD_CHAR, VCHAR = C.VCHAR, HEX_VAL = C.HEX_VAL, QDTEXT = C.QDTEXT, QPAIR = C.QPAIR;
-const REG_NAME = C.REG_NAME, IP_LITERAL = C.IP_LITERAL;
-const CR = 13, LF = 10, SP = 32, HTAB = 9, COLON = 58, COMMA = 44, SEMI = 59, EQUALS = 61, DQUOTE = 34, BACKSLASH = 92;
+const CR = 13, LF = 10, SP = 32, HTAB = 9, COLON = 58, SEMI = 59, EQUALS = 61, DQUOTE = 34, BACKSLASH = 92;
 
 // Read states (numeric for speed; >= R_CLOSED means "never parse again").
 export const R_HEAD = 0;
@@ -32,188 +33,6 @@ const BAD = -2;
 const MAX_SAFE = Number.MAX_SAFE_INTEGER;
 
 export const END_EVENT: EndEvent = Object.freeze({ type: 'end', trailers: null }) as EndEvent;
-
-// ---------------------------------------------------------------------------------------------
-// Interning of common method / header-name strings (avoids an allocation + toLowerCase per field)
-
-const METHODS = ['GET', 'PUT', 'POST', 'HEAD', 'PATCH', 'TRACE', 'DELETE', 'OPTIONS', 'CONNECT'];
-const METHOD_BY_LEN: string[][] = [];
-for (const m of METHODS) (METHOD_BY_LEN[m.length] ??= []).push(m);
-
-function internMethod(buf: Buffer, s: number, e: number): string {
-  const cands = METHOD_BY_LEN[e - s];
-  if (cands !== undefined) {
-    outer: for (let k = 0; k < cands.length; k++) {
-      const m = cands[k]!;
-      for (let i = 0; i < m.length; i++) if (buf[s + i] !== m.charCodeAt(i)) continue outer;
-      return m;
-    }
-  }
-  return latin1(buf, s, e);
-}
-
-const NAMES = [
-  'te', 'via', 'dnt', 'host', 'date', 'from', 'etag', 'vary', 'range', 'accept', 'cookie', 'expect', 'origin',
-  'pragma', 'referer', 'upgrade', 'trailer', 'priority', 'if-match', 'if-range', 'sec-ch-ua', 'x-real-ip',
-  'connection', 'user-agent', 'keep-alive', 'content-type', 'cache-control', 'authorization', 'if-none-match',
-  'content-length', 'accept-charset', 'sec-fetch-site', 'sec-fetch-mode', 'sec-fetch-dest', 'sec-fetch-user',
-  'accept-encoding', 'accept-language', 'x-forwarded-for', 'content-encoding', 'sec-ch-ua-mobile',
-  'x-requested-with', 'x-forwarded-host', 'transfer-encoding', 'x-forwarded-proto', 'if-modified-since',
-  'sec-ch-ua-platform', 'if-unmodified-since', 'upgrade-insecure-requests', 'proxy-authorization',
-];
-const NAME_BY_LEN: string[][] = [];
-for (const n of NAMES) (NAME_BY_LEN[n.length] ??= []).push(n);
-
-function internName(buf: Buffer, s: number, e: number): string {
-  const cands = NAME_BY_LEN[e - s];
-  if (cands !== undefined) {
-    outer: for (let k = 0; k < cands.length; k++) {
-      const m = cands[k]!;
-      // (b | 0x20) folds A-Z onto a-z; every other token byte that folds onto a letter or '-' is not a tchar.
-      for (let i = 0; i < m.length; i++) if ((buf[s + i]! | 0x20) !== m.charCodeAt(i)) continue outer;
-      return m;
-    }
-  }
-  return latin1(buf, s, e).toLowerCase();
-}
-
-// ---------------------------------------------------------------------------------------------
-// String-level validators (cold paths: only run on the few headers that need them)
-
-/** 1*DIGIT, no sign / space / comma, <= MAX_SAFE_INTEGER. Returns -1 when invalid. */
-export function parseContentLength(v: string): number {
-  const n = v.length;
-  if (n === 0 || n > 16) return -1;
-  let x = 0;
-  for (let i = 0; i < n; i++) {
-    const c = v.charCodeAt(i) - 0x30;
-    if (c < 0 || c > 9) return -1;
-    x = x * 10 + c;
-  }
-  return x > MAX_SAFE ? -1 : x;
-}
-
-function skipOWS(v: string, i: number): number {
-  const n = v.length;
-  while (i < n && isOWS(v.charCodeAt(i))) i++;
-  return i;
-}
-
-function skipToken(v: string, i: number): number {
-  const n = v.length;
-  while (i < n) {
-    const c = v.charCodeAt(i);
-    if (c > 127 || TOKEN[c] === 0) break;
-    i++;
-  }
-  return i;
-}
-
-/** Returns the index after a quoted-string starting at `i` (which must be a DQUOTE), or -1. */
-function skipQuoted(v: string, i: number): number {
-  const n = v.length;
-  i++;
-  while (i < n) {
-    const c = v.charCodeAt(i);
-    if (c === DQUOTE) return i + 1;
-    if (c > 255) return -1;
-    if (c === BACKSLASH) {
-      if (i + 1 >= n) return -1;
-      const d = v.charCodeAt(i + 1);
-      if (d > 255 || QPAIR[d] === 0) return -1;
-      i += 2;
-      continue;
-    }
-    if (QDTEXT[c] === 0) return -1;
-    i++;
-  }
-  return -1;
-}
-
-/** uri-host [ ":" port ] (RFC 9110 7.2 / RFC 3986). `requirePort` for CONNECT authority-form. */
-export function isValidHost(v: string, requirePort: boolean): boolean {
-  const n = v.length;
-  if (n === 0) return !requirePort;
-  let i = 0;
-  if (v.charCodeAt(0) === 0x5b /* [ */) {
-    i = 1;
-    while (i < n) {
-      const c = v.charCodeAt(i);
-      if (c === 0x5d /* ] */) break;
-      if (c > 127 || IP_LITERAL[c] === 0) return false;
-      i++;
-    }
-    if (i >= n || i < 3) return false; // no ']' or too short
-    i++;
-  } else {
-    while (i < n) {
-      const c = v.charCodeAt(i);
-      if (c === COLON) break;
-      if (c === 0x25 /* % */) {
-        if (i + 2 >= n || HEX_VAL[v.charCodeAt(i + 1) & 0xff]! < 0 || HEX_VAL[v.charCodeAt(i + 2) & 0xff]! < 0 ||
-          v.charCodeAt(i + 1) > 127 || v.charCodeAt(i + 2) > 127) return false;
-        i += 3;
-        continue;
-      }
-      if (c > 127 || REG_NAME[c] === 0) return false;
-      i++;
-    }
-    if (i === 0) return false; // empty host with a port
-  }
-  if (i === n) return !requirePort;
-  if (v.charCodeAt(i) !== COLON) return false;
-  i++;
-  const digits = n - i;
-  if (digits > 5 || (requirePort && digits === 0)) return false;
-  for (; i < n; i++) {
-    const c = v.charCodeAt(i);
-    if (c < 0x30 || c > 0x39) return false;
-  }
-  return true;
-}
-
-/** Validates a request-target string (already known to be VCHAR-only) for `method`. Returns a reason or null. */
-function checkTarget(method: string, t: string): string | null {
-  const n = t.length;
-  const c0 = t.charCodeAt(0);
-  if (method === 'CONNECT') {
-    return isValidHost(t, true) ? null : 'CONNECT requires an authority-form request target';
-  }
-  if (c0 === 0x2a /* * */) {
-    if (n !== 1) return 'invalid request target';
-    return method === 'OPTIONS' ? null : 'asterisk-form request target is only allowed for OPTIONS';
-  }
-  let i = 0;
-  if (c0 !== 0x2f /* / */) {
-    // absolute-form: scheme "://" ... (authority-form is only valid for CONNECT)
-    const a = c0 | 0x20;
-    if (a < 0x61 || a > 0x7a) return 'invalid request target';
-    i = 1;
-    while (i < n) {
-      const c = t.charCodeAt(i);
-      const l = c | 0x20;
-      if ((l >= 0x61 && l <= 0x7a) || (c >= 0x30 && c <= 0x39) || c === 0x2b || c === 0x2d || c === 0x2e) i++;
-      else break;
-    }
-    if (i + 3 > n || t.charCodeAt(i) !== COLON || t.charCodeAt(i + 1) !== 0x2f || t.charCodeAt(i + 2) !== 0x2f) {
-      return 'invalid request target (authority-form is only allowed for CONNECT)';
-    }
-    i += 3;
-  }
-  for (; i < n; i++) {
-    const c = t.charCodeAt(i);
-    if (c === 0x23 /* # */) return 'fragment in request target';
-    if (c === 0x25 /* % */) {
-      if (i + 2 >= n || HEX_VAL[t.charCodeAt(i + 1)]! < 0 || HEX_VAL[t.charCodeAt(i + 2)]! < 0) {
-        return 'invalid percent-encoding in request target';
-      }
-      i += 2;
-    }
-  }
-  return null;
-}
-
-// ---------------------------------------------------------------------------------------------
 
 function hardLimit(v: number | undefined, def: number, cap: number, name: string): number {
   if (v === undefined) return def;
@@ -713,7 +532,8 @@ export class RequestReader {
     if (this.te !== null) {
       if (v10) return void this.fail(400, 'Transfer-Encoding in an HTTP/1.0 request');
       if (this.clCount > 0) return void this.fail(400, 'both Transfer-Encoding and Content-Length');
-      if (!this.checkTE(this.te)) return;
+      const why = checkTE(this.te);
+      if (why !== null) return void this.fail(why[0], why[1]);
       bodyKind = 'chunked';
       contentLength = null;
     } else if (this.clCount > 0) {
@@ -770,64 +590,6 @@ export class RequestReader {
       this.trailers = null;
       this.rs = R_CHUNK_SIZE;
     }
-  }
-
-  /** Transfer-Encoding of a request. 400 for anything not ending in a single `chunked`; 501 for other codings. */
-  private checkTE(v: string): boolean {
-    const n = v.length;
-    let codings = 0, chunked = 0, other = false, lastChunked = false;
-    let i = 0;
-    while (i < n) {
-      i = skipOWS(v, i);
-      if (i >= n) break;
-      if (v.charCodeAt(i) === COMMA) {
-        i++;
-        continue;
-      }
-      const s = i;
-      i = skipToken(v, i);
-      if (i === s) return this.failed(400, 'invalid Transfer-Encoding');
-      const isChunked = eqLower(v, s, i, 'chunked');
-      let params = false;
-      for (;;) {
-        const j = skipOWS(v, i);
-        if (j < n && v.charCodeAt(j) === SEMI) {
-          params = true;
-          let k = skipOWS(v, j + 1);
-          const ks = k;
-          k = skipToken(v, k);
-          if (k === ks) return this.failed(400, 'invalid Transfer-Encoding parameter');
-          k = skipOWS(v, k);
-          if (k >= n || v.charCodeAt(k) !== EQUALS) return this.failed(400, 'invalid Transfer-Encoding parameter');
-          k = skipOWS(v, k + 1);
-          if (k < n && v.charCodeAt(k) === DQUOTE) {
-            k = skipQuoted(v, k);
-            if (k < 0) return this.failed(400, 'invalid Transfer-Encoding parameter');
-          } else {
-            const vs = k;
-            k = skipToken(v, k);
-            if (k === vs) return this.failed(400, 'invalid Transfer-Encoding parameter');
-          }
-          i = k;
-        } else {
-          i = j;
-          break;
-        }
-      }
-      if (i < n && v.charCodeAt(i) !== COMMA) return this.failed(400, 'invalid Transfer-Encoding');
-      i++;
-      codings++;
-      if (isChunked) {
-        chunked++;
-        if (params) return this.failed(400, 'chunked transfer-coding with parameters');
-      } else other = true;
-      lastChunked = isChunked;
-    }
-    if (codings === 0) return this.failed(400, 'empty Transfer-Encoding');
-    if (!lastChunked) return this.failed(400, 'final transfer-coding is not chunked');
-    if (chunked > 1) return this.failed(400, 'chunked applied more than once');
-    if (other) return this.failed(501, 'unsupported transfer-coding');
-    return true;
   }
 
   // -------------------------------------------------------------------------------------------
