@@ -268,6 +268,7 @@ export function buildInterim(status: number, headers: OutgoingHeaders | null | u
   acc.dropFraming = true;
   acc.dropTE = true;
   acc.cl = -1;
+  acc.te = false;
   addAll(headers);
   if (acc.cl !== -1 || acc.te) throw new InvalidHeaderError('1xx responses cannot carry framing headers');
   const s = acc.s + '\r\n';
