@@ -6,9 +6,16 @@
  * (events, and which error) never depends on how the input was split. Once a request is
  * complete the reader stops in the `waiting` state and only buffers further bytes until the
  * connection calls `resume()` after the response is finished.
+ *
+ * States change only through `go(event)`: the table in states.ts says where each event leads.
  */
 import * as C from './chars.js';
 import { internMethod, internName } from './names.js';
+import {
+  R_BODY, R_CHUNK_CR, R_CHUNK_DATA, R_CHUNK_LF, R_CHUNK_SIZE, R_CLOSED, R_ERROR, R_HEAD, R_NEXT, R_TRAILERS,
+  R_WAITING, RE_CHUNK, RE_CHUNK_END, RE_CLOSE, RE_CR, RE_END, RE_EOF, RE_FAIL, RE_LAST_CHUNK, RE_LF, RE_REQUEST,
+  RE_REQUEST_CHUNKED, RE_REQUEST_LENGTH, RE_RESUME, READ_EVENT_COUNT, illegalRead, trace,
+} from './states.js';
 import type { EndEvent, H11Event, H11Options, HttpVersion, RejectStatus, RequestEvent } from './types.js';
 import { checkTE, checkTarget, isValidHost, parseContentLength } from './validators.js';
 
@@ -16,23 +23,16 @@ const { eqLower, latin1, listHasToken } = C;
 const TOKEN = C.TOKEN, FIELD_CHAR = C.FIELD_CHAR, VCHAR = C.VCHAR, HEX_VAL = C.HEX_VAL, QDTEXT = C.QDTEXT, QPAIR = C.QPAIR;
 const CR = 13, LF = 10, SP = 32, HTAB = 9, COLON = 58, SEMI = 59, EQUALS = 61, DQUOTE = 34, BACKSLASH = 92;
 
-// Read states (numeric for speed; >= R_CLOSED means "never parse again").
-export const R_HEAD = 0;
-export const R_BODY = 1;
-export const R_CHUNK_SIZE = 2;
-export const R_CHUNK_DATA = 3;
-export const R_CHUNK_CR = 4;
-export const R_CHUNK_LF = 5;
-export const R_TRAILERS = 6;
-export const R_WAITING = 7;
-export const R_CLOSED = 8;
-export const R_ERROR = 9;
-
 const NEED = -1;
 const BAD = -2;
 const MAX_SAFE = Number.MAX_SAFE_INTEGER;
 
 export const END_EVENT: EndEvent = Object.freeze({ type: 'end', trailers: null }) as EndEvent;
+
+/** Hears about each request head as it completes (the connection). */
+export interface RequestSink {
+  onRequest(ev: RequestEvent): void;
+}
 
 function hardLimit(v: number | undefined, def: number, cap: number, name: string): number {
   if (v === undefined) return def;
@@ -41,7 +41,7 @@ function hardLimit(v: number | undefined, def: number, cap: number, name: string
 }
 
 export class RequestReader {
-  /** Current read state (R_*). */
+  /** Current read state (R_*, see states.ts). Changed only by go(). */
   rs = R_HEAD;
   /** The peer half-closed (receiveEOF). */
   eof = false;
@@ -76,15 +76,6 @@ export class RequestReader {
   private connValue: string | null = null;
   private expect100 = false;
 
-  // Current request, as seen by the response side.
-  /** Set when a request event is emitted; cleared by the connection. */
-  newRequest = false;
-  curHead = false;
-  curConnect = false;
-  curV10 = false;
-  curKeepAlive = true;
-  curExpect = false;
-
   // Body.
   private remaining = 0;
   private received = 0;
@@ -94,7 +85,7 @@ export class RequestReader {
   private errStatus: RejectStatus = 400;
   private errReason = '';
 
-  constructor(opts: H11Options) {
+  constructor(opts: H11Options, private readonly sink: RequestSink) {
     this.lineLimit = hardLimit(opts.limitRequestLine, 4094, 65536, 'limitRequestLine');
     this.fieldsLimit = hardLimit(opts.limitRequestFields, 100, 32768, 'limitRequestFields');
     this.fieldSizeLimit = hardLimit(opts.limitRequestFieldSize, 8190, 65536, 'limitRequestFieldSize');
@@ -110,12 +101,13 @@ export class RequestReader {
   /** Feed bytes (or nothing, to continue with buffered bytes). */
   receive(chunk: Buffer | undefined, out: H11Event[]): void {
     const rs = this.rs;
-    if (rs >= R_CLOSED) return;
+    if (rs >= R_WAITING) {
+      // Not parsing: a pending response holds what arrives (pipelining); a closed or failed
+      // reader drops it.
+      if (chunk !== undefined && chunk.length > 0 && rs === R_WAITING) this.enqueue(chunk, 0, chunk.length);
+      return;
+    }
     if (chunk !== undefined && chunk.length > 0) {
-      if (rs === R_WAITING) {
-        this.enqueue(chunk, 0, chunk.length);
-        return;
-      }
       if (this.qe > this.qs) {
         this.enqueue(chunk, 0, chunk.length);
         this.runQueue(out);
@@ -123,7 +115,7 @@ export class RequestReader {
         const p = this.run(chunk, 0, chunk.length, out, false);
         if (p < chunk.length && this.rs < R_CLOSED) this.enqueue(chunk, p, chunk.length);
       }
-    } else if (rs !== R_WAITING && this.qe > this.qs) {
+    } else if (this.qe > this.qs) {
       this.runQueue(out);
     }
     if (this.eof) this.checkEOF(out);
@@ -137,12 +129,12 @@ export class RequestReader {
 
   /** Response finished and the connection persists: parse the next request on the next receive(). */
   resume(): void {
-    if (this.rs === R_WAITING) this.rs = R_HEAD;
+    if (this.rs === R_WAITING) this.go(RE_RESUME);
   }
 
   /** Stop reading for good (keeps R_ERROR if set). */
   close(): void {
-    if (this.rs < R_CLOSED) this.rs = R_CLOSED;
+    if (this.rs < R_CLOSED) this.go(RE_CLOSE);
     this.q = null;
     this.qs = this.qe = 0;
   }
@@ -150,6 +142,15 @@ export class RequestReader {
   /** Whether the current request's body has been completely received. */
   get requestComplete(): boolean {
     return this.rs === R_WAITING;
+  }
+
+  /** The only place a read state changes: the table decides where `ev` leads. */
+  private go(ev: number): void {
+    const from = this.rs;
+    const to = R_NEXT[from * READ_EVENT_COUNT + ev]!;
+    if (to < 0) illegalRead(from, ev);
+    if (trace !== null) trace('read', this, from, ev, to);
+    this.rs = to;
   }
 
   // -------------------------------------------------------------------------------------------
@@ -192,7 +193,8 @@ export class RequestReader {
     const rs = this.rs;
     if (rs === R_HEAD) {
       if (this.qe === this.qs && !this.haveLine) {
-        this.close();
+        this.go(RE_EOF);
+        this.q = null;
       } else {
         this.fail(400, 'connection closed in the middle of a request head');
         this.emitError(out);
@@ -206,7 +208,7 @@ export class RequestReader {
   private fail(status: RejectStatus, reason: string): number {
     this.errStatus = status;
     this.errReason = reason;
-    this.rs = R_ERROR;
+    this.go(RE_FAIL);
     return BAD;
   }
 
@@ -240,7 +242,7 @@ export class RequestReader {
         pos += take;
         if ((this.remaining = rem - take) === 0) {
           out.push(END_EVENT);
-          this.rs = R_WAITING;
+          this.go(RE_END);
         }
       } else if (rs === R_CHUNK_SIZE) {
         const n = this.scanChunkLine(buf, pos, end);
@@ -257,7 +259,7 @@ export class RequestReader {
         const sub = buf.subarray(pos, pos + take);
         out.push({ type: 'data', chunk: copy ? Buffer.from(sub) : sub });
         pos += take;
-        if ((this.remaining = rem - take) === 0) this.rs = R_CHUNK_CR;
+        if ((this.remaining = rem - take) === 0) this.go(RE_CHUNK_END);
       } else if (rs === R_CHUNK_CR) {
         if (pos >= end) return pos;
         if (buf[pos] !== CR) {
@@ -265,7 +267,7 @@ export class RequestReader {
           break;
         }
         pos++;
-        this.rs = R_CHUNK_LF;
+        this.go(RE_CR);
       } else if (rs === R_CHUNK_LF) {
         if (pos >= end) return pos;
         if (buf[pos] !== LF) {
@@ -273,7 +275,7 @@ export class RequestReader {
           break;
         }
         pos++;
-        this.rs = R_CHUNK_SIZE;
+        this.go(RE_LF);
       } else if (rs === R_TRAILERS) {
         const n = this.scanField(buf, pos, end);
         if (n === NEED) return pos;
@@ -285,7 +287,7 @@ export class RequestReader {
           const t = this.trailers;
           this.trailers = null;
           out.push(t === null ? END_EVENT : { type: 'end', trailers: t });
-          this.rs = R_WAITING;
+          this.go(RE_END);
         } else {
           const t = (this.trailers ??= []);
           if (t.length >= this.fieldsLimit * 2) {
@@ -564,12 +566,6 @@ export class RequestReader {
       keepAlive, expectContinue, bodyKind, contentLength,
     };
     out.push(ev);
-    this.newRequest = true;
-    this.curHead = method === 'HEAD';
-    this.curConnect = method === 'CONNECT';
-    this.curV10 = v10;
-    this.curKeepAlive = keepAlive;
-    this.curExpect = expectContinue;
     // Reset head state for the next request.
     this.haveLine = false;
     this.headers = [];
@@ -581,15 +577,16 @@ export class RequestReader {
     this.expect100 = false;
     if (bodyKind === 'none' || contentLength === 0) {
       out.push(END_EVENT);
-      this.rs = R_WAITING;
+      this.go(RE_REQUEST);
     } else if (bodyKind === 'length') {
       this.remaining = contentLength!;
-      this.rs = R_BODY;
+      this.go(RE_REQUEST_LENGTH);
     } else {
       this.received = 0;
       this.trailers = null;
-      this.rs = R_CHUNK_SIZE;
+      this.go(RE_REQUEST_CHUNKED);
     }
+    this.sink.onRequest(ev);
   }
 
   // -------------------------------------------------------------------------------------------
@@ -665,7 +662,7 @@ export class RequestReader {
       p = q; // whitespace after a name without '=' must be followed by ';' (checked on next iteration)
     }
     if (size === 0) {
-      this.rs = R_TRAILERS;
+      this.go(RE_LAST_CHUNK);
       this.mark1 = -1;
       return true;
     }
@@ -673,7 +670,7 @@ export class RequestReader {
     if (total > this.maxBody) return this.failed(413, 'request body too large');
     this.received = total;
     this.remaining = size;
-    this.rs = R_CHUNK_DATA;
+    this.go(RE_CHUNK);
     return true;
   }
 }
