@@ -2,16 +2,21 @@
 // engine makes is one the table lists. The other engine test files (fuzz corpus included) run
 // again in this process under a transition trace, which checks each move against the table and
 // against the state the previous move left (so a state assigned behind go()'s back shows up);
-// at the end every edge of the table must have been taken.
+// at the end every edge of the table must have been taken. The README's diagram is generated
+// from the table: `node --import tsx test/h11-engine-states.test.ts --write` rewrites it.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { H11Connection, LocalProtocolError } from '../workers/h11/engine/index.js';
 import {
   READ_EVENTS, READ_STATES, READ_TRANSITIONS, RE_RESUME, R_BODY, WE_END, WE_HEAD, WRITE_EVENTS, WRITE_STATES,
-  WRITE_TRANSITIONS, movesFrom, setTransitionTrace, type Side,
+  WRITE_TRANSITIONS, movesFrom, setTransitionTrace, stateDiagram, type Side,
 } from '../workers/h11/engine/states.js';
+
+const README = fileURLToPath(new URL('../workers/h11/engine/README.md', import.meta.url));
+const BEGIN = '<!-- states:begin -->';
+const END = '<!-- states:end -->';
 
 const TABLES = {
   read: { states: READ_STATES as readonly string[], events: READ_EVENTS as readonly string[], table: READ_TRANSITIONS as Record<string, Record<string, string>> },
@@ -132,4 +137,22 @@ test('states: every transition observed is in the table, and every edge of the t
     for (const s of states) for (const [e] of movesFrom(table, s)) if (!checker.taken.has(`${side} ${s} ${e}`)) missing.push(`${side} ${s} --${e}-->`);
   }
   assert.deepEqual(missing, [], 'edges no test takes');
+});
+
+/** The README with its generated section replaced by what the table says now. */
+function readmeFromTable(): { current: string; expected: string } {
+  const current = readFileSync(README, 'utf8');
+  const b = current.indexOf(BEGIN), e = current.indexOf(END);
+  assert.ok(b >= 0 && e > b, `README.md has ${BEGIN} … ${END}`);
+  return { current, expected: current.slice(0, b + BEGIN.length) + '\n' + stateDiagram() + current.slice(e) };
+}
+
+if (process.argv.includes('--write')) {
+  const { current, expected } = readmeFromTable();
+  if (current !== expected) writeFileSync(README, expected);
+}
+
+test("states: the README's state diagram is generated from the table (regenerate with --write)", () => {
+  const { current, expected } = readmeFromTable();
+  assert.equal(current, expected, 'run: node --import tsx test/h11-engine-states.test.ts --write');
 });

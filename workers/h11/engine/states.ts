@@ -7,7 +7,8 @@
  * side: the engine's; write side: the caller's misuse, reported as LocalProtocolError by the
  * connection before anything happens).
  *
- * The tests check every transition they observe against these tables.
+ * The README's state diagram is generated from these tables (`stateDiagram()`), and the tests
+ * check every transition they observe against them.
  */
 
 // ------------------------------------------------------------------------------------ read side
@@ -234,4 +235,57 @@ export function setTransitionTrace(fn: TransitionTrace | null): TransitionTrace 
 /** Thrown for a read-side event the table does not allow: a bug in the engine, never the peer's doing. */
 export function illegalRead(from: number, event: number): never {
   throw new Error(`h11 engine bug: read state '${READ_STATES[from]}' has no '${READ_EVENTS[event]}' transition`);
+}
+
+// ------------------------------------------------------------------------------------- diagram
+
+function mermaid<S extends string, E extends string>(
+  prefix: string, states: readonly S[], table: Table<S, E>, initial: S,
+): string[] {
+  const id = (s: string): string => prefix + s.replace(/-/g, '_');
+  const lines = ['```mermaid', 'stateDiagram-v2'];
+  for (const s of states) if (s.includes('-')) lines.push(`  state "${s}" as ${id(s)}`);
+  lines.push(`  [*] --> ${id(initial)}`);
+  for (const s of states) {
+    // Edges with the same target are drawn once, labelled with all their events.
+    const byTarget = new Map<string, string[]>();
+    for (const [e, to] of movesFrom(table, s)) {
+      const list = byTarget.get(to);
+      if (list === undefined) byTarget.set(to, [e]);
+      else list.push(e);
+    }
+    for (const [to, evs] of byTarget) lines.push(`  ${id(s)} --> ${id(to)}: ${evs.join(', ')}`);
+  }
+  lines.push('```');
+  return lines;
+}
+
+function listing<S extends string, E extends string>(
+  states: readonly S[], table: Table<S, E>, stateDoc: Readonly<Record<S, string>>, eventDoc: Readonly<Record<E, string>>,
+): string[] {
+  const lines = ['| state | meaning | event → next state |', '|---|---|---|'];
+  for (const s of states) {
+    const moves = movesFrom(table, s).map(([e, to]) => `\`${e}\` → \`${to}\``);
+    lines.push(`| \`${s}\` | ${stateDoc[s]} | ${moves.length === 0 ? '(terminal)' : moves.join(', ')} |`);
+  }
+  lines.push('', '| event | when |', '|---|---|');
+  for (const e in eventDoc) lines.push(`| \`${e}\` | ${eventDoc[e]} |`);
+  return lines;
+}
+
+/** The README's state section (markdown: two mermaid diagrams and the tables), generated from the tables. */
+export function stateDiagram(): string {
+  return [
+    '### Request side (read states)',
+    '',
+    ...mermaid('r_', READ_STATES, READ_TRANSITIONS, 'head'),
+    '',
+    ...listing(READ_STATES, READ_TRANSITIONS, READ_STATE_DOC, READ_EVENT_DOC),
+    '',
+    '### Response side (write states)',
+    '',
+    ...mermaid('w_', WRITE_STATES, WRITE_TRANSITIONS, 'idle'),
+    '',
+    ...listing(WRITE_STATES, WRITE_TRANSITIONS, WRITE_STATE_DOC, WRITE_EVENT_DOC),
+  ].join('\n') + '\n';
 }
