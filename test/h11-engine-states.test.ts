@@ -47,7 +47,7 @@ const checker = new TransitionChecker();
 setTransitionTrace(checker.trace);
 
 // Every engine test file, in this process, under the trace (their tests register here and run first).
-for (const f of ['h11-engine.test.js', 'h11-engine-response.test.js', 'h11-engine-fuzz.test.js']) {
+for (const f of ['h11-engine.test.js', 'h11-engine-response.test.js', 'h11-engine-upgrade.test.js', 'h11-engine-fuzz.test.js']) {
   await import(`./${f}`);
 }
 
@@ -63,8 +63,8 @@ test('states: the compiled tables agree with the named ones; codes are the list 
     }
   }
   // Terminal states have no way out.
-  for (const s of ['closed', 'error'] as const) assert.deepEqual(READ_TRANSITIONS[s], {});
-  assert.deepEqual(WRITE_TRANSITIONS.closed, {});
+  for (const s of ['closed', 'error', 'switched'] as const) assert.deepEqual(READ_TRANSITIONS[s], {});
+  for (const s of ['closed', 'switched'] as const) assert.deepEqual(WRITE_TRANSITIONS[s], {});
 });
 
 test('states: a move the table does not list throws (read side: an engine bug; write side: misuse)', () => {
@@ -127,6 +127,19 @@ test('states: edges the other tests may not reach on their own', () => {
   bad.receive(Buffer.from('BAD\r\n\r\n'));
   bad.errorResponse(400);
   assert.deepEqual(bad.states, { read: 'error', write: 'closed' });
+  // Might-switch closed by an error response, and by a graceful stop that ends in a declining response.
+  const ws = `GET / HTTP/1.1\r\n${H}Upgrade: websocket\r\nConnection: upgrade\r\n\r\n`;
+  const a = new H11Connection();
+  a.receive(Buffer.from(ws));
+  a.errorResponse(503);
+  assert.deepEqual(a.states, { read: 'closed', write: 'closed' });
+  const b = new H11Connection();
+  b.receive(Buffer.from(ws));
+  b.startClosing();
+  b.writeHead(503, { 'content-length': 0 });
+  b.writeBody('');
+  b.writeEnd();
+  assert.deepEqual(b.states, { read: 'closed', write: 'closed' });
 });
 
 test('states: every transition observed is in the table, and every edge of the table was taken', () => {

@@ -10,14 +10,14 @@
 import { LocalProtocolError } from './errors.js';
 import { RequestReader, type RequestSink } from './parser.js';
 import {
-  EMPTY, F_CHUNKED, F_LENGTH, F_NONE, STATUS_TEXT, buildHead, buildInterim, buildLastChunk, frameChunk, statusLine,
-  toOutput, type HeadPlan, type ResponseContext,
+  EMPTY, F_CHUNKED, F_LENGTH, F_NONE, STATUS_TEXT, buildHead, buildInterim, buildLastChunk, buildSwitch, frameChunk,
+  statusLine, toOutput, type HeadPlan, type ResponseContext,
 } from './serializer.js';
 import {
-  R_BODY, R_CHUNK_CR, R_CHUNK_DATA, R_CHUNK_LF, R_CHUNK_SIZE, R_CLOSED, R_ERROR, R_HEAD, R_TRAILERS, R_WAITING,
-  READ_STATES, WE_CLOSE, WE_DATA, WE_END, WE_END_CLOSE, WE_ERROR_RESPONSE, WE_HEAD, WE_INTERIM, WE_REQUEST, WE_RESPOND,
-  WE_RESPOND_CLOSE, WRITE_EVENTS, WRITE_EVENT_COUNT, WRITE_STATES, WRITE_STATE_HINT, W_BODY, W_CLOSED, W_IDLE, W_NEXT,
-  W_READY, trace, type ReadStateName, type WriteStateName,
+  R_CHUNK_CR, R_CHUNK_DATA, R_CHUNK_LF, R_CHUNK_SIZE, R_CLOSED, R_ERROR, R_HEAD, R_MIGHT_SWITCH, R_SWITCHED, R_TRAILERS,
+  R_WAITING, READ_STATES, R_BODY, WE_CLOSE, WE_DATA, WE_END, WE_END_CLOSE, WE_ERROR_RESPONSE, WE_HEAD, WE_INTERIM,
+  WE_REQUEST, WE_RESPOND, WE_RESPOND_CLOSE, WE_SWITCH, WRITE_EVENTS, WRITE_EVENT_COUNT, WRITE_STATES, WRITE_STATE_HINT,
+  W_BODY, W_CLOSED, W_IDLE, W_NEXT, W_READY, trace, type ReadStateName, type WriteStateName,
 } from './states.js';
 import type { H11Event, H11Options, OutgoingHeaders, Output, ReadState, RequestEvent, WriteState } from './types.js';
 
@@ -25,9 +25,11 @@ const READ_STATE: ReadState[] = [];
 READ_STATE[R_HEAD] = 'head';
 READ_STATE[R_BODY] = READ_STATE[R_CHUNK_SIZE] = READ_STATE[R_CHUNK_DATA] = READ_STATE[R_CHUNK_CR] =
   READ_STATE[R_CHUNK_LF] = READ_STATE[R_TRAILERS] = 'body';
-READ_STATE[R_WAITING] = 'waiting';
+// Complete, response pending, either way: whether a switch is still possible is the states' detail.
+READ_STATE[R_WAITING] = READ_STATE[R_MIGHT_SWITCH] = 'waiting';
 READ_STATE[R_CLOSED] = 'closed';
 READ_STATE[R_ERROR] = 'error';
+READ_STATE[R_SWITCHED] = 'switched';
 
 function checkFinalStatus(status: number): void {
   if (!Number.isInteger(status) || status < 100 || status > 599) throw new LocalProtocolError(`invalid status code ${status}`);
@@ -59,7 +61,8 @@ export class H11Connection implements RequestSink {
   /**
    * Feed bytes from the socket. Call with no argument to continue parsing bytes held back
    * while the previous response was in progress (after writeEnd()/respond() when !shouldClose).
-   * Body `data` chunks may alias `chunk` (do not reuse it).
+   * Body `data` chunks may alias `chunk` (do not reuse it). After a protocol switch nothing is
+   * parsed: the bytes are only held for takeBuffered().
    */
   receive(chunk?: Buffer): H11Event[] {
     const out: H11Event[] = [];
@@ -88,7 +91,7 @@ export class H11Connection implements RequestSink {
     this.go(WE_INTERIM, 'writeInterim');
     if (this.r.rs === R_ERROR) throw new LocalProtocolError('the request failed: no interim response');
     if (!Number.isInteger(status) || status < 100 || status > 199) throw new LocalProtocolError(`invalid interim status ${status}`);
-    if (status === 101) throw new LocalProtocolError('protocol upgrades (101) are not supported');
+    if (status === 101) throw new LocalProtocolError('101 is sent with switchProtocols()');
     if (this.req!.version === '1.0') return EMPTY;
     const b = buildInterim(status, headers);
     if (status === 100) this.continueSent = true;
@@ -105,10 +108,12 @@ export class H11Connection implements RequestSink {
    * Final response head. Framing: the app's Content-Length if set; else `Transfer-Encoding: chunked`
    * (HTTP/1.1) or close-delimited (HTTP/1.0). HEAD/204/304: no body. Adds `Connection: close`
    * when the connection will close. Throws InvalidHeaderError (nothing written) on bad headers.
+   * On an Upgrade request this declines the upgrade.
    */
   writeHead(status: number, headers?: OutgoingHeaders | null, reason?: string): Output {
     this.beginFinal(WE_HEAD, 'writeHead', status);
     const head = buildHead(this.plan, this.ctx, status, reason, headers, -1, this.date !== null ? this.date() : null);
+    if (this.req!.upgrade !== null) this.r.decline();
     this.go(WE_HEAD);
     this.remaining = this.plan.length;
     return head;
@@ -143,12 +148,16 @@ export class H11Connection implements RequestSink {
     return out;
   }
 
-  /** Complete response (head + body + end) as one Output. Sets Content-Length from the body. */
+  /**
+   * Complete response (head + body + end) as one Output. Sets Content-Length from the body.
+   * On an Upgrade request this declines the upgrade.
+   */
   respond(status: number, headers?: OutgoingHeaders | null, body?: Buffer | string | null, reason?: string): Output {
     this.beginFinal(WE_RESPOND, 'respond', status);
     const bodyBytes = body == null ? 0 : typeof body === 'string' ? Buffer.byteLength(body) : body.length;
     const head = buildHead(this.plan, this.ctx, status, reason, headers, bodyBytes, this.date !== null ? this.date() : null);
     const out = toOutput(head, body, this.plan.framing === F_NONE ? 0 : bodyBytes);
+    if (this.req!.upgrade !== null) this.r.decline();
     this.finish(WE_RESPOND, WE_RESPOND_CLOSE, false);
     return out;
   }
@@ -183,6 +192,43 @@ export class H11Connection implements RequestSink {
       this.go(WE_CLOSE);
       this.r.close();
     }
+  }
+
+  // ------------------------------------------------------------------ protocol switch
+
+  /**
+   * Accepts the current request's Upgrade: returns the `101 Switching Protocols` head (the app's
+   * headers, plus `Upgrade` / `Connection: Upgrade` when it left them out). Afterwards both
+   * sides are `switched`: nothing is ever parsed or written as HTTP again, and takeBuffered()
+   * gives the bytes that followed the request. The request must be complete (read its body
+   * first). Throws LocalProtocolError when there is nothing to switch, InvalidHeaderError
+   * (nothing changed) for headers a 101 cannot carry.
+   */
+  switchProtocols(headers?: OutgoingHeaders | null): Output {
+    this.checkSwitch('switchProtocols');
+    const head = buildSwitch(headers, this.req!.upgrade!);
+    this.switched();
+    return head;
+  }
+
+  /**
+   * Like switchProtocols() for an app that writes the 101 (or a refusal) on the socket itself,
+   * as Node's `'upgrade'` listeners do: moves to `switched` without producing output and returns
+   * the bytes that followed the request (Node's `head`).
+   */
+  detach(): Buffer {
+    this.checkSwitch('detach');
+    this.switched();
+    return this.r.takeBuffered();
+  }
+
+  /**
+   * After a switch: the bytes received past the request, and since (receive() holds them), which
+   * belong to the new protocol. Each call returns what arrived since the previous one.
+   */
+  takeBuffered(): Buffer {
+    if (this.r.rs !== R_SWITCHED) throw new LocalProtocolError('takeBuffered() before switchProtocols()/detach()');
+    return this.r.takeBuffered();
   }
 
   // ------------------------------------------------------------------ state
@@ -262,6 +308,20 @@ export class H11Connection implements RequestSink {
       this.go(keep);
       r.resume();
     }
+  }
+
+  private checkSwitch(call: string): void {
+    this.allow(WE_SWITCH, call);
+    const r = this.r;
+    if (this.req!.upgrade === null) throw new LocalProtocolError(`${call}(): the request did not propose an Upgrade`);
+    if (!r.switchPending) {
+      throw new LocalProtocolError(r.rs === R_ERROR ? `${call}(): the request failed` : `${call}(): the request body was not received yet`);
+    }
+  }
+
+  private switched(): void {
+    this.r.switchProtocols();
+    this.go(WE_SWITCH);
   }
 }
 

@@ -28,6 +28,7 @@ const NAMES = [
   'accept-encoding', 'accept-language', 'x-forwarded-for', 'content-encoding', 'sec-ch-ua-mobile',
   'x-requested-with', 'x-forwarded-host', 'transfer-encoding', 'x-forwarded-proto', 'if-modified-since',
   'sec-ch-ua-platform', 'if-unmodified-since', 'upgrade-insecure-requests', 'proxy-authorization',
+  'sec-websocket-key', 'sec-websocket-version', 'sec-websocket-protocol', 'sec-websocket-extensions',
 ];
 const NAME_BY_LEN: string[][] = [];
 for (const n of NAMES) (NAME_BY_LEN[n.length] ??= []).push(n);

@@ -4,17 +4,19 @@
  * Strategy: one request at a time. The head is parsed line by line with resumable byte
  * scanners (each byte is classified once, in order, whatever the chunking), so the result
  * (events, and which error) never depends on how the input was split. Once a request is
- * complete the reader stops in the `waiting` state and only buffers further bytes until the
- * connection calls `resume()` after the response is finished.
+ * complete the reader stops in the `waiting` state (`might-switch` when the request proposed
+ * an Upgrade) and only buffers further bytes until the connection calls `resume()` after the
+ * response is finished, or switches protocols.
  *
  * States change only through `go(event)`: the table in states.ts says where each event leads.
  */
 import * as C from './chars.js';
 import { internMethod, internName } from './names.js';
 import {
-  R_BODY, R_CHUNK_CR, R_CHUNK_DATA, R_CHUNK_LF, R_CHUNK_SIZE, R_CLOSED, R_ERROR, R_HEAD, R_NEXT, R_TRAILERS,
-  R_WAITING, RE_CHUNK, RE_CHUNK_END, RE_CLOSE, RE_CR, RE_END, RE_EOF, RE_FAIL, RE_LAST_CHUNK, RE_LF, RE_REQUEST,
-  RE_REQUEST_CHUNKED, RE_REQUEST_LENGTH, RE_RESUME, READ_EVENT_COUNT, illegalRead, trace,
+  R_BODY, R_CHUNK_CR, R_CHUNK_DATA, R_CHUNK_LF, R_CHUNK_SIZE, R_CLOSED, R_ERROR, R_HEAD, R_MIGHT_SWITCH, R_NEXT,
+  R_SWITCHED, R_TRAILERS, R_WAITING, RE_CHUNK, RE_CHUNK_END, RE_CLOSE, RE_CR, RE_DECLINE, RE_END, RE_EOF, RE_FAIL,
+  RE_LAST_CHUNK, RE_LF, RE_REQUEST, RE_REQUEST_CHUNKED, RE_REQUEST_LENGTH, RE_RESUME, RE_SWITCH, RE_UPGRADE,
+  READ_EVENT_COUNT, illegalRead, trace,
 } from './states.js';
 import type { EndEvent, H11Event, H11Options, HttpVersion, RejectStatus, RequestEvent } from './types.js';
 import { checkTE, checkTarget, isValidHost, parseContentLength } from './validators.js';
@@ -26,6 +28,7 @@ const CR = 13, LF = 10, SP = 32, HTAB = 9, COLON = 58, SEMI = 59, EQUALS = 61, D
 const NEED = -1;
 const BAD = -2;
 const MAX_SAFE = Number.MAX_SAFE_INTEGER;
+const NO_BYTES = Buffer.alloc(0);
 
 export const END_EVENT: EndEvent = Object.freeze({ type: 'end', trailers: null }) as EndEvent;
 
@@ -74,7 +77,11 @@ export class RequestReader {
   private hostCount = 0;
   private hostValue = '';
   private connValue: string | null = null;
+  private upgradeValue: string | null = null;
   private expect100 = false;
+
+  /** The current request proposed an Upgrade the app has not declined: at its end, go to might-switch. */
+  private switchProposed = false;
 
   // Body.
   private remaining = 0;
@@ -102,9 +109,12 @@ export class RequestReader {
   receive(chunk: Buffer | undefined, out: H11Event[]): void {
     const rs = this.rs;
     if (rs >= R_WAITING) {
-      // Not parsing: a pending response holds what arrives (pipelining); a closed or failed
-      // reader drops it.
-      if (chunk !== undefined && chunk.length > 0 && rs === R_WAITING) this.enqueue(chunk, 0, chunk.length);
+      // Not parsing. A pending response holds what arrives (pipelining, or the new protocol's
+      // first bytes while an upgrade is decided), and so does a switched connection, for
+      // takeBuffered(); a closed or failed reader drops it.
+      if (chunk !== undefined && chunk.length > 0 && (rs <= R_MIGHT_SWITCH || rs === R_SWITCHED)) {
+        this.enqueue(chunk, 0, chunk.length);
+      }
       return;
     }
     if (chunk !== undefined && chunk.length > 0) {
@@ -139,9 +149,41 @@ export class RequestReader {
     this.qs = this.qe = 0;
   }
 
-  /** Whether the current request's body has been completely received. */
+  /** Whether the current request's body has been completely received (and no switch is pending). */
   get requestComplete(): boolean {
     return this.rs === R_WAITING;
+  }
+
+  /** The current request proposed an Upgrade, is complete, and nothing declined it yet. */
+  get switchPending(): boolean {
+    return this.rs === R_MIGHT_SWITCH;
+  }
+
+  /**
+   * The app answers the current request with a final response: no protocol switch. Held bytes
+   * are HTTP again; if the body is still arriving, its end no longer leads to might-switch.
+   */
+  decline(): void {
+    this.switchProposed = false;
+    if (this.rs === R_MIGHT_SWITCH) this.go(RE_DECLINE);
+  }
+
+  /** The connection switched protocols: nothing is ever parsed again, later bytes are held. */
+  switchProtocols(): void {
+    this.switchProposed = false;
+    this.go(RE_SWITCH);
+  }
+
+  /** After the switch: the bytes received past the request, which belong to the new protocol. */
+  takeBuffered(): Buffer {
+    const q = this.q;
+    if (q === null || this.qe === this.qs) return NO_BYTES;
+    // Handed over as it is, not copied: the reader lets go of the buffer (a later receive()
+    // starts a new one), so nothing can overwrite what the caller now owns.
+    const held = q.subarray(this.qs, this.qe);
+    this.q = null;
+    this.qs = this.qe = 0;
+    return held;
   }
 
   /** The only place a read state changes: the table decides where `ev` leads. */
@@ -151,6 +193,12 @@ export class RequestReader {
     if (to < 0) illegalRead(from, ev);
     if (trace !== null) trace('read', this, from, ev, to);
     this.rs = to;
+  }
+
+  /** The request's body is complete (or it had none). */
+  private ended(ev: number): void {
+    this.go(ev);
+    if (this.switchProposed) this.go(RE_UPGRADE);
   }
 
   // -------------------------------------------------------------------------------------------
@@ -242,7 +290,7 @@ export class RequestReader {
         pos += take;
         if ((this.remaining = rem - take) === 0) {
           out.push(END_EVENT);
-          this.go(RE_END);
+          this.ended(RE_END);
         }
       } else if (rs === R_CHUNK_SIZE) {
         const n = this.scanChunkLine(buf, pos, end);
@@ -287,7 +335,7 @@ export class RequestReader {
           const t = this.trailers;
           this.trailers = null;
           out.push(t === null ? END_EVENT : { type: 'end', trailers: t });
-          this.go(RE_END);
+          this.ended(RE_END);
         } else {
           const t = (this.trailers ??= []);
           if (t.length >= this.fieldsLimit * 2) {
@@ -297,7 +345,7 @@ export class RequestReader {
           this.pushField(buf, pos - n - 2, n, t);
         }
       } else {
-        return pos; // waiting / closed / error
+        return pos; // waiting / might-switch / closed / error
       }
       if (this.rs === R_ERROR) break;
     }
@@ -524,6 +572,9 @@ export class RequestReader {
       case 'expect':
         if (eqLower(value, 0, value.length, '100-continue')) this.expect100 = true;
         break;
+      case 'upgrade':
+        this.upgradeValue = this.upgradeValue === null ? value : this.upgradeValue + ', ' + value;
+        break;
     }
   }
 
@@ -561,9 +612,19 @@ export class RequestReader {
     else keepAlive = !v10 || listHasToken(conn, 'keep-alive');
     const method = this.method;
     const expectContinue = this.expect100 && !v10 && bodyKind !== 'none';
+    // RFC 9110 7.8: an Upgrade counts only when `Connection` names it (an intermediary that does
+    // not know Upgrade would have forwarded it), never in HTTP/1.0; CONNECT is a switch of its
+    // own, which the engine does not do.
+    let upgrade: string | null = null;
+    if (this.upgradeValue !== null) {
+      if (!v10 && method !== 'CONNECT' && this.upgradeValue !== '' && conn !== null && listHasToken(conn, 'upgrade')) {
+        upgrade = this.upgradeValue;
+      }
+      this.upgradeValue = null;
+    }
     const ev: RequestEvent = {
       type: 'request', method, target: this.target, version: this.version, headers: this.headers,
-      keepAlive, expectContinue, bodyKind, contentLength,
+      keepAlive, expectContinue, bodyKind, contentLength, upgrade,
     };
     out.push(ev);
     // Reset head state for the next request.
@@ -575,9 +636,10 @@ export class RequestReader {
     this.hostCount = 0;
     this.connValue = null;
     this.expect100 = false;
+    this.switchProposed = upgrade !== null;
     if (bodyKind === 'none' || contentLength === 0) {
       out.push(END_EVENT);
-      this.go(RE_REQUEST);
+      this.ended(RE_REQUEST);
     } else if (bodyKind === 'length') {
       this.remaining = contentLength!;
       this.go(RE_REQUEST_LENGTH);

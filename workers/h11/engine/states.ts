@@ -16,7 +16,7 @@
 /** Request-side states, indexed by their numeric code (R_*). */
 export const READ_STATES = [
   'head', 'body', 'chunk-size', 'chunk-data', 'chunk-cr', 'chunk-lf', 'trailers',
-  'waiting', 'closed', 'error',
+  'waiting', 'might-switch', 'closed', 'error', 'switched',
 ] as const;
 export type ReadStateName = (typeof READ_STATES)[number];
 
@@ -30,13 +30,15 @@ export const R_CHUNK_CR = 4;
 export const R_CHUNK_LF = 5;
 export const R_TRAILERS = 6;
 export const R_WAITING = 7;
-export const R_CLOSED = 8;
-export const R_ERROR = 9;
+export const R_MIGHT_SWITCH = 8;
+export const R_CLOSED = 9;
+export const R_ERROR = 10;
+export const R_SWITCHED = 11;
 
 /** What happened on the request side. */
 export const READ_EVENTS = [
   'request', 'request-length', 'request-chunked', 'chunk', 'last-chunk', 'chunk-end', 'cr', 'lf', 'end',
-  'resume', 'fail', 'eof', 'close',
+  'upgrade', 'decline', 'switch', 'resume', 'fail', 'eof', 'close',
 ] as const;
 export type ReadEventName = (typeof READ_EVENTS)[number];
 
@@ -49,10 +51,13 @@ export const RE_CHUNK_END = 5;
 export const RE_CR = 6;
 export const RE_LF = 7;
 export const RE_END = 8;
-export const RE_RESUME = 9;
-export const RE_FAIL = 10;
-export const RE_EOF = 11;
-export const RE_CLOSE = 12;
+export const RE_UPGRADE = 9;
+export const RE_DECLINE = 10;
+export const RE_SWITCH = 11;
+export const RE_RESUME = 12;
+export const RE_FAIL = 13;
+export const RE_EOF = 14;
+export const RE_CLOSE = 15;
 
 export type Table<S extends string, E extends string> = { readonly [K in S]: { readonly [V in E]?: S } };
 
@@ -68,9 +73,11 @@ export const READ_TRANSITIONS: Table<ReadStateName, ReadEventName> = {
   'chunk-cr': { cr: 'chunk-lf', fail: 'error', close: 'closed' },
   'chunk-lf': { lf: 'chunk-size', fail: 'error', close: 'closed' },
   trailers: { end: 'waiting', fail: 'error', close: 'closed' },
-  waiting: { resume: 'head', close: 'closed' },
+  waiting: { upgrade: 'might-switch', resume: 'head', close: 'closed' },
+  'might-switch': { decline: 'waiting', switch: 'switched', close: 'closed' },
   closed: {},
   error: {},
+  switched: {},
 };
 
 export const READ_STATE_DOC: Readonly<Record<ReadStateName, string>> = {
@@ -82,8 +89,10 @@ export const READ_STATE_DOC: Readonly<Record<ReadStateName, string>> = {
   'chunk-lf': 'chunked body: the LF after chunk data',
   trailers: 'chunked body: trailer section',
   waiting: 'request complete, its response pending; later bytes are held, not parsed',
+  'might-switch': 'like waiting, for a request that proposed an Upgrade: held bytes may be another protocol',
   closed: 'never parse again (clean EOF, or the connection closes after this response)',
   error: 'the peer broke the protocol; never parse again',
+  switched: 'the connection speaks another protocol; bytes are only held for takeBuffered()',
 };
 
 export const READ_EVENT_DOC: Readonly<Record<ReadEventName, string>> = {
@@ -96,6 +105,9 @@ export const READ_EVENT_DOC: Readonly<Record<ReadEventName, string>> = {
   cr: 'the CR after chunk data',
   lf: 'the LF after chunk data',
   end: 'the body (and trailers) complete',
+  upgrade: 'the completed request proposed an Upgrade (HTTP/1.1, `Connection: upgrade`, not CONNECT)',
+  decline: 'the app answered the Upgrade request with a final response',
+  switch: '`switchProtocols()` or `detach()`',
   resume: 'the response finished and the connection persists',
   fail: 'malformed or oversized input, or EOF inside a request',
   eof: 'the peer closed between requests',
@@ -105,17 +117,18 @@ export const READ_EVENT_DOC: Readonly<Record<ReadEventName, string>> = {
 // ----------------------------------------------------------------------------------- write side
 
 /** Response-side states, indexed by their numeric code (W_*). */
-export const WRITE_STATES = ['idle', 'ready', 'body', 'closed'] as const;
+export const WRITE_STATES = ['idle', 'ready', 'body', 'closed', 'switched'] as const;
 export type WriteStateName = (typeof WRITE_STATES)[number];
 
 export const W_IDLE = 0;
 export const W_READY = 1;
 export const W_BODY = 2;
 export const W_CLOSED = 3;
+export const W_SWITCHED = 4;
 
 /** What happened on the response side: a request head arrived, or the app made a call. */
 export const WRITE_EVENTS = [
-  'request', 'interim', 'head', 'data', 'end', 'end-close', 'respond', 'respond-close', 'error-response', 'close',
+  'request', 'interim', 'head', 'data', 'end', 'end-close', 'respond', 'respond-close', 'error-response', 'close', 'switch',
 ] as const;
 export type WriteEventName = (typeof WRITE_EVENTS)[number];
 
@@ -129,13 +142,18 @@ export const WE_RESPOND = 6;
 export const WE_RESPOND_CLOSE = 7;
 export const WE_ERROR_RESPONSE = 8;
 export const WE_CLOSE = 9;
+export const WE_SWITCH = 10;
 
 /** Response side: for each state, event → next state. A call whose event is not listed throws. */
 export const WRITE_TRANSITIONS: Table<WriteStateName, WriteEventName> = {
   idle: { request: 'ready', 'error-response': 'closed', close: 'closed' },
-  ready: { interim: 'ready', head: 'body', respond: 'idle', 'respond-close': 'closed', 'error-response': 'closed' },
+  ready: {
+    interim: 'ready', head: 'body', respond: 'idle', 'respond-close': 'closed', 'error-response': 'closed',
+    switch: 'switched',
+  },
   body: { data: 'body', end: 'idle', 'end-close': 'closed' },
   closed: {},
+  switched: {},
 };
 
 export const WRITE_STATE_DOC: Readonly<Record<WriteStateName, string>> = {
@@ -143,6 +161,7 @@ export const WRITE_STATE_DOC: Readonly<Record<WriteStateName, string>> = {
   ready: 'a request head arrived; no final response yet (1xx allowed)',
   body: 'final head written; body being written',
   closed: 'no further response on this connection',
+  switched: 'the 101 was sent (or the app took the socket): nothing more is HTTP',
 };
 
 export const WRITE_EVENT_DOC: Readonly<Record<WriteEventName, string>> = {
@@ -156,6 +175,7 @@ export const WRITE_EVENT_DOC: Readonly<Record<WriteEventName, string>> = {
   'respond-close': '`respond()`, the connection closes',
   'error-response': '`errorResponse()`',
   close: '`startClosing()` with no request in progress',
+  switch: '`switchProtocols()` (101) or `detach()`',
 };
 
 /** Hints for the LocalProtocolError thrown when a call is not allowed in a write state. */
@@ -164,6 +184,7 @@ export const WRITE_STATE_HINT: Readonly<Record<WriteStateName, string>> = {
   ready: 'no response head was written',
   body: 'the response head was already sent',
   closed: 'the connection is closed',
+  switched: 'the connection switched protocols',
 };
 
 // ------------------------------------------------------------------------------- compiled form
@@ -203,16 +224,17 @@ function checkCodes(list: readonly string[], codes: Record<string, number>, pref
   }
 }
 checkCodes(READ_STATES, {
-  R_HEAD, R_BODY, R_CHUNK_SIZE, R_CHUNK_DATA, R_CHUNK_CR, R_CHUNK_LF, R_TRAILERS, R_WAITING, R_CLOSED, R_ERROR,
+  R_HEAD, R_BODY, R_CHUNK_SIZE, R_CHUNK_DATA, R_CHUNK_CR, R_CHUNK_LF, R_TRAILERS, R_WAITING, R_MIGHT_SWITCH,
+  R_CLOSED, R_ERROR, R_SWITCHED,
 }, 'R_');
 checkCodes(READ_EVENTS, {
   RE_REQUEST, RE_REQUEST_LENGTH, RE_REQUEST_CHUNKED, RE_CHUNK, RE_LAST_CHUNK, RE_CHUNK_END, RE_CR, RE_LF, RE_END,
-  RE_RESUME, RE_FAIL, RE_EOF, RE_CLOSE,
+  RE_UPGRADE, RE_DECLINE, RE_SWITCH, RE_RESUME, RE_FAIL, RE_EOF, RE_CLOSE,
 }, 'RE_');
-checkCodes(WRITE_STATES, { W_IDLE, W_READY, W_BODY, W_CLOSED }, 'W_');
+checkCodes(WRITE_STATES, { W_IDLE, W_READY, W_BODY, W_CLOSED, W_SWITCHED }, 'W_');
 checkCodes(WRITE_EVENTS, {
   WE_REQUEST, WE_INTERIM, WE_HEAD, WE_DATA, WE_END, WE_END_CLOSE, WE_RESPOND, WE_RESPOND_CLOSE, WE_ERROR_RESPONSE,
-  WE_CLOSE,
+  WE_CLOSE, WE_SWITCH,
 }, 'WE_');
 
 // ------------------------------------------------------------------------------------- tracing

@@ -30,6 +30,12 @@ export interface RequestEvent {
   readonly bodyKind: BodyKind;
   /** Declared length (`length`), 0 (`none`) or null (`chunked`). */
   readonly contentLength: number | null;
+  /**
+   * The `Upgrade` header value (e.g. `websocket`) when the request proposes a protocol switch:
+   * HTTP/1.1, `Connection` lists `upgrade`, not CONNECT. Else null. Once the request is complete,
+   * the app either accepts (`switchProtocols()` or `detach()`) or answers normally (declines).
+   */
+  readonly upgrade: string | null;
 }
 
 /** A piece of the request body (already de-chunked). May alias the Buffer passed to receive(). */
@@ -79,5 +85,6 @@ export type OutgoingHeaders =
   | readonly string[]
   | Readonly<Record<string, HeaderValue | undefined>>;
 
-export type ReadState = 'head' | 'body' | 'waiting' | 'closed' | 'error';
-export type WriteState = 'idle' | 'ready' | 'body' | 'closed';
+/** Coarse read state (the precise one, with the chunked sub-states and might-switch, is in `conn.states`). */
+export type ReadState = 'head' | 'body' | 'waiting' | 'closed' | 'error' | 'switched';
+export type WriteState = 'idle' | 'ready' | 'body' | 'closed' | 'switched';
