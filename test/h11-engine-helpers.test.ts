@@ -6,14 +6,14 @@ import assert from 'node:assert/strict';
 
 export type Norm =
   | {
-    type: 'request'; method: string; target: string; version: string; headers: string[];
+    type: 'request'; method: string; target: string; version: string; headers: string[]; rawHeaders: string[];
     keepAlive: boolean; expectContinue: boolean; bodyKind: string; contentLength: number | null; upgrade: string | null;
   }
   | { type: 'data'; text: string }
   | { type: 'end'; trailers: string[] | null }
   | { type: 'error'; status: number };
 
-/** Normalizes events: merges consecutive data chunks, drops error reasons, copies request fields. */
+/** Normalizes events: merges consecutive data chunks, drops error reasons, copies request fields (rawHeaders too). */
 export function normalize(events: H11Event[]): Norm[] {
   const out: Norm[] = [];
   for (const e of events) {
@@ -26,8 +26,8 @@ export function normalize(events: H11Event[]): Norm[] {
     else {
       out.push({
         type: 'request', method: e.method, target: e.target, version: e.version, headers: [...e.headers],
-        keepAlive: e.keepAlive, expectContinue: e.expectContinue, bodyKind: e.bodyKind, contentLength: e.contentLength,
-        upgrade: e.upgrade,
+        rawHeaders: [...e.rawHeaders], keepAlive: e.keepAlive, expectContinue: e.expectContinue, bodyKind: e.bodyKind,
+        contentLength: e.contentLength, upgrade: e.upgrade,
       });
     }
   }

@@ -47,7 +47,7 @@ const checker = new TransitionChecker();
 setTransitionTrace(checker.trace);
 
 // Every engine test file, in this process, under the trace (their tests register here and run first).
-for (const f of ['h11-engine.test.js', 'h11-engine-response.test.js', 'h11-engine-upgrade.test.js', 'h11-engine-fuzz.test.js']) {
+for (const f of ['h11-engine.test.js', 'h11-engine-response.test.js', 'h11-engine-upgrade.test.js', 'h11-engine-fuzz.test.js', 'h11-engine-rawheaders.test.js']) {
   await import(`./${f}`);
 }
 

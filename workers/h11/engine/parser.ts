@@ -11,7 +11,8 @@
  * States change only through `go(event)`: the table in states.ts says where each event leads.
  */
 import * as C from './chars.js';
-import { internMethod, internName } from './names.js';
+import { SENT_CANONICAL, SENT_LOWER, SPELLING, internMethod, internName, spelling } from './names.js';
+import { MASK_FIELDS, Request, respell } from './request-event.js';
 import {
   R_BODY, R_CHUNK_CR, R_CHUNK_DATA, R_CHUNK_LF, R_CHUNK_SIZE, R_CLOSED, R_ERROR, R_HEAD, R_MIGHT_SWITCH, R_NEXT,
   R_SWITCHED, R_TRAILERS, R_WAITING, RE_CHUNK, RE_CHUNK_END, RE_CLOSE, RE_CR, RE_DECLINE, RE_END, RE_EOF, RE_FAIL,
@@ -79,6 +80,10 @@ export class RequestReader {
   private connValue: string | null = null;
   private upgradeValue: string | null = null;
   private expect100 = false;
+  // How the names were spelled, for rawHeaders: a bit per field sent in canonical spelling, or,
+  // from the first spelling the mask cannot hold, the original-case list itself.
+  private spelled = 0;
+  private rawList: string[] | null = null;
 
   /** The current request proposed an Upgrade the app has not declined: at its end, go to might-switch. */
   private switchProposed = false;
@@ -554,6 +559,7 @@ export class RequestReader {
     const value = vs < ve ? latin1(buf, vs, ve) : '';
     into.push(name, value);
     if (into !== this.headers) return;
+    if (spelling.sent !== SENT_LOWER || this.rawList !== null) this.noteSpelling(into.length - 2);
     switch (name) {
       case 'host':
         this.hostCount++;
@@ -576,6 +582,22 @@ export class RequestReader {
         this.upgradeValue = this.upgradeValue === null ? value : this.upgradeValue + ', ' + value;
         break;
     }
+  }
+
+  /** The field at `at` in `headers` was not sent in lowercase, or the list is being built already. */
+  private noteSpelling(at: number): void {
+    const sent = spelling.sent;
+    let raw = this.rawList;
+    if (raw === null) {
+      const field = at >> 1;
+      if (sent === SENT_CANONICAL && field < MASK_FIELDS) {
+        this.spelled |= 1 << field;
+        return;
+      }
+      raw = this.rawList = respell(this.headers, this.spelled, at);
+    }
+    const name = this.headers[at]!;
+    raw.push(sent === SENT_LOWER ? name : sent === SENT_CANONICAL ? SPELLING.get(name)! : spelling.other, this.headers[at + 1]!);
   }
 
   private finishHead(out: H11Event[]): void {
@@ -622,14 +644,14 @@ export class RequestReader {
       }
       this.upgradeValue = null;
     }
-    const ev: RequestEvent = {
-      type: 'request', method, target: this.target, version: this.version, headers: this.headers,
-      keepAlive, expectContinue, bodyKind, contentLength, upgrade,
-    };
+    const ev = new Request(method, this.target, this.version, this.headers, this.spelled, this.rawList, keepAlive,
+      expectContinue, bodyKind, contentLength, upgrade);
     out.push(ev);
     // Reset head state for the next request.
     this.haveLine = false;
     this.headers = [];
+    this.spelled = 0;
+    this.rawList = null;
     this.nFields = 0;
     this.clCount = 0;
     this.te = null;

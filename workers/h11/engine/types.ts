@@ -23,6 +23,12 @@ export interface RequestEvent {
   readonly version: HttpVersion;
   /** Flat list `[name0, value0, name1, value1, ...]`; names lowercased, values OWS-trimmed, latin1-decoded. */
   readonly headers: string[];
+  /**
+   * The same list with the names as the client spelled them (Node's `rawHeaders`). It is the
+   * very array `headers` is when every name was sent in lowercase; otherwise a second array
+   * with the same values.
+   */
+  readonly rawHeaders: string[];
   /** Whether the *client* asked for a persistent connection. */
   readonly keepAlive: boolean;
   /** HTTP/1.1 request with `Expect: 100-continue` and a body. The driver decides whether to send 100. */
