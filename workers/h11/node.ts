@@ -99,8 +99,9 @@ export class NodeEx implements Exchange {
     req.httpVersion = v;
     req.httpVersionMajor = 1;
     req.httpVersionMinor = v === '1.1' ? 1 : 0;
-    req.rawHeaders = ev.headers;
-    if (kHeadersCount !== undefined) req[kHeadersCount as any] = ev.headers.length;
+    // Names as the client spelled them; Node's lazy `headers` getter lowercases from these.
+    req.rawHeaders = ev.rawHeaders;
+    if (kHeadersCount !== undefined) req[kHeadersCount as any] = ev.rawHeaders.length;
     else req.headers = headerObject(ev.headers) as any;
     if (ev.bodyKind === 'none') {
       req.complete = true;
