@@ -7,7 +7,7 @@ import path from 'node:path';
 import { freePort, request, serve, stop, tmpDir } from './helpers.ts';
 import { SERVICES, assertNoErrors, hupsUnderLoad, markers, wsEcho } from './services.ts';
 
-const CLASSES = ['http'] as const; // TODO h11 once the engine hands over upgrades
+const CLASSES = ['http', 'h11'] as const;
 
 /** Pids of every worker the master booted. */
 function booted(r: Awaited<ReturnType<typeof serve>>): string[] {

@@ -9,7 +9,7 @@ import { io as ioClient } from 'socket.io-client';
 import { freePort, request, run, serve, sleep, stop, tmpDir, waitFor } from './helpers.ts';
 import { SERVICES, assertNoErrors, fromEveryWorker, hupsUnderLoad, markers, wsEcho, wsOpen } from './services.ts';
 
-const CLASSES = ['http'] as const; // TODO h11 once the engine hands over upgrades
+const CLASSES = ['http', 'h11'] as const;
 
 for (const cls of CLASSES) {
   test(`-k ${cls}: an exported Express app with onServer(ws), startup() and shutdown(): echo from both workers, startup before the first request, shutdown on TERM`, { timeout: 90_000 }, async () => {

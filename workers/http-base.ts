@@ -190,6 +190,16 @@ export async function startFramework(framework: Framework): Promise<void> {
   }
 }
 
+/**
+ * WebSocket plugins (@fastify/websocket, Nest gateways) attach to the framework's own
+ * server, which never listens here: the upgrades that come to ours are passed on to it.
+ */
+export function forwardUpgrades(ours: NodeJS.EventEmitter, framework: Framework): void {
+  const theirs = framework.server();
+  if (theirs && theirs !== ours && theirs.listenerCount('upgrade') > 0)
+    ours.on('upgrade', (req: unknown, socket: unknown, head: unknown) => theirs.emit('upgrade', req, socket, head));
+}
+
 /** Fastify's close() (its onClose hooks), Nest's close(); a failure is logged. */
 export function closeFramework(ctx: WorkerContext, framework: Framework): Promise<void> {
   return framework.close().then(

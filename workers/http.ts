@@ -25,7 +25,7 @@ import { describeAsked, type ListenCall } from '../src/core/listen.js';
 import { nodeEntry } from './accesslog.js';
 import type { WorkerClass, WorkerContext, WorkerInstance } from './contract.js';
 import { fetchToNode } from './fetch.js';
-import { ConnectionCap, Listening, RequestObserver, closeFramework, drain, loadTls, logAppError, startFramework } from './http-base.js';
+import { ConnectionCap, Listening, RequestObserver, closeFramework, drain, forwardUpgrades, loadTls, logAppError, startFramework } from './http-base.js';
 
 /**
  * A whole request (head and body) must arrive within this (Node's default): a client that
@@ -260,7 +260,10 @@ class HttpWorker implements WorkerInstance {
   async start(): Promise<void> {
     const own = this.own;
     if (own) {
-      if (this.framework) await this.startFramework(own, this.framework);
+      if (this.framework) {
+        await startFramework(this.framework);
+        forwardUpgrades(own, this.framework);
+      }
       await this.ctx.app.onServer(own);
       return this.listening.start();
     }
@@ -279,14 +282,6 @@ class HttpWorker implements WorkerInstance {
     this.booted = true;
   }
 
-  private async startFramework(own: http.Server, framework: Framework): Promise<void> {
-    await startFramework(framework);
-    // WebSocket plugins (@fastify/websocket, Nest gateways) attach to the framework's own
-    // server, which never listens here: its upgrades come through ours.
-    const theirs = framework.server();
-    if (theirs && theirs !== own && theirs.listenerCount('upgrade') > 0)
-      own.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => theirs.emit('upgrade', req, socket, head));
-  }
 
   /**
    * Close the oldest idle keep-alive connection: no request in progress and nothing read

@@ -91,24 +91,9 @@ export class NodeEx implements Exchange {
     ev: RequestEvent,
   ) {
     const sock = conn.sock;
-    const req = new IncomingMessage(sock) as Req;
+    const req = newRequest(ev, sock) as Req;
     req._h11 = this;
-    req.method = ev.method;
-    req.url = ev.target;
-    const v = ev.version;
-    req.httpVersion = v;
-    req.httpVersionMajor = 1;
-    req.httpVersionMinor = v === '1.1' ? 1 : 0;
-    // Names as the client spelled them; Node's lazy `headers` getter lowercases from these.
-    req.rawHeaders = ev.rawHeaders;
-    if (kHeadersCount !== undefined) req[kHeadersCount as any] = ev.rawHeaders.length;
-    else req.headers = headerObject(ev.headers) as any;
-    if (ev.bodyKind === 'none') {
-      req.complete = true;
-      req._read = readNoBody;
-    } else {
-      req._read = readBody;
-    }
+    if (ev.bodyKind !== 'none') req._read = readBody;
     this.req = req;
     this.res = newRes(this, req, sock);
   }
@@ -184,6 +169,31 @@ export class NodeEx implements Exchange {
   }
 }
 
+/** The request as Node's parser would have made it; without a body, complete and ending on first read. */
+function newRequest(ev: RequestEvent, sock: Socket): IncomingMessage {
+  const req = new IncomingMessage(sock) as IncomingMessage & Record<string | symbol, any>;
+  req.method = ev.method;
+  req.url = ev.target;
+  const v = ev.version;
+  req.httpVersion = v;
+  req.httpVersionMajor = 1;
+  req.httpVersionMinor = v === '1.1' ? 1 : 0;
+  // Names as the client spelled them; Node's lazy `headers` getter lowercases from these.
+  req.rawHeaders = ev.rawHeaders;
+  if (kHeadersCount !== undefined) req[kHeadersCount] = ev.rawHeaders.length;
+  else req.headers = headerObject(ev.headers) as any;
+  if (ev.bodyKind === 'none') {
+    req.complete = true;
+    req._read = readNoBody;
+  }
+  return req;
+}
+
+/** The `req` of an `upgrade` event: a request without a body, on the socket handed over. */
+export function upgradeRequest(ev: RequestEvent, sock: Socket): IncomingMessage {
+  return newRequest(ev, sock);
+}
+
 function reqDestroy(this: Req, err: Error | null, cb: (err?: Error | null) => void): void {
   if (!this.readableEnded || !this.complete) {
     this.aborted = true;
@@ -201,7 +211,7 @@ function reasonOf(res: Res): string | undefined {
   return m ? m : undefined;
 }
 
-function readNoBody(this: Req): void {
+function readNoBody(this: IncomingMessage & Record<string, any>): void {
   this._consuming = true;
   this.push(null);
 }
@@ -334,6 +344,7 @@ function write(this: Res, chunk: any, encoding?: any, cb?: any): boolean {
   if (chunk === null) throw Object.assign(new TypeError('May not write null values to stream'), { code: 'ERR_STREAM_NULL_VALUES' });
   const body = toBuffer(chunk, encoding);
   if (x.dead) return false;
+  if (!x.started) implicitHead(this);
   try {
     if (!x.started) x.startHead(this);
     if (body.length !== 0) x.conn.send(x.conn.h.writeBody(body));
@@ -366,9 +377,10 @@ function end(this: Res, chunk?: any, encoding?: any, cb?: any): Res {
     this.finished = true;
     return this;
   }
+  const body = chunk == null ? null : toBuffer(chunk, encoding);
+  if (!x.started) implicitHead(this);
   const conn = x.conn;
   const h = conn.h;
-  const body = chunk == null ? null : toBuffer(chunk, encoding);
   let buf: Output;
   try {
     if (!x.started) {
@@ -395,11 +407,22 @@ function end(this: Res, chunk?: any, encoding?: any, cb?: any): Res {
 function flushHeaders(this: Res): void {
   const x = this._h11;
   if (x.started || x.dead || this.finished) return;
+  implicitHead(this);
   try {
     x.startHead(this);
   } catch (err) {
     refused(x, err);
   }
+}
+
+/**
+ * A head the app did not write itself goes through `res.writeHead` when someone replaced it,
+ * as Node's implicit head does: `on-headers` (express-session's cookie, morgan's and
+ * response-time's timing) wraps writeHead to run just before the head is committed. Our own
+ * writeHead only records, so calling it first changes nothing else.
+ */
+function implicitHead(res: Res): void {
+  if (res.writeHead !== writeHead && !res._header) res.writeHead(res.statusCode);
 }
 
 /**

@@ -11,12 +11,14 @@ import { adaptHttpApp, type Framework, type HttpApp, type NodeHandler, type Fetc
 import { AppLoadError, oneLine } from '../../src/core/errors.js';
 import { nodeEntry } from '../accesslog.js';
 import type { WorkerClass, WorkerContext, WorkerInstance } from '../contract.js';
-import { ConnectionCap, IDLE_AFTER_STOP_MS, Listening, RequestObserver, closeFramework, drain, loadTls, logAppError, startFramework, type TlsMaterial } from '../http-base.js';
+import { ConnectionCap, IDLE_AFTER_STOP_MS, Listening, RequestObserver, closeFramework, drain, forwardUpgrades, loadTls, logAppError, startFramework, type TlsMaterial } from '../http-base.js';
+import { fetchToNode } from '../fetch.js';
+import { H11Server } from './server.js';
 import { Conn, clock, type ConnOwner, type Exchange } from './conn.js';
 import { createDateCache, type H11Options, type RequestEvent } from './engine/index.js';
 import { installLightResponse } from '../fetch-light.js';
 import { FetchEx, fetchAppError, writeFetchResponse } from './fetch.js';
-import { NodeEx, nodeAppError } from './node.js';
+import { NodeEx, nodeAppError, upgradeRequest } from './node.js';
 
 /** A connection we half-closed is destroyed if the peer has not closed its side by then. */
 const LINGER_MS = 5000;
@@ -77,12 +79,33 @@ class H11Worker implements WorkerInstance, ConnOwner {
       this.nodeHandler = app.handler;
       this.fetchHandler = null;
       this.framework = app.framework ?? null;
+      this.requestListener = (req) => this.runNode((req as unknown as { _h11: NodeEx })._h11);
     } else {
       this.nodeHandler = null;
       this.fetchHandler = app.fetch;
       installLightResponse();
+      this.requestListener = fetchToNode(app.fetch, { https: !!this.tlsOpts, onError: (err) => this.logAppError(err) });
     }
+    this.server = new H11Server({
+      address: () => this.listening.servers[0]?.address() ?? null,
+      closeListeners: () => this.listening.close(),
+      connections: () => this.conns.size + this.upgraded.size,
+      closeIdle: () => {
+        while (this.evictIdle());
+      },
+    });
+    this.server.on('request', this.requestListener);
   }
+
+  /** What onServer() gets: http.Server's events and the methods WebSocket libraries use. */
+  readonly server: H11Server;
+  /**
+   * The server's own 'request' listener. While it is the only one, requests go straight to
+   * the app; when a library replaced or added listeners (socket.io), they are emitted.
+   */
+  private readonly requestListener: NodeHandler;
+  /** Sockets handed to an 'upgrade' listener, until they close. */
+  private readonly upgraded = new Set<Socket>();
 
   // ---------------------------------------------------------------- connections
 
@@ -94,7 +117,27 @@ class H11Worker implements WorkerInstance, ConnOwner {
     if (this.tlsOpts) sock.setNoDelay(true);
     this.conns.add(new Conn(sock, this, this.opts, clock.now));
     this.holding++;
+    if (this.server.listenerCount('connection') !== 0) this.server.emit('connection', sock);
   };
+
+  get takesUpgrades(): boolean {
+    return this.server.listenerCount('upgrade') !== 0;
+  }
+
+  /** A connection handed over to the app's 'upgrade' listener: counted, and kept until it closes. */
+  upgrade(conn: Conn, ev: RequestEvent, head: Buffer): void {
+    this.requests++;
+    this.ctx.done();
+    const sock = conn.sock;
+    this.upgraded.add(sock);
+    sock.once('close', () => this.upgraded.delete(sock));
+    try {
+      this.server.emit('upgrade', upgradeRequest(ev, sock), sock, head);
+    } catch (err) {
+      this.logAppError(err);
+      sock.destroy();
+    }
+  }
 
   connReleased(): void {
     this.cap.released(--this.holding, this.stopping);
@@ -123,21 +166,19 @@ class H11Worker implements WorkerInstance, ConnOwner {
     const ctx = this.ctx;
     ctx.done();
     if (this.stopping || this.closeEach) conn.h.startClosing();
-    if (this.nodeHandler !== null) {
+    const direct = (this.server as unknown as { _events: Record<string, unknown> })._events.request === this.requestListener;
+    if (this.nodeHandler !== null || !direct) {
       const x = new NodeEx(conn, ev);
       ctx.working(x.req);
       if (this.observe) this.observeNode(x);
-      try {
-        const r = this.nodeHandler(x.req, x.res) as Promise<unknown> | undefined;
-        if (r !== undefined && r !== null && typeof r.then === 'function') {
-          r.then(undefined, (err) => {
-            this.logAppError(err);
-            nodeAppError(x);
-          });
+      if (direct) this.runNode(x);
+      else {
+        try {
+          this.server.emit('request', x.req, x.res);
+        } catch (err) {
+          this.logAppError(err);
+          nodeAppError(x);
         }
-      } catch (err) {
-        this.logAppError(err);
-        nodeAppError(x);
       }
       return x;
     }
@@ -160,6 +201,21 @@ class H11Worker implements WorkerInstance, ConnOwner {
       writeFetchResponse(ex, result, this.onFetchError);
     }
     return ex;
+  }
+
+  private runNode(x: NodeEx): void {
+    try {
+      const r = this.nodeHandler!(x.req, x.res) as Promise<unknown> | undefined;
+      if (r !== undefined && r !== null && typeof r.then === 'function') {
+        r.then(undefined, (err) => {
+          this.logAppError(err);
+          nodeAppError(x);
+        });
+      }
+    } catch (err) {
+      this.logAppError(err);
+      nodeAppError(x);
+    }
   }
 
   requestFinished(_conn: Conn, status: number): void {
@@ -217,10 +273,15 @@ class H11Worker implements WorkerInstance, ConnOwner {
   // ---------------------------------------------------------------- lifecycle
 
   async start(): Promise<void> {
-    if (this.framework) await startFramework(this.framework);
+    if (this.framework) {
+      await startFramework(this.framework);
+      forwardUpgrades(this.server, this.framework);
+    }
+    await this.ctx.app.onServer(this.server);
     this.sweepTimer = setInterval(() => this.sweep(), 250);
     this.sweepTimer.unref();
-    return this.listening.start();
+    await this.listening.start();
+    this.server.emitListening();
   }
 
   private newServer(): net.Server {
@@ -263,7 +324,9 @@ class H11Worker implements WorkerInstance, ConnOwner {
     this.stopping = true;
     if (!graceful) {
       for (const c of this.conns) c.closeNow();
+      for (const sock of this.upgraded) sock.destroy();
       this.listening.close();
+      this.server.emitClose();
       return;
     }
     // Responses not yet started say `Connection: close`; idle connections get
@@ -277,12 +340,16 @@ class H11Worker implements WorkerInstance, ConnOwner {
     // request is left: it refuses requests while closing.
     let frameworkClosed: Promise<void> | null = null;
     await drain({
-      open: () => this.conns.size,
+      open: () => this.conns.size + this.upgraded.size,
+      longLived: () => this.upgraded.size,
       lastAccept: () => this.lastAccept,
       keepAccepting: opts.keepAccepting ?? false,
       listening: this.listening,
       stoppedAccepting: () => void this.ctx.app.shutdown(),
-      httpDone: this.framework ? () => (frameworkClosed = closeFramework(this.ctx, this.framework!)) : undefined,
+      httpDone: () => {
+        this.server.emitClose();
+        if (this.framework) frameworkClosed = closeFramework(this.ctx, this.framework);
+      },
     });
     await frameworkClosed;
     await this.ctx.app.shutdown();
