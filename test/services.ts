@@ -5,6 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { readdirSync } from 'node:fs';
+import http from 'node:http';
 import WebSocket from 'ws';
 import { alive, load, sleep, waitFor, type LoadResult, type Running } from './helpers.ts';
 
@@ -89,4 +90,24 @@ export function markers(dir: string, kind: string): string[] {
   return readdirSync(dir)
     .filter((f) => f.startsWith(`${kind}-`))
     .map((f) => f.slice(kind.length + 1));
+}
+
+/** A server-sent events stream: what has arrived so far, and when it ended. */
+export function sseOpen(port: number, path: string): Promise<{ text: () => string; ended: Promise<number> }> {
+  return new Promise((resolve, reject) => {
+    const req = http.get({ host: '127.0.0.1', port, path, agent: false }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      const ended = new Promise<number>((done) => {
+        res.once('close', () => done(Date.now()));
+        res.on('error', () => {});
+      });
+      res.on('data', (d: string) => {
+        const first = text === '';
+        text += d;
+        if (first) resolve({ text: () => text, ended });
+      });
+    });
+    req.on('error', reject);
+  });
 }

@@ -7,7 +7,7 @@ import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { io as ioClient } from 'socket.io-client';
 import { freePort, request, run, serve, sleep, stop, tmpDir, waitFor } from './helpers.ts';
-import { SERVICES, assertNoErrors, fromEveryWorker, hupsUnderLoad, markers, wsEcho, wsOpen } from './services.ts';
+import { SERVICES, assertNoErrors, fromEveryWorker, hupsUnderLoad, markers, sseOpen, wsEcho, wsOpen } from './services.ts';
 
 const CLASSES = ['http', 'h11'] as const;
 
@@ -31,13 +31,17 @@ for (const cls of CLASSES) {
         return echo.pid;
       }, 2, 'the WebSocket echo');
       assertNoErrors(await hupsUnderLoad(r, port, { times: 2, workers: 2 }));
-      // A client connected at the stop hears shutdown()'s 1001, long before gracefulTimeout.
+      // Clients connected at the stop hear shutdown(): a WebSocket's 1001, an event stream's
+      // last event, long before gracefulTimeout (30 s).
       const open = await wsOpen(port);
       const closed = new Promise<number>((resolve) => open.once('close', (code) => resolve(code)));
+      const events = await sseOpen(port, '/events');
       const last = r.workers();
       const t0 = Date.now();
       assert.equal((await stop(r)).code, 0);
       assert.equal(await closed, 1001);
+      await events.ended;
+      assert.match(events.text(), /event: bye\ndata: worker stopping/);
       assert.ok(Date.now() - t0 < 10_000);
       for (const pid of last) assert.ok(markers(dir, 'shutdown').includes(String(pid)), `shutdown ran in ${pid}`);
       // Each worker retired by the HUPs ran shutdown too.
@@ -47,7 +51,7 @@ for (const cls of CLASSES) {
     }
   });
 
-  test(`-k ${cls}: a WebSocket the app does not close stays open through a graceful stop until gracefulTimeout; the server's close event fires once no HTTP request is left`, { timeout: 60_000 }, async () => {
+  test(`-k ${cls}: a WebSocket and an event stream the app does not end stay open through a graceful stop until gracefulTimeout`, { timeout: 60_000 }, async () => {
     const dir = tmpDir('arbiter-ws-drain-');
     const port = await freePort();
     // Its shutdown() leaves the WebSockets open here.
@@ -56,16 +60,20 @@ for (const cls of CLASSES) {
       const ws = await wsOpen(port);
       let closedAt = 0;
       ws.on('close', () => (closedAt = Date.now()));
+      const events = await sseOpen(port, '/events');
+      let eventsEnded = 0;
+      void events.ended.then((t) => (eventsEnded = t));
       const t0 = Date.now();
       r.signal('SIGTERM');
       await sleep(1500);
       assert.equal(closedAt, 0, 'the WebSocket was cut before gracefulTimeout');
+      assert.equal(eventsEnded, 0, 'the event stream was cut before gracefulTimeout');
       ws.send('still there');
       const echo = await new Promise<string>((resolve) => ws.once('message', (m) => resolve(String(m))));
       assert.equal(echo, 'still there');
-      assert.equal(markers(dir, 'close').length, 1, "the server's close event while the WebSocket is open");
-      await waitFor(() => closedAt > 0, 10_000, 'the WebSocket cut at gracefulTimeout');
-      assert.ok(closedAt - t0 >= 2500, `cut after ${closedAt - t0} ms`);
+      await waitFor(() => closedAt > 0 && eventsEnded > 0, 10_000, 'both cut at gracefulTimeout');
+      assert.ok(closedAt - t0 >= 2500, `the WebSocket cut after ${closedAt - t0} ms`);
+      assert.ok(eventsEnded - t0 >= 2500, `the event stream cut after ${eventsEnded - t0} ms`);
       assert.equal((await r.exited).code, 0);
     } finally {
       if (r.proc.exitCode === null) await stop(r);

@@ -287,10 +287,11 @@ export class RequestObserver {
  * The graceful stop's wait. Listeners close at once, unless `keepAccepting` (the whole
  * arbiter stops and nobody else takes new connections): then they stay open until no
  * client has come for QUIET_MS and no connection but long-lived ones (upgraded: WebSocket)
- * is left. `stoppedAccepting` is told when they close (the app's shutdown() runs then).
- * Resolves once no connection is left; `sweep`, called every IDLE_AFTER_STOP_MS, closes the
- * ones that stayed idle. Long-lived connections stay until they end (the app closes them)
- * or the runtime's gracefulTimeout deadline.
+ * is left. `stoppedAccepting` is told when they close, or with keepAccepting once no client
+ * has come for QUIET_MS (the app's shutdown() runs then: an app that ends its event streams
+ * there must hear it while they are still open). Resolves once no connection is left;
+ * `sweep`, called every IDLE_AFTER_STOP_MS, closes the ones that stayed idle. Long-lived
+ * connections stay until they end (the app ends them) or the runtime's gracefulTimeout.
  */
 export async function drain(o: {
   open: () => number;
@@ -304,11 +305,17 @@ export async function drain(o: {
   httpDone?: () => void;
 }): Promise<void> {
   let closed = false;
+  let told = false;
   let httpDone = false;
+  const tell = () => {
+    if (told) return;
+    told = true;
+    o.stoppedAccepting();
+  };
   const close = () => {
     closed = true;
     o.listening.close();
-    o.stoppedAccepting();
+    tell();
   };
   if (!o.keepAccepting) close();
   await new Promise<void>((resolve) => {
@@ -321,7 +328,11 @@ export async function drain(o: {
       }
       const open = o.open();
       const http = open - (o.longLived?.() ?? 0);
-      if (!closed && http === 0 && now - o.lastAccept() >= QUIET_MS) close();
+      const quiet = now - o.lastAccept() >= QUIET_MS;
+      if (!closed && quiet) {
+        if (http === 0) close();
+        else tell();
+      }
       if (closed && http === 0 && !httpDone) {
         httpDone = true;
         o.httpDone?.();
