@@ -14,8 +14,8 @@ try {
   const listens = cls.listens !== false;
   // A module that calls listen() itself binds nothing here: its calls are recorded, and a
   // thread with nothing left to run has made all it will make.
-  const listen = listens
-    ? { capture: new ListenCapture(), pretend: true, want: Infinity, idle: nothingPending, scripts: cls.scripts === true, className: cls.name }
+  const listen = cls.scripts
+    ? { capture: new ListenCapture(), pretend: true, want: Infinity, idle: nothingPending, scripts: cls.scripts === 'run', className: cls.name }
     : undefined;
   const loaded = await loadApp(settings.app!, cwd, { interface: settings.interface, listen });
   const { picked } = await cls.adapt(loaded.value, settings, loaded.where);

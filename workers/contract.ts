@@ -71,9 +71,9 @@ export interface WorkerClass {
   /** Task classes take no listeners; the master then binds nothing. Default true. */
   readonly listens?: boolean;
   /**
-   * The class runs script-mode modules (interface `listen`: the module creates its server
-   * and calls listen() itself); adapt() then gets a ScriptApp. Default false: such a module
-   * is a usage error naming the class.
+   * Script-mode modules (interface `listen`: the module creates its server and calls
+   * listen() itself). `run`: the class runs them, adapt() gets a ScriptApp. `refuse`: such a
+   * module is a usage error that names the class. Unset: listen() calls are not watched.
    */
-  readonly scripts?: boolean;
+  readonly scripts?: 'run' | 'refuse';
 }

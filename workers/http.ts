@@ -384,7 +384,7 @@ function maxHeadersCount(s: WorkerContext['settings']): number {
 
 const httpClass: WorkerClass = {
   name: 'http',
-  scripts: true,
+  scripts: 'run',
   adapt: adaptHttpApp,
   create(ctx, app) {
     const worker = new HttpWorker(ctx, app as HttpApp);

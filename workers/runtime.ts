@@ -192,8 +192,9 @@ async function main(): Promise<void> {
     await ctx.hooks.run('postFork', workerInfo());
     const cls = await loadWorkerClass(settings.workerClass, cwd);
     // HTTP classes: a module that calls listen() itself gets the inherited listeners, in order.
-    const listen =
-      cls.listens !== false ? { capture: new ListenCapture(), pretend: false, want: boot.listeners.length, scripts: cls.scripts === true, className: cls.name } : undefined;
+    const listen = cls.scripts
+      ? { capture: new ListenCapture(), pretend: false, want: boot.listeners.length, scripts: cls.scripts === 'run', className: cls.name }
+      : undefined;
     const loaded = await loadApp(settings.app!, cwd, { interface: settings.interface, listen });
     lifecycle = loaded.lifecycle;
     const { app } = await cls.adapt(loaded.value, settings, loaded.where);

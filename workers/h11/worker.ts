@@ -378,6 +378,8 @@ function closeIdle(conns: Conn[]): void {
 
 const h11Class: WorkerClass = {
   name: 'h11',
+  // Its engine serves, not a script's http.Server: a script gets a line saying so.
+  scripts: 'refuse',
   adapt: adaptHttpApp,
   create(ctx, app) {
     return new H11Worker(ctx, app as HttpApp);
