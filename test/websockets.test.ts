@@ -3,10 +3,12 @@
 // before the first request, shutdown() on a graceful stop; long-lived connections drained.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import https from 'node:https';
 import path from 'node:path';
+import WebSocket from 'ws';
 import { io as ioClient } from 'socket.io-client';
-import { freePort, request, run, serve, sleep, stop, tmpDir, waitFor } from './helpers.ts';
+import { freePort, request, serve, sleep, stop, tmpDir, waitFor } from './helpers.ts';
 import { SERVICES, assertNoErrors, fromEveryWorker, hupsUnderLoad, markers, sseOpen, wsEcho, wsOpen } from './services.ts';
 
 const CLASSES = ['http', 'h11'] as const;
@@ -126,24 +128,39 @@ for (const cls of CLASSES) {
   });
 }
 
-test('-k http: a startup() that throws is a boot failure (exit 3, one line); on a reload the old workers keep serving', { timeout: 60_000 }, async () => {
-  const dir = tmpDir('arbiter-startup-fail-');
-  const port = await freePort();
-  const app = path.join(dir, 'app.mjs');
-  const write = (fail: boolean) =>
-    writeFileSync(app, `export default (req, res) => res.end('v1\\n');\nexport async function startup() { ${fail ? "throw new Error('no database')" : ''} }\n`);
-  write(true);
-  const first = run([app, '-b', `127.0.0.1:${port}`]);
-  assert.equal((await first.exited).code, 3);
-  assert.match(first.stderr(), /arbiter: error: startup\(\) failed: Error: no database/);
-  write(false);
-  const r = await serve([app, '-b', `127.0.0.1:${port}`]);
-  try {
-    write(true);
-    r.signal('SIGHUP');
-    await r.waitLog((l) => /new worker failed to boot, keeping the running workers: startup\(\) failed: Error: no database/.test(l.msg), 10_000, 'the reload refused');
-    assert.equal((await request({ port })).body, 'v1\n');
-  } finally {
-    await stop(r);
+test('TLS on both classes: WebSocket echo over wss through onServer, and a request in flight at TERM still completes', { timeout: 60_000 }, async () => {
+  const dir = tmpDir('arbiter-wss-');
+  const [key, cert] = [path.join(dir, 'k.pem'), path.join(dir, 'c.pem')];
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=localhost', '-days', '1', '-keyout', key, '-out', cert], { stdio: 'ignore' });
+  for (const cls of CLASSES) {
+    const port = await freePort();
+    const r = await serve([path.join(SERVICES, 'express-ws-app.mjs:app'), '-k', cls, '-b', `127.0.0.1:${port}`, '--certfile', cert, '--keyfile', key], { env: { MARKERS: dir } });
+    try {
+      const echo = await new Promise<string>((resolve, reject) => {
+        const ws = new WebSocket(`wss://127.0.0.1:${port}/`, { rejectUnauthorized: false });
+        ws.on('open', () => ws.send('over tls'));
+        ws.on('message', (m) => {
+          ws.close();
+          resolve(String(m));
+        });
+        ws.on('error', reject);
+      });
+      assert.equal(echo, 'over tls', cls);
+      const slow = new Promise<{ status: number; body: string }>((resolve, reject) => {
+        https
+          .get({ host: '127.0.0.1', port, path: '/slow', rejectUnauthorized: false, agent: new https.Agent({ keepAlive: true, rejectUnauthorized: false }) }, (res) => {
+            let body = '';
+            res.on('data', (d) => (body += d));
+            res.on('end', () => resolve({ status: res.statusCode!, body }));
+          })
+          .on('error', reject);
+      });
+      await sleep(300);
+      r.signal('SIGTERM');
+      assert.deepEqual(await slow, { status: 200, body: 'slow done\n' }, `${cls}: the request in flight at TERM`);
+      assert.equal((await r.exited).code, 0);
+    } finally {
+      if (r.proc.exitCode === null) await stop(r);
+    }
   }
 });

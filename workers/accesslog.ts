@@ -178,8 +178,10 @@ export function openAccessLog(target: string, format: string, forwardedAllowIps:
   };
 }
 
-/** An entry for a request served through Node's req/res objects (both HTTP classes). */
-/** `at.url` is the target as received, taken when the request began: routers rewrite req.url. */
+/**
+ * An entry for a request served through Node's req/res objects (both HTTP classes). `at.url`
+ * is the target as received, taken when the request began: routers rewrite req.url.
+ */
 export function nodeEntry(
   req: IncomingMessage,
   res: ServerResponse,

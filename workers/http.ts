@@ -19,6 +19,7 @@ import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import https from 'node:https';
 import net from 'node:net';
 import type { Socket } from 'node:net';
+import tls from 'node:tls';
 import { adaptHttpApp, type Framework, type HttpApp, type NodeHandler, type ScriptApp } from '../src/core/app.js';
 import { AppLoadError, oneLine } from '../src/core/errors.js';
 import { describeAsked, type ListenCall } from '../src/core/listen.js';
@@ -37,7 +38,18 @@ const DEADLINE_CHECK_MS = 250;
 /** What the socket had read when its last request began (see idle()). */
 const READ_AT_REQUEST = Symbol('arbiter.readAtRequest');
 
-type Tracked = Socket & { [READ_AT_REQUEST]?: number; _httpMessage?: ServerResponse | null };
+/** On a TCP socket of a TLS server: the TLS socket over it, which is what HTTP uses. */
+const TLS_SOCKET = Symbol('arbiter.tlsSocket');
+
+type Tracked = Socket & { [READ_AT_REQUEST]?: number; [TLS_SOCKET]?: Tracked; _httpMessage?: ServerResponse | null; _parent?: Tracked };
+
+/**
+ * The worker tracks accepted (TCP) sockets; under TLS, HTTP's state (the response in
+ * progress, what was read) is on the TLS socket over each.
+ */
+function httpSide(socket: Tracked): Tracked {
+  return socket[TLS_SOCKET] ?? socket;
+}
 
 function isHttpServer(srv: net.Server): srv is http.Server {
   return srv instanceof http.Server || srv instanceof https.Server;
@@ -120,6 +132,7 @@ class HttpWorker implements WorkerInstance {
         return Reflect.apply(emit, this, arguments) as boolean;
       } as typeof srv.emit;
     }
+    if (srv instanceof tls.Server) srv.on('secureConnection', (t: Tracked) => t._parent && (t._parent[TLS_SOCKET] = t));
     srv.on('connection', (socket: Tracked) => {
       this.cap.admit(this.sockets.size);
       this.sockets.add(socket);
@@ -185,7 +198,7 @@ class HttpWorker implements WorkerInstance {
     ctx.done();
     if (this.stopping || this.noKeepalive) {
       res.setHeader('Connection', 'close');
-      if (this.stopping) this.idle.delete(socket);
+      if (this.stopping) this.idle.delete(socket._parent ?? socket);
     }
     const rejected = this.checkLimits(req);
     if (rejected) {
@@ -201,13 +214,14 @@ class HttpWorker implements WorkerInstance {
   private upgrade(socket: Socket): void {
     this.requests++;
     this.ctx.done();
-    this.upgraded.add(socket);
-    this.idle.delete(socket);
-    socket.once('close', () => this.upgraded.delete(socket));
+    const tcp = (socket as Tracked)._parent ?? socket;
+    this.upgraded.add(tcp);
+    this.idle.delete(tcp);
+    tcp.once('close', () => this.upgraded.delete(tcp));
     // It no longer holds its server's 'close' event: that says "no HTTP request is left",
     // which is when apps close what their requests used, and WebSocket libraries (engine.io)
     // close their connections.
-    const held = socket as Socket & { _server?: { _connections: number } | null };
+    const held = tcp as Socket & { _server?: { _connections: number } | null };
     if (held._server) {
       held._server._connections--;
       held._server = null;
@@ -291,9 +305,10 @@ class HttpWorker implements WorkerInstance {
    */
   private evictIdle(): boolean {
     for (const socket of this.sockets) {
-      if (socket._httpMessage || this.upgraded.has(socket)) continue;
-      const read = socket[READ_AT_REQUEST] ?? 0;
-      if (socket.bytesRead !== read) continue;
+      const http = httpSide(socket);
+      if (http._httpMessage || this.upgraded.has(socket)) continue;
+      const read = http[READ_AT_REQUEST] ?? 0;
+      if (http.bytesRead !== read) continue;
       socket.destroy();
       return true;
     }
@@ -308,7 +323,7 @@ class HttpWorker implements WorkerInstance {
       return;
     }
     for (const socket of this.sockets) {
-      const res = socket._httpMessage;
+      const res = httpSide(socket)._httpMessage;
       if (res && !res.headersSent) res.setHeader('Connection', 'close');
       else if (!res && !this.upgraded.has(socket)) this.idle.add(socket);
     }
@@ -329,7 +344,7 @@ class HttpWorker implements WorkerInstance {
       sweep: () => {
         for (const socket of this.idle) socket.destroy();
         this.idle.clear();
-        for (const socket of this.sockets) if (!socket._httpMessage && !this.upgraded.has(socket)) this.idle.add(socket);
+        for (const socket of this.sockets) if (!httpSide(socket)._httpMessage && !this.upgraded.has(socket)) this.idle.add(socket);
       },
     });
     await closed;
@@ -339,7 +354,7 @@ class HttpWorker implements WorkerInstance {
 
   counters() {
     let active = this.upgraded.size;
-    for (const s of this.sockets) if (s._httpMessage) active++;
+    for (const s of this.sockets) if (httpSide(s)._httpMessage) active++;
     return { requests: this.requests, active, ...this.observer.counters() };
   }
 
