@@ -9,7 +9,8 @@ export default defineConfig({
   // Application
   // The app to serve: a file (.js .mjs .cjs .ts .mts, extension optional) or package, and the export to use (default default). Also the first positional argument.
   app: "examples/hello.js:handler",
-  // How to call the app: node (req, res) listener, fetch (Request) => Response, or auto to pick by shape.
+  // How to call the app: node (req, res) listener, fetch (Request) => Response, listen (a script that
+  // creates its server and calls listen() itself; -k http only), or auto to pick by shape.
   interface: "auto",
   // Change to this directory before loading the app; the app module is resolved from here.
   chdir: null,

@@ -28,12 +28,16 @@ export const LOADS = {
   close: { name: 'new conn', headers: ['Connection: close'] },
   // 8 requests per write on keep-alive connections (bench/pipeline.lua).
   pipeline8: { name: 'pipeline 8', script: path.join(BENCH, 'pipeline.lua'), scriptArgs: ['8'] },
+  // WebSocket echo (bench/ws-client.mjs): each connection sends a 16-byte message and the
+  // next as soon as the echo is back; "requests" are echoed messages.
+  wsEcho: { name: 'ws echo', ws: true },
 };
 
 export const GROUPS = {
   plain: { title: 'plain hello handler (examples/hello.js)', baseline: 'bare node:http' },
   express: { title: 'Express app (examples/bench-express.js)', baseline: 'express on node:http' },
   hono: { title: 'Hono app (examples/bench-hono.js)', baseline: '@hono/node-server' },
+  ws: { title: 'WebSocket echo, `ws` through onServer (examples/bench-ws.js); req = messages', baseline: 'ws on node:http' },
   replace: { title: 'replacement under load (errors are what matter; CPU includes the restarts)', baseline: null },
 };
 
@@ -237,6 +241,8 @@ export const ROWS = [
     env: { NODE_CLUSTER_SCHED_POLICY: '' }, // Node's default on Linux: SCHED_RR
   }),
   arbiterRow('arbiter http -w 1', 'plain', HELLO, ['-k', 'http', '-w', '1'], [LOADS.keepalive, LOADS.close, LOADS.pipeline8]),
+  // The same handler in a script that calls listen() itself (script mode).
+  arbiterRow('arbiter http -w 1 (script)', 'plain', 'examples/hello-script.js', ['-k', 'http', '-w', '1'], [LOADS.keepalive, LOADS.close, LOADS.pipeline8]),
   arbiterRow(`arbiter http -w ${N}`, 'plain', HELLO, ['-k', 'http', '-w', String(N)], [LOADS.keepalive, LOADS.close]),
   arbiterRow('arbiter h11 -w 1', 'plain', HELLO, ['-k', 'h11', '-w', '1'], [LOADS.keepalive, LOADS.close, LOADS.pipeline8], { requires: 'h11' }),
   pm2Row(`pm2 cluster -i ${N}`, 'plain', [LOADS.keepalive, LOADS.close]),
@@ -250,6 +256,11 @@ export const ROWS = [
   nodeRow('@hono/node-server', 'hono', 'hono.mjs', [], [LOADS.keepalive, LOADS.close]),
   arbiterRow('arbiter http -w 1', 'hono', 'examples/bench-hono.js', ['-k', 'http', '-w', '1'], [LOADS.keepalive, LOADS.close]),
   arbiterRow('arbiter h11 -w 1', 'hono', 'examples/bench-hono.js', ['-k', 'h11', '-w', '1'], [LOADS.keepalive, LOADS.close], { requires: 'h11' }),
+
+  // --- WebSocket echo ---
+  nodeRow('ws on node:http', 'ws', 'ws.mjs', [], [LOADS.wsEcho]),
+  arbiterRow('arbiter http -w 1', 'ws', 'examples/bench-ws.js', ['-k', 'http', '-w', '1'], [LOADS.wsEcho]),
+  arbiterRow('arbiter h11 -w 1', 'ws', 'examples/bench-ws.js', ['-k', 'h11', '-w', '1'], [LOADS.wsEcho], { requires: 'h11' }),
 
   // --- replacement under load: errors and non-2xx are what matter ---
   arbiterRow(`arbiter http -w ${N}: HUP x4`, 'replace', HELLO, ['-k', 'http', '-w', String(N)], [

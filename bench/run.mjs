@@ -14,6 +14,7 @@ import { spawnSync } from 'node:child_process';
 import os from 'node:os';
 import path from 'node:path';
 import { ensureWrk, runWrk } from './wrk.mjs';
+import { runWsLoad } from './ws-load.mjs';
 import { sampleTree, perProcessSeconds, cpuSeconds, selfChildrenTicks, machineBusyTicks, CLK_TCK, isAlive } from './cpu.mjs';
 import { freePort, waitUntilAnswers, refreshTracked, killAllTracked, tail } from './proc.mjs';
 import { ROWS, GROUPS, N, ROOT } from './rows.mjs';
@@ -116,7 +117,7 @@ async function measureSlice(server, url, load, secs) {
   const g0 = gauges();
   const before = sampleTree(server.pid);
   const during = load.during ? load.during(server, secs).catch((e) => [{ error: String(e) }]) : null;
-  const w = await runWrk(url, { ...opts, duration: secs });
+  const w = await (load.ws ? runWsLoad : runWrk)(url, { ...opts, duration: secs });
   const after = sampleTree(server.pid);
   const g1 = gauges();
   currentWrk = null;
@@ -138,7 +139,7 @@ async function measureSlice(server, url, load, secs) {
 }
 
 async function warmUp(url, load) {
-  await runWrk(url, { connections: CONNECTIONS, threads: THREADS, headers: load.headers, script: load.script, scriptArgs: load.scriptArgs, duration: WARMUP, onChild: (c) => (currentWrk = c) });
+  await (load.ws ? runWsLoad : runWrk)(url, { connections: CONNECTIONS, threads: THREADS, headers: load.headers, script: load.script, scriptArgs: load.scriptArgs, duration: WARMUP, onChild: (c) => (currentWrk = c) });
   currentWrk = null;
 }
 

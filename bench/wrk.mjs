@@ -1,5 +1,6 @@
 // Running wrk and parsing what it prints.
 import { spawn, spawnSync } from 'node:child_process';
+import path from 'node:path';
 
 export function haveWrk() {
   return spawnSync('wrk', ['--version'], { stdio: 'ignore' }).error === undefined;
@@ -33,14 +34,21 @@ export function runWrk(url, { duration = 5, connections = 50, threads = 1, heade
   if (script) args.push('-s', script);
   args.push(url);
   if (script && scriptArgs.length) args.push('--', ...scriptArgs);
+  return runLoadGenerator('wrk', args, secs, onChild).then((out) => ({ ...parseWrk(out), args, raw: out }));
+}
+
+/**
+ * Run a load generator (wrk, bench/ws-client.mjs) that ends on its own after `secs`; its
+ * stdout. Killed if it hangs; rejects when it fails.
+ */
+export function runLoadGenerator(cmd, args, secs, onChild) {
   return new Promise((resolve, reject) => {
-    const child = spawn('wrk', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     onChild?.(child);
     let out = '';
     let err = '';
     child.stdout.on('data', (d) => (out += d));
     child.stderr.on('data', (d) => (err += d));
-    // A hard stop in case wrk hangs (it should end on its own after -d).
     const guard = setTimeout(() => child.kill('SIGKILL'), (secs + 15) * 1000);
     child.on('error', (e) => {
       clearTimeout(guard);
@@ -48,8 +56,8 @@ export function runWrk(url, { duration = 5, connections = 50, threads = 1, heade
     });
     child.on('exit', (code, signal) => {
       clearTimeout(guard);
-      if (code !== 0) return reject(new Error(`wrk exited with ${signal ?? code}: ${(err || out).trim().split('\n').pop()}`));
-      resolve({ ...parseWrk(out), args, raw: out });
+      if (code !== 0) return reject(new Error(`${path.basename(cmd === process.execPath ? args[0] : cmd)} exited with ${signal ?? code}: ${(err || out).trim().split('\n').pop()}`));
+      resolve(out);
     });
   });
 }

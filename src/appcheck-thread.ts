@@ -1,7 +1,8 @@
 /** The thread side of appcheck.ts: load the worker class and the app, report, and wait to be ended. */
 import { parentPort, workerData } from 'node:worker_threads';
-import { importApp } from './core/app.js';
+import { ScriptApp, loadApp } from './core/app.js';
 import { AppLoadError, appStack, oneLine } from './core/errors.js';
+import { ListenCapture, nothingPending } from './core/listen.js';
 import type { WorkerSettings } from './core/settings.js';
 // The one import of the worker side by the master's: the app is checked by its worker class.
 import { loadWorkerClass } from '../workers/classes.js';
@@ -10,9 +11,16 @@ const { settings, cwd } = workerData as { settings: WorkerSettings; cwd: string 
 
 try {
   const cls = await loadWorkerClass(settings.workerClass, cwd);
-  const { value, where, file } = await importApp(settings.app!, cwd);
-  const { picked } = await cls.adapt(value, settings, where);
-  parentPort!.postMessage({ ok: true, picked, listens: cls.listens !== false, file });
+  const listens = cls.listens !== false;
+  // A module that calls listen() itself binds nothing here: its calls are recorded, and a
+  // thread with nothing left to run has made all it will make.
+  const listen = cls.scripts
+    ? { capture: new ListenCapture(), pretend: true, want: Infinity, idle: nothingPending, scripts: cls.scripts === 'run', className: cls.name }
+    : undefined;
+  const loaded = await loadApp(settings.app!, cwd, { interface: settings.interface, listen });
+  const { picked } = await cls.adapt(loaded.value, settings, loaded.where);
+  const asked = loaded.value instanceof ScriptApp ? loaded.value.asked : null;
+  parentPort!.postMessage({ ok: true, picked, listens, file: loaded.file, asked, note: loaded.note });
 } catch (err) {
   const e = err as Error;
   parentPort!.postMessage({

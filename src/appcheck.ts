@@ -9,6 +9,7 @@
  */
 import { Worker } from 'node:worker_threads';
 import { AppLoadError, SettingError } from './core/errors.js';
+import type { Asked } from './core/listen.js';
 import type { WorkerSettings } from './core/settings.js';
 
 export interface AppCheck {
@@ -16,13 +17,20 @@ export interface AppCheck {
   listens: boolean;
   /** The app module's file, for `reload`. */
   file: string;
+  /** Script mode: what each of the module's servers asked its listen() for, in order. */
+  asked: Asked[] | null;
+  /** Something to log about how the module was taken. */
+  note?: string;
 }
 
-type Verdict = { ok: true; picked: string; listens: boolean; file: string } | { ok: false; kind: string; message: string; detail?: string };
+type Verdict = ({ ok: true } & AppCheck) | { ok: false; kind: string; message: string; detail?: string };
 
 export async function checkApp(settings: WorkerSettings, cwd: string): Promise<AppCheck> {
   const thread = new Worker(new URL('./appcheck-thread.js', import.meta.url), {
     workerData: { settings, cwd },
+    // What the app prints while it loads here is held back ("listening on 3000" from a
+    // script whose listen() binds nothing here would mislead; a marker would show twice),
+    // and shown only when the load fails, to help say why.
     stdout: true,
     stderr: true,
   });
@@ -42,7 +50,7 @@ export async function checkApp(settings: WorkerSettings, cwd: string): Promise<A
     });
     if (verdict.ok) {
       ok = true;
-      return { picked: verdict.picked, listens: verdict.listens, file: verdict.file };
+      return { picked: verdict.picked, listens: verdict.listens, file: verdict.file, asked: verdict.asked, note: verdict.note };
     }
     if (verdict.kind === 'SettingError') throw new SettingError(verdict.message);
     throw new AppLoadError(verdict.message, verdict.detail);

@@ -9,6 +9,7 @@
  * Each step either hands the next what it needs or throws a StartFailure: one line for the
  * user, and the exit code (2 usage or config, 3 the app, 1 anything at run time).
  */
+import os from 'node:os';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { parseArgs, splitArgs } from './argv.js';
@@ -19,6 +20,7 @@ import { openControl, wantedName } from './control-place.js';
 import { AppLoadError, SettingError, errorMessage, indent } from './core/errors.js';
 import { createHooks } from './core/hooks.js';
 import { createLogger, fatalLine } from './core/logging.js';
+import { bindFor, type Asked } from './core/listen.js';
 import { VERSION } from './core/paths.js';
 import { ENV, EXIT } from './core/protocol.js';
 import type { Settings, WorkerSettings } from './core/settings.js';
@@ -138,6 +140,8 @@ interface CheckedApp {
   picked: string;
   listens: boolean;
   file: string;
+  /** Script mode with no bind given: what the script's listen() calls asked for. */
+  binds: string[] | null;
 }
 
 /**
@@ -161,7 +165,14 @@ async function check(plan: Plan, launchCwd: string): Promise<CheckedApp[] | numb
     const ps = pool.settings;
     try {
       if (!ps.app) throw new SettingError('no app given');
-      apps.push(await checkApp(workerSettings(ps, pool.workers), process.cwd()));
+      const checked = await checkApp(workerSettings(ps, pool.workers), process.cwd());
+      if (checked.asked && (ps.certfile || ps.keyfile))
+        throw new SettingError(`certfile and keyfile do not apply to a script-mode app: its own server decides TLS (https.createServer in the script)`);
+      // With no bind given, a script is served where its own listen() calls asked.
+      const binds = checked.asked && bindIsDefault(plan, ps) ? scriptBinds(checked.asked) : null;
+      if (binds) ps.bind = binds;
+      apps.push({ ...checked, binds });
+      if (checked.note) fatalLine(`warning: ${where}${checked.note}`);
     } catch (err) {
       if (err instanceof SettingError) throw usage(where + errorMessage(err));
       throw new StartFailure(s.checkConfig ? EXIT.USAGE : EXIT.BOOT, where + errorMessage(err), err instanceof AppLoadError ? err.detail : undefined);
@@ -178,6 +189,24 @@ async function check(plan: Plan, launchCwd: string): Promise<CheckedApp[] | numb
     return EXIT.OK;
   }
   return apps;
+}
+
+/**
+ * With no bind given, a script is served where `node script.js` would serve it: at what its
+ * servers' listen() calls asked for, in order.
+ */
+function scriptBinds(asked: Asked[]): string[] {
+  const ipv6 = Object.values(os.networkInterfaces()).some((list) => list?.some((a) => a.family === 'IPv6'));
+  return asked.map((a, i) => {
+    const bind = bindFor(a, ipv6);
+    if (bind === null) throw new SettingError(`the script's server ${i + 1} listens on a handle or descriptor: give bind (-b) for it`);
+    return bind;
+  });
+}
+
+/** Nothing set `bind` for this pool: neither the command line, env, file, nor the pool. */
+function bindIsDefault(plan: Plan, ps: Settings): boolean {
+  return plan.resolved.sources.bind === 'default' && ps.bind.join('\n') === plan.resolved.settings.bind.join('\n');
 }
 
 function workerSettings(s: Settings, workers: number): WorkerSettings {
@@ -279,6 +308,7 @@ async function run(plan: Plan, apps: CheckedApp[], started: Started, log: Logger
   let control: ControlServer | null = null;
   let metrics: MetricsServer | null = null;
   const wanted = wantedName(s, started.upgradeName);
+  const scriptBindsOf = new Map(plan.pools.flatMap((p, i) => (apps[i]!.binds ? [[p.name, apps[i]!.binds!] as const] : [])));
   const pools: PoolStart[] = plan.pools.map((p, i) => ({
     name: p.name,
     settings: p.settings,
@@ -303,6 +333,11 @@ async function run(plan: Plan, apps: CheckedApp[], started: Started, log: Logger
       // HUP re-reads the file and the environment as they are now; the command line stays.
       const resolved = await resolveServer(plan.cli, plan.cmdArgs, launchCwd);
       const pools = planPools(resolved, detectCpus());
+      // A script's own addresses stay where they were found at start (its code is not checked again).
+      for (const p of pools) {
+        const binds = scriptBindsOf.get(p.name);
+        if (binds) p.settings.bind = binds;
+      }
       const schedules = await compileSchedules(resolved.settings, configName(resolved));
       return { resolved, pools, schedules, hooks: createHooks(resolved.settings as unknown as Record<string, unknown>, log) };
     },

@@ -139,6 +139,8 @@ export function checkCombination(s: Settings): void {
   if (!s.app && !s.checkConfig && !s.printConfig)
     throw new SettingError('no app given: name one as the first argument (arbiter app.js:handler) or set "app" in a config file');
   if (s.bind.length === 0) throw new SettingError('bind is empty: give at least one address');
+  if (s.interface === 'listen' && s.workerClass !== 'http')
+    throw new SettingError(`interface listen (script mode) needs -k http: the script's own http.Server serves, and worker class ${s.workerClass} does not run one`);
 }
 
 /** The JSON-safe part of the settings, for workers and --print-config. */

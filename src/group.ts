@@ -192,6 +192,10 @@ export class WorkerGroup {
         if (w.booted(w.lastSeen)) {
           this.log.info({ event: 'worker_ready', worker: w.pid, age: w.age, pool: this.name }, `${this.prefix}worker ${w.pid} serving`);
           this.afterBoot();
+        } else {
+          // Stopped while it was still loading: the stop may have come before it listened to
+          // the channel, and an IPC message nobody listens to is lost. Say it again.
+          w.repeatStop();
         }
         break;
       case 'retire':

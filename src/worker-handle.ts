@@ -68,6 +68,7 @@ export class WorkerHandle {
   /** What the worker said before it exited with EXIT.BOOT. */
   bootError: { message: string; detail?: string } | undefined;
   exit: { code: number | null; signal: NodeJS.Signals | null; from: WorkerState } | undefined;
+  private stopMessage: MasterMessage | undefined;
 
   constructor(
     /** The group (pool) it belongs to. */
@@ -109,13 +110,21 @@ export class WorkerHandle {
   stop(reason: EndReason, graceful: boolean, keepAccepting: boolean): boolean {
     if (!this.move('stop')) return false;
     this.reason = this.reason ?? reason;
-    this.send({ t: 'stop', graceful, keepAccepting });
+    this.stopMessage = { t: 'stop', graceful, keepAccepting };
+    this.send(this.stopMessage);
     return true;
+  }
+
+  /** Send the stop under way again (it reached a worker that was not listening yet). */
+  repeatStop(): void {
+    if (this.state === 'stopping' && this.stopMessage) this.send(this.stopMessage);
   }
 
   /** A stop already under way, made quick (INT after TERM, the grace ran out). */
   hurry(): void {
-    if (this.state === 'stopping') this.send({ t: 'stop', graceful: false });
+    if (this.state !== 'stopping') return;
+    this.stopMessage = { t: 'stop', graceful: false };
+    this.send(this.stopMessage);
   }
 
   /** SIGKILL, for `timeout`: its event loop is stuck and cannot hear a message. */

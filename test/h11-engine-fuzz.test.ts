@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { H11Connection } from '../workers/h11/engine/index.js';
 import type { H11Event } from '../workers/h11/engine/index.js';
-import { drive, prng } from './h11-engine-helpers.test.js';
+import { drive, normalize, prng } from './h11-engine-helpers.test.js';
 
 const SEEDS = [
   'GET /index.html?q=1 HTTP/1.1\r\nHost: example.com\r\nUser-Agent: t\r\nAccept: */*\r\n\r\n',
@@ -13,6 +13,8 @@ const SEEDS = [
   'GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET /2 HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n',
   'OPTIONS * HTTP/1.1\r\nHost: c\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\nokGET /next HTTP/1.1\r\nHost: c\r\n\r\n',
   'CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n',
+  'GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\r\n\x81\x05helloGET /n HTTP/1.1\r\nHost: a\r\n\r\n',
+  'POST /h2c HTTP/1.1\r\nHOST: a\r\nConnection: upgrade, close\r\nUpgrade: h2c\r\nContent-Length: 3\r\n\r\nabcPRI * HTTP/2.0\r\n\r\nSM\r\n\r\n',
 ];
 const INTERESTING = [13, 10, 32, 9, 0, 58, 44, 59, 61, 34, 92, 48, 53, 97, 120, 0x0b, 0x7f, 0xff, 0x80, 43, 45];
 const ALLOWED = new Set([400, 413, 414, 431, 501, 505]);
@@ -107,4 +109,55 @@ test('randomized: arbitrary bytes never make receive() throw', () => {
     }
     c.receiveEOF();
   }
+});
+
+test('randomized: upgrades — after a switch nothing is parsed, and the held bytes are exactly what followed the request', () => {
+  const rand = prng(0x101);
+  const upgrades = SEEDS.filter((s) => /upgrade/i.test(s));
+  let switched = 0;
+  for (let it = 0; it < 600; it++) {
+    // A third of the inputs unmutated: those test the held bytes under random chunking.
+    const seed = upgrades[it % upgrades.length]!;
+    const input = it % 3 === 0 ? seed : mutate(rand, seed);
+    const decisions = [rand(), rand(), rand(), rand()]; // per request: switch (detach / 101) or decline
+    const results = [[input], randomSplit(rand, input)].map((parts) => {
+      const c = new H11Connection({ limitRequestFieldSize: 128, limitRequestLine: 128, maxBodySize: 64 });
+      const evs: H11Event[] = [];
+      let fed = 0, held: string | null = null, nreq = 0, offered = '';
+      const handle = (got: H11Event[]): void => {
+        if (held !== null) assert.deepEqual(got, [], 'nothing is parsed after a switch');
+        evs.push(...got);
+        for (const e of got) {
+          if (e.type !== 'request') continue;
+          nreq++;
+          offered = e.upgrade?.split(',').map((p) => p.trim()).find((p) => p !== '') ?? '';
+        }
+      };
+      for (const p of parts) {
+        handle(c.receive(Buffer.from(p, 'latin1')));
+        fed += p.length;
+        // Answer every complete request; keep parsing what was held behind it.
+        while (held === null && c.writeState === 'ready' && c.readState === 'waiting') {
+          const d = decisions[(nreq - 1) % decisions.length]!;
+          if (c.states.read === 'might-switch' && offered !== '' && d < 0.5) {
+            held = (d < 0.25 ? c.detach() : (c.switchProtocols({ Upgrade: offered }), c.takeBuffered())).toString('latin1');
+            // Bytes fed so far = the requests + what is held: the held bytes are the input's tail.
+            assert.equal(held, input.slice(fed - held.length, fed), `iteration ${it}`);
+            break;
+          }
+          c.respond(200, null, 'declined');
+          if (c.shouldClose) break;
+          handle(c.receive());
+        }
+      }
+      if (held !== null) held += c.takeBuffered().toString('latin1');
+      return { events: normalize(evs), held };
+    });
+    assert.deepEqual(results[1], results[0], `iteration ${it}: ${JSON.stringify(input)}`);
+    if (results[0]!.held !== null) {
+      switched++;
+      assert.ok(input.endsWith(results[0]!.held), `iteration ${it}`);
+    }
+  }
+  assert.ok(switched > 100, `switched ${switched} times`);
 });

@@ -5,12 +5,15 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
 export type Norm =
-  | { type: 'request'; method: string; target: string; version: string; headers: string[]; keepAlive: boolean; expectContinue: boolean; bodyKind: string; contentLength: number | null }
+  | {
+    type: 'request'; method: string; target: string; version: string; headers: string[]; rawHeaders: string[];
+    keepAlive: boolean; expectContinue: boolean; bodyKind: string; contentLength: number | null; upgrade: string | null;
+  }
   | { type: 'data'; text: string }
   | { type: 'end'; trailers: string[] | null }
   | { type: 'error'; status: number };
 
-/** Normalizes events: merges consecutive data chunks, drops error reasons. */
+/** Normalizes events: merges consecutive data chunks, drops error reasons, copies request fields (rawHeaders too). */
 export function normalize(events: H11Event[]): Norm[] {
   const out: Norm[] = [];
   for (const e of events) {
@@ -20,7 +23,13 @@ export function normalize(events: H11Event[]): Norm[] {
       else out.push({ type: 'data', text: e.chunk.toString('latin1') });
     } else if (e.type === 'error') out.push({ type: 'error', status: e.status });
     else if (e.type === 'end') out.push({ type: 'end', trailers: e.trailers });
-    else out.push({ ...e, headers: [...e.headers] });
+    else {
+      out.push({
+        type: 'request', method: e.method, target: e.target, version: e.version, headers: [...e.headers],
+        rawHeaders: [...e.rawHeaders], keepAlive: e.keepAlive, expectContinue: e.expectContinue, bodyKind: e.bodyKind,
+        contentLength: e.contentLength, upgrade: e.upgrade,
+      });
+    }
   }
   return out;
 }
@@ -29,8 +38,8 @@ export interface DriveResult { events: Norm[]; raw: H11Event[]; out: string; con
 
 /**
  * Minimal driver: feeds chunks; answers every request (after its `end`) with
- * respond(200, {}, target); answers errors with errorResponse when possible; keeps parsing
- * held-back pipelined bytes after each response.
+ * respond(200, {}, target) — which declines any Upgrade; answers errors with errorResponse when
+ * possible; keeps parsing held-back pipelined bytes after each response.
  */
 export function drive(chunks: (Buffer | string)[], opts: H11Options = {}, eof = false): DriveResult {
   const conn = new H11Connection(opts);

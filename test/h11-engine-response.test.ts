@@ -187,7 +187,12 @@ describe('interim responses', () => {
     assert.equal(d.writeInterim(100).length, 0);
     assert.equal(d.send100Continue().length, 0);
   });
-  test('send100Continue() is empty when the request did not ask', () => {
+  test('a 1xx is not refused because an earlier response (any connection) set Transfer-Encoding', () => {
+    const a = conn();
+    a.writeHead(200, { 'Transfer-Encoding': 'chunked' });
+    assert.equal(s(conn().writeInterim(103, { Link: '</a.css>' })), 'HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n');
+  });
+    test('send100Continue() is empty when the request did not ask', () => {
     assert.equal(conn().send100Continue().length, 0);
   });
 });

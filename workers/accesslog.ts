@@ -184,16 +184,18 @@ export function openAccessLog(target: string, format: string, forwardedAllowIps:
   };
 }
 
-/** An entry for a request served through Node's req/res objects (both HTTP classes). */
+/**
+ * An entry for a request served through Node's req/res objects (both HTTP classes). `at.url`
+ * is the target as received, taken when the request began: routers rewrite req.url.
+ */
 export function nodeEntry(
   req: IncomingMessage,
   res: ServerResponse,
-  at: { peer: string; bytes: number | null; startedAt: number; durationMicros: number },
+  at: { url: string; peer: string; bytes: number | null; startedAt: number; durationMicros: number },
 ): AccessEntry {
   return {
     ...at,
     method: req.method!,
-    url: req.url!,
     version: req.httpVersion,
     status: res.statusCode,
     reqHeader: (name) => {

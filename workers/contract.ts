@@ -29,6 +29,22 @@ export interface WorkerContext {
    * listening server to stop accepting (workerConnections) listens on it to accept again.
    */
   listener(index: number): Promise<object>;
+  /** The app module's lifecycle exports (SPEC §3), for the class to call at its moments. */
+  app: AppLifecycle;
+}
+
+/**
+ * The module's `onServer(server)` and `shutdown()`, safe to call whether it exports them or
+ * not (`startup()` the runtime runs itself, before `start()`).
+ */
+export interface AppLifecycle {
+  /** Once per server, when it exists and before it serves. A throw is a boot failure. */
+  onServer(server: object): Promise<void>;
+  /**
+   * Once, when a graceful stop has stopped accepting (requests in flight still run). Errors
+   * are logged. A class that does not call it gets it called after its stop() resolved.
+   */
+  shutdown(): Promise<void>;
 }
 
 export interface WorkerInstance {
@@ -54,4 +70,10 @@ export interface WorkerClass {
   create(ctx: WorkerContext, app: unknown): WorkerInstance;
   /** Task classes take no listeners; the master then binds nothing. Default true. */
   readonly listens?: boolean;
+  /**
+   * Script-mode modules (interface `listen`: the module creates its server and calls
+   * listen() itself). `run`: the class runs them, adapt() gets a ScriptApp. `refuse`: such a
+   * module is a usage error that names the class. Unset: listen() calls are not watched.
+   */
+  readonly scripts?: 'run' | 'refuse';
 }

@@ -6,7 +6,9 @@
  */
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
-import { oneLine } from '../src/core/errors.js';
+import type { Framework } from '../src/core/app.js';
+import { AppLoadError, appStack, oneLine } from '../src/core/errors.js';
+import { listenReally } from '../src/core/listen.js';
 import { LATENCY_BUCKETS } from '../src/core/protocol.js';
 import { openAccessLog, type AccessEntry, type AccessLog } from './accesslog.js';
 import type { WorkerContext } from './contract.js';
@@ -37,6 +39,7 @@ export function loadTls(s: WorkerContext['settings']): TlsMaterial | null {
  */
 export class Listening {
   readonly servers: net.Server[] = [];
+  private readonly listened: Promise<void>[] = [];
   private paused = false;
   private resuming = false;
   private closed = false;
@@ -46,14 +49,26 @@ export class Listening {
     private readonly serverFor: (i: number) => net.Server,
   ) {}
 
+  /**
+   * Listener i goes to a server of the app's own (script mode: the server whose listen()
+   * ranked i). Resolves once it listens; its own 'listening' listeners (the listen()
+   * callback) run then.
+   */
+  adopt(i: number, srv: net.Server): Promise<void> {
+    this.servers[i] = srv;
+    return (this.listened[i] = listenOn(srv, { fd: this.ctx.listeners[i]!.fd }, this.ctx.settings.backlog));
+  }
+
+  /** Every listener not adopted gets serverFor(i); resolves once all listen. */
   start(): Promise<void> {
     const backlog = this.ctx.settings.backlog;
     return Promise.all(
       this.ctx.listeners.map((l, i) => {
+        if (this.servers[i]) return this.listened[i];
         const srv = this.serverFor(i);
-        this.servers.push(srv);
+        this.servers[i] = srv;
         // The backlog goes as an argument: Node ignores options.backlog when listening on an fd.
-        return listenOn(srv, { fd: l.fd }, backlog);
+        return (this.listened[i] = listenOn(srv, { fd: l.fd }, backlog));
       }),
     ).then(() => undefined);
   }
@@ -62,7 +77,13 @@ export class Listening {
   pause(): void {
     if (this.paused || this.closed) return;
     this.paused = true;
-    void this.closeServers();
+    for (const srv of this.servers) {
+      if (!srv.listening) continue;
+      // A pause is no close: the server's 'close' event (apps and libraries attached with
+      // onServer listen to it) must not fire if its connections end while it is paused.
+      holdClose(srv);
+      net.Server.prototype.close.call(srv);
+    }
   }
 
   /** Accept again: listen on copies of the listeners the master sends. */
@@ -72,7 +93,9 @@ export class Listening {
     void Promise.all(
       this.servers.map(async (srv, i) => {
         const handle = await this.ctx.listener(i);
-        if (!this.closed) await listenOn(srv, handle, this.ctx.settings.backlog);
+        if (this.closed) return;
+        await listenOn(srv, handle, this.ctx.settings.backlog);
+        releaseClose(srv);
       }),
     )
       .catch((err) => this.ctx.log.error({ err }, `cannot listen again: ${oneLine(err)}`))
@@ -86,25 +109,45 @@ export class Listening {
     return !this.paused && !this.closed;
   }
 
-  /** For good (a stop). */
-  close(): Promise<void> {
+  /**
+   * For good (a stop): only the listening handles. net.Server's close, which for an
+   * http.Server also leaves the idle keep-alive connections alone (http.Server's own close
+   * would drop them, a reset a graceful stop must not cause). Each server's 'close' event
+   * comes once its connections are gone.
+   */
+  close(): void {
+    if (this.closed) return;
     this.closed = true;
-    return this.closeServers();
-  }
-
-  // net.Server's close for every server, http ones included: http.Server's own close would
-  // also drop idle keep-alive connections, which is a reset a graceful stop must not cause.
-  private closeServers(): Promise<void> {
-    return Promise.all(
-      this.servers.map((srv) => new Promise<void>((resolve) => (srv.listening ? net.Server.prototype.close.call(srv, () => resolve()) : resolve()))),
-    ).then(() => undefined);
+    for (const srv of this.servers) {
+      if (!srv) continue;
+      const held = releaseClose(srv);
+      if (srv.listening || held) net.Server.prototype.close.call(srv);
+    }
   }
 }
+
+const HELD = Symbol('arbiter.closeHeld');
+type Holdable = net.Server & { _emitCloseIfDrained?: () => void; [HELD]?: true };
+
+function holdClose(srv: Holdable): void {
+  srv[HELD] = true;
+  srv._emitCloseIfDrained = noop;
+}
+
+/** True if the server was held. */
+function releaseClose(srv: Holdable): boolean {
+  if (!srv[HELD]) return false;
+  delete srv[HELD];
+  delete srv._emitCloseIfDrained;
+  return true;
+}
+
+function noop(): void {}
 
 function listenOn(srv: net.Server, handle: object, backlog: number): Promise<void> {
   return new Promise<void>((resolve, reject) => {
     srv.once('error', reject);
-    srv.listen(handle, backlog, () => {
+    listenReally(srv, handle, backlog, () => {
       srv.off('error', reject);
       resolve();
     });
@@ -136,6 +179,33 @@ export class ConnectionCap {
   released(open: number, stopping: boolean): void {
     if (open < this.cap && !stopping) this.listening.resume();
   }
+}
+
+/** Fastify's ready(), Nest's init(): a failure is a boot failure. */
+export async function startFramework(framework: Framework): Promise<void> {
+  try {
+    await framework.start();
+  } catch (err) {
+    throw new AppLoadError(`${framework.name} app failed to start: ${oneLine(err)}`, appStack(err));
+  }
+}
+
+/**
+ * WebSocket plugins (@fastify/websocket, Nest gateways) attach to the framework's own
+ * server, which never listens here: the upgrades that come to ours are passed on to it.
+ */
+export function forwardUpgrades(ours: NodeJS.EventEmitter, framework: Framework): void {
+  const theirs = framework.server();
+  if (theirs && theirs !== ours && theirs.listenerCount('upgrade') > 0)
+    ours.on('upgrade', (req: unknown, socket: unknown, head: unknown) => theirs.emit('upgrade', req, socket, head));
+}
+
+/** Fastify's close() (its onClose hooks), Nest's close(); a failure is logged. */
+export function closeFramework(ctx: WorkerContext, framework: Framework): Promise<void> {
+  return framework.close().then(
+    () => undefined,
+    (err) => ctx.log.error({ err }, `${framework.name} close() failed: ${oneLine(err)}`),
+  );
 }
 
 /** An app error the class answers itself (500, or a closed connection): logged once, here. */
@@ -216,17 +286,38 @@ export class RequestObserver {
 /**
  * The graceful stop's wait. Listeners close at once, unless `keepAccepting` (the whole
  * arbiter stops and nobody else takes new connections): then they stay open until no
- * client has come for QUIET_MS. Either way it resolves once no connection is left;
- * `sweep`, called every IDLE_AFTER_STOP_MS, closes the ones that stayed idle.
+ * client has come for QUIET_MS and no connection but long-lived ones (upgraded: WebSocket)
+ * is left. `stoppedAccepting` is told when they close, or with keepAccepting once no client
+ * has come for QUIET_MS (the app's shutdown() runs then: an app that ends its event streams
+ * there must hear it while they are still open). Resolves once no connection is left;
+ * `sweep`, called every IDLE_AFTER_STOP_MS, closes the ones that stayed idle. Long-lived
+ * connections stay until they end (the app ends them) or the runtime's gracefulTimeout.
  */
 export async function drain(o: {
   open: () => number;
+  longLived?: () => number;
   lastAccept: () => number;
   keepAccepting: boolean;
   listening: Listening;
   sweep?: () => void;
+  stoppedAccepting: () => void;
+  /** Once the listeners closed and only long-lived connections are left. */
+  httpDone?: () => void;
 }): Promise<void> {
-  let closing: Promise<void> | null = o.keepAccepting ? null : o.listening.close();
+  let closed = false;
+  let told = false;
+  let httpDone = false;
+  const tell = () => {
+    if (told) return;
+    told = true;
+    o.stoppedAccepting();
+  };
+  const close = () => {
+    closed = true;
+    o.listening.close();
+    tell();
+  };
+  if (!o.keepAccepting) close();
   await new Promise<void>((resolve) => {
     let lastSweep = Date.now();
     const check = setInterval(() => {
@@ -235,12 +326,21 @@ export async function drain(o: {
         lastSweep = now;
         o.sweep();
       }
-      if (o.open() === 0 && (closing !== null || now - o.lastAccept() >= QUIET_MS)) {
+      const open = o.open();
+      const http = open - (o.longLived?.() ?? 0);
+      const quiet = now - o.lastAccept() >= QUIET_MS;
+      if (!closed && quiet) {
+        if (http === 0) close();
+        else tell();
+      }
+      if (closed && http === 0 && !httpDone) {
+        httpDone = true;
+        o.httpDone?.();
+      }
+      if (closed && open === 0) {
         clearInterval(check);
         resolve();
       }
     }, DRAIN_POLL_MS);
   });
-  closing ??= o.listening.close();
-  await closing;
 }

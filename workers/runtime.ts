@@ -5,16 +5,17 @@
  * heartbeats, recycling, signals and stop.
  */
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import { importApp } from '../src/core/app.js';
+import { loadApp, type Lifecycle } from '../src/core/app.js';
 import { loadConfigFile } from '../src/core/config-file.js';
 import { AppLoadError, appStack, oneLine } from '../src/core/errors.js';
 import { createHooks } from '../src/core/hooks.js';
+import { ListenCapture } from '../src/core/listen.js';
 import { createLogger } from '../src/core/logging.js';
 import { overlayPool } from '../src/core/settings.js';
 import { ENV, EXIT, MAIN_POOL, type CurrentWork, type MasterMessage, type RetireReason, type WorkerBoot, type WorkerMessage } from '../src/core/protocol.js';
 import { setAccessLogStdout } from './accesslog.js';
 import { loadWorkerClass } from './classes.js';
-import type { WorkerContext, WorkerInstance } from './contract.js';
+import type { AppLifecycle, WorkerContext, WorkerInstance } from './contract.js';
 import { CURRENT, startWatchdog } from './watchdog.js';
 
 const boot: WorkerBoot = JSON.parse(process.env[ENV.WORKER] ?? 'null');
@@ -63,6 +64,31 @@ function describeCurrent(): CurrentWork | undefined {
   return { what: typeof c === 'string' ? c : `${c.method} ${c.url}`, since: 0 };
 }
 
+/** The module's lifecycle exports, once loaded. */
+let lifecycle: Lifecycle = {};
+let shutdownRun: Promise<void> | null = null;
+
+const appLifecycle: AppLifecycle = {
+  async onServer(server) {
+    if (!lifecycle.onServer) return;
+    try {
+      await lifecycle.onServer(server);
+    } catch (err) {
+      throw new AppLoadError(`onServer() failed: ${oneLine(err)}`, appStack(err));
+    }
+  },
+  shutdown() {
+    return (shutdownRun ??= (async () => {
+      if (!lifecycle.shutdown) return;
+      try {
+        await lifecycle.shutdown();
+      } catch (err) {
+        log.error({ event: 'shutdown_failed', err }, `shutdown() failed: ${oneLine(err)}`);
+      }
+    })());
+  },
+};
+
 /** Listener copies asked of the master (ctx.listener), by index. */
 const wanted = new Map<number, ((handle: object) => void)[]>();
 
@@ -88,6 +114,7 @@ const ctx: WorkerContext = {
       }
     });
   },
+  app: appLifecycle,
 };
 
 // Event-loop delay for `arbiter top` and status: sampled every LOOP_SAMPLE_MS, reported and
@@ -120,6 +147,8 @@ async function stop(graceful: boolean, keepAccepting = false): Promise<void> {
     deadline.unref();
     try {
       await instance?.stop(graceful, { keepAccepting });
+      // A class that did not call it at the moment it stopped accepting.
+      if (graceful && instance) await appLifecycle.shutdown();
     } catch (err) {
       log.error({ err }, 'error while stopping');
     }
@@ -203,10 +232,22 @@ async function main(): Promise<void> {
     }
     await ctx.hooks.run('postFork', workerInfo());
     const cls = await loadWorkerClass(settings.workerClass, cwd);
-    const { value, where, file } = await importApp(settings.app!, cwd);
-    if (settings.metricsBind) appMetrics = new (await import('./app-metrics.js')).AppMetricsSource(file);
-    const { app } = await cls.adapt(value, settings, where);
+    // HTTP classes: a module that calls listen() itself gets the inherited listeners, in order.
+    const listen = cls.scripts
+      ? { capture: new ListenCapture(), pretend: false, want: boot.listeners.length, scripts: cls.scripts === 'run', className: cls.name }
+      : undefined;
+    const loaded = await loadApp(settings.app!, cwd, { interface: settings.interface, listen });
+    lifecycle = loaded.lifecycle;
+    if (settings.metricsBind) appMetrics = new (await import('./app-metrics.js')).AppMetricsSource(loaded.file);
+    const { app } = await cls.adapt(loaded.value, settings, loaded.where);
     instance = cls.create(ctx, app);
+    if (lifecycle.startup) {
+      try {
+        await lifecycle.startup();
+      } catch (err) {
+        throw new AppLoadError(`startup() failed: ${oneLine(err)}`, appStack(err));
+      }
+    }
     await instance.start();
   } catch (err) {
     const message = err instanceof AppLoadError || (err as Error)?.name === 'SettingError' ? (err as Error).message : `worker failed to boot: ${oneLine(err)}`;

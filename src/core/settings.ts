@@ -104,8 +104,8 @@ export const SETTINGS = [
   // app
   { name: 'app', pool: true, kind: 'string', default: null, nullable: true, trim: true, section: 'app', meta: 'MODULE[:EXPORT]',
     doc: 'The app to serve: a file (.js .mjs .cjs .ts .mts, extension optional) or package, and the export to use (`default` when omitted). Also the first positional argument.' },
-  { name: 'interface', pool: true, kind: 'enum', default: 'auto', choices: ['auto', 'node', 'fetch'], section: 'app',
-    doc: 'How to call the app: `node` (req, res) listener, `fetch` (Request) => Response, or `auto` to pick by shape.' },
+  { name: 'interface', pool: true, kind: 'enum', default: 'auto', choices: ['auto', 'node', 'fetch', 'listen'], section: 'app',
+    doc: 'How to call the app: `node` (req, res) listener, `fetch` (Request) => Response, `listen` (a script that creates its server and calls listen() itself; -k http only), or `auto` to pick by shape.' },
   { name: 'chdir', kind: 'string', default: null, nullable: true, section: 'app', meta: 'DIR',
     doc: 'Change to this directory before loading the app; the app module is resolved from here.' },
   { name: 'env', pool: true, kind: 'env', default: {}, short: 'e', section: 'app', meta: 'KEY=VALUE',

@@ -40,6 +40,10 @@ export interface ConnOwner {
   /** Log an error of the app's making (the exchange answers it itself). */
   logAppError(err: unknown): void;
   connClosed(conn: Conn): void;
+  /** Someone listens for upgrades: a request proposing one is handed over, not served. */
+  readonly takesUpgrades: boolean;
+  /** The connection is the upgrade listener's now: the socket and the bytes read past the request. */
+  upgrade(conn: Conn, ev: RequestEvent, head: Buffer): void;
 }
 
 /** Held (unparsed) pipelined bytes above which we stop reading the socket. */
@@ -87,12 +91,19 @@ export class Conn {
   ) {
     this.h = new H11Connection(opts);
     this.idleSince = now;
-    sock.on('data', (b: Buffer) => this.onData(b));
-    sock.on('end', () => this.onEOF());
+    sock.on('data', this.dataListener);
+    sock.on('end', this.endListener);
     sock.on('error', noop);
-    sock.on('close', () => this.onClose());
-    sock.on('drain', () => this.onDrain());
+    sock.on('close', this.closeListener);
+    sock.on('drain', this.drainListener);
   }
+
+  private readonly dataListener = (b: Buffer) => this.onData(b);
+  private readonly endListener = () => this.onEOF();
+  private readonly closeListener = () => this.onClose();
+  private readonly drainListener = () => this.onDrain();
+  /** A request that proposed an upgrade, to hand over once it is complete. */
+  private upgrading: RequestEvent | null = null;
 
   // ------------------------------------------------------------------ input
 
@@ -140,12 +151,19 @@ export class Conn {
             this.busy = true;
             this.partial = false;
             this.requestSince = clock.now;
-            this.ex = this.owner.startRequest(this, ev);
+            // As Node: an upgrade goes to the 'upgrade' listeners if there are any (here, only
+            // without a body, which would be HTTP's to read first), else it is a request.
+            if (ev.upgrade !== null && ev.bodyKind === 'none' && this.owner.takesUpgrades) this.upgrading = ev;
+            else this.ex = this.owner.startRequest(this, ev);
             break;
           case 'data':
             this.ex?.onData(ev.chunk);
             break;
           case 'end':
+            if (this.upgrading !== null) {
+              this.handOver(this.upgrading);
+              return;
+            }
             this.ex?.onEnd(ev.trailers);
             break;
           case 'error':
@@ -178,6 +196,31 @@ export class Conn {
   }
 
   private hardClose = false;
+
+  /**
+   * The socket leaves the engine for the upgrade listener: what earlier (pipelined)
+   * responses produced is written first, our listeners come off (as Node's http server
+   * does, flowing reset so that the new owner's 'data' listener starts the flow), and the
+   * listener gets the bytes read past the request. Nothing is parsed as HTTP again.
+   */
+  private handOver(ev: RequestEvent): void {
+    this.upgrading = null;
+    const sock = this.sock;
+    this.writeOut();
+    const head = this.h.detach();
+    sock.off('data', this.dataListener);
+    sock.off('end', this.endListener);
+    sock.off('close', this.closeListener);
+    sock.off('drain', this.drainListener);
+    sock.off('error', noop);
+    (sock as { readableFlowing: boolean | null }).readableFlowing = null;
+    this.dead = true;
+    this.busy = false;
+    // Still a connection of this worker's (workerConnections) until it closes.
+    sock.once('close', () => this.release());
+    this.owner.connClosed(this);
+    this.owner.upgrade(this, ev, head);
+  }
 
   // ------------------------------------------------------------------ output
 
@@ -231,23 +274,7 @@ export class Conn {
       this.pump(h.receive());
     }
     this.batching = false;
-    const sock = this.sock;
-    const out = this.out;
-    const n = out.length;
-    if (n !== 0 && !this.dead) {
-      if (this.outStrings) {
-        let str = out[0] as string;
-        for (let i = 1; i < n; i++) str += out[i] as string;
-        sock.write(str, 'latin1');
-      } else if (n === 1) {
-        sock.write(out[0]!);
-      } else {
-        sock.write(Buffer.concat(out.map(toBytes), this.outLen));
-      }
-      out.length = 0;
-      this.outLen = 0;
-      this.outStrings = true;
-    }
+    this.writeOut();
     if (this.flushed.length !== 0) {
       const done = this.flushed;
       const st = this.flushedStatus;
@@ -269,6 +296,26 @@ export class Conn {
       this.pauseHeld = held;
       this.updatePause();
     }
+  }
+
+  /** What is queued, in one write. */
+  private writeOut(): void {
+    const sock = this.sock;
+    const out = this.out;
+    const n = out.length;
+    if (n === 0 || this.dead) return;
+    if (this.outStrings) {
+      let str = out[0] as string;
+      for (let i = 1; i < n; i++) str += out[i] as string;
+      sock.write(str, 'latin1');
+    } else if (n === 1) {
+      sock.write(out[0]!);
+    } else {
+      sock.write(Buffer.concat(out.map(toBytes), this.outLen));
+    }
+    out.length = 0;
+    this.outLen = 0;
+    this.outStrings = true;
   }
 
   /** Body backpressure from the app side. */

@@ -17,6 +17,16 @@ import { headerNameKind } from './engine/serializer.js';
 type HeaderVal = string | number | readonly (string | number)[];
 type HeaderMap = Record<string, [string, HeaderVal]>;
 type Res = ServerResponse & Record<string, any> & { _h11: NodeEx };
+
+/** The headers set so far, or null. */
+function hdrs(res: Res): HeaderMap | null {
+  return (res as unknown as Record<symbol, HeaderMap | null>)[kOutHeaders]!;
+}
+
+function hdrsFor(res: Res): HeaderMap {
+  const r = res as unknown as Record<symbol, HeaderMap | null>;
+  return (r[kOutHeaders] ??= Object.create(null) as HeaderMap);
+}
 type Req = IncomingMessage & Record<string, any> & { _h11: NodeEx };
 
 const SR_PROTO = ServerResponse.prototype;
@@ -28,6 +38,11 @@ const probe = new IncomingMessage(null as unknown as Socket);
 const symOf = (name: string) => Object.getOwnPropertySymbols(probe).find((s) => s.description === name);
 const kHeadersCount = symOf('kHeadersCount');
 const kTrailersCount = symOf('kTrailersCount');
+// Where Node's ServerResponse keeps the headers set so far (`{ lowercased: [name, value] }`):
+// ours live there too, so that code calling OutgoingMessage.prototype.setHeader directly on
+// res (the `cookies` module under cookie-session does) sets ours.
+const kOutHeaders: symbol =
+  Object.getOwnPropertySymbols(new ServerResponse(probe)).find((s) => s.description === 'kOutHeaders') ?? Symbol('kOutHeaders');
 
 function headerObject(raw: string[]): Record<string, string | string[]> {
   const m = new IncomingMessage(null as unknown as Socket) as any;
@@ -74,8 +89,6 @@ function checkRecord(headers: Record<string, unknown>): void {
 
 /** Per-request state shared by req and res. */
 export class NodeEx implements Exchange {
-  /** Headers set with setHeader & co (lower name → [name, value]); null until the first one. */
-  hh: HeaderMap | null = null;
   /** Headers given to writeHead while none were set before: passed to the engine as they are. */
   wh: Record<string, HeaderVal> | null = null;
   /** The engine produced the response head. */
@@ -91,23 +104,9 @@ export class NodeEx implements Exchange {
     ev: RequestEvent,
   ) {
     const sock = conn.sock;
-    const req = new IncomingMessage(sock) as Req;
+    const req = newRequest(ev, sock) as Req;
     req._h11 = this;
-    req.method = ev.method;
-    req.url = ev.target;
-    const v = ev.version;
-    req.httpVersion = v;
-    req.httpVersionMajor = 1;
-    req.httpVersionMinor = v === '1.1' ? 1 : 0;
-    req.rawHeaders = ev.headers;
-    if (kHeadersCount !== undefined) req[kHeadersCount as any] = ev.headers.length;
-    else req.headers = headerObject(ev.headers) as any;
-    if (ev.bodyKind === 'none') {
-      req.complete = true;
-      req._read = readNoBody;
-    } else {
-      req._read = readBody;
-    }
+    if (ev.bodyKind !== 'none') req._read = readBody;
     this.req = req;
     this.res = newRes(this, req, sock);
   }
@@ -163,7 +162,7 @@ export class NodeEx implements Exchange {
 
   /** The headers to give the engine. */
   out(): Record<string, HeaderVal> | (string | number)[] | null {
-    const hh = this.hh;
+    const hh = hdrs(this.res);
     if (hh === null) return this.wh;
     const flat: (string | number)[] = [];
     for (const k in hh) {
@@ -183,6 +182,31 @@ export class NodeEx implements Exchange {
   }
 }
 
+/** The request as Node's parser would have made it; without a body, complete and ending on first read. */
+function newRequest(ev: RequestEvent, sock: Socket): IncomingMessage {
+  const req = new IncomingMessage(sock) as IncomingMessage & Record<string | symbol, any>;
+  req.method = ev.method;
+  req.url = ev.target;
+  const v = ev.version;
+  req.httpVersion = v;
+  req.httpVersionMajor = 1;
+  req.httpVersionMinor = v === '1.1' ? 1 : 0;
+  // Names as the client spelled them; Node's lazy `headers` getter lowercases from these.
+  req.rawHeaders = ev.rawHeaders;
+  if (kHeadersCount !== undefined) req[kHeadersCount] = ev.rawHeaders.length;
+  else req.headers = headerObject(ev.headers) as any;
+  if (ev.bodyKind === 'none') {
+    req.complete = true;
+    req._read = readNoBody;
+  }
+  return req;
+}
+
+/** The `req` of an `upgrade` event: a request without a body, on the socket handed over. */
+export function upgradeRequest(ev: RequestEvent, sock: Socket): IncomingMessage {
+  return newRequest(ev, sock);
+}
+
 function reqDestroy(this: Req, err: Error | null, cb: (err?: Error | null) => void): void {
   if (!this.readableEnded || !this.complete) {
     this.aborted = true;
@@ -200,7 +224,7 @@ function reasonOf(res: Res): string | undefined {
   return m ? m : undefined;
 }
 
-function readNoBody(this: Req): void {
+function readNoBody(this: IncomingMessage & Record<string, any>): void {
   this._consuming = true;
   this.push(null);
 }
@@ -229,7 +253,7 @@ function setHeader(this: Res, name: string, value: HeaderVal): Res {
   if (x.started || this.finished) throw headersSentError('set headers');
   checkName(name);
   checkValue(name, value);
-  (x.hh ??= Object.create(null) as HeaderMap)[name.toLowerCase()] = [name, value];
+  hdrsFor(this)[name.toLowerCase()] = [name, value];
   return this;
 }
 
@@ -238,7 +262,7 @@ function appendHeader(this: Res, name: string, value: HeaderVal): Res {
   if (x.started || this.finished) throw headersSentError('append headers');
   checkName(name);
   checkValue(name, value);
-  const hh = (x.hh ??= Object.create(null) as HeaderMap);
+  const hh = hdrsFor(this);
   const key = name.toLowerCase();
   const e = hh[key];
   if (e === undefined) hh[key] = [name, value];
@@ -252,7 +276,7 @@ function setHeaders(this: Res, headers: Headers | Map<string, HeaderVal>): Res {
 }
 
 function getHeader(this: Res, name: string): HeaderVal | undefined {
-  const hh = this._h11.hh;
+  const hh = hdrs(this);
   if (hh === null) return undefined;
   const e = hh[name.toLowerCase()];
   return e === undefined ? undefined : e[1];
@@ -260,18 +284,18 @@ function getHeader(this: Res, name: string): HeaderVal | undefined {
 
 function getHeaders(this: Res): Record<string, HeaderVal> {
   const out = Object.create(null) as Record<string, HeaderVal>;
-  const hh = this._h11.hh;
+  const hh = hdrs(this);
   if (hh !== null) for (const k in hh) out[k] = hh[k]![1];
   return out;
 }
 
 function getHeaderNames(this: Res): string[] {
-  const hh = this._h11.hh;
+  const hh = hdrs(this);
   return hh === null ? [] : Object.keys(hh);
 }
 
 function getRawHeaderNames(this: Res): string[] {
-  const hh = this._h11.hh;
+  const hh = hdrs(this);
   if (hh === null) return [];
   const out: string[] = [];
   for (const k in hh) out.push(hh[k]![0]);
@@ -279,14 +303,15 @@ function getRawHeaderNames(this: Res): string[] {
 }
 
 function hasHeader(this: Res, name: string): boolean {
-  const hh = this._h11.hh;
+  const hh = hdrs(this);
   return hh !== null && hh[name.toLowerCase()] !== undefined;
 }
 
 function removeHeader(this: Res, name: string): void {
   const x = this._h11;
   if (x.started || this.finished) throw headersSentError('remove headers');
-  if (x.hh !== null) delete x.hh[name.toLowerCase()];
+  const hh = hdrs(this);
+  if (hh !== null) delete hh[name.toLowerCase()];
 }
 
 function writeHead(this: Res, status: number, reason?: any, headers?: any): Res {
@@ -307,7 +332,7 @@ function writeHead(this: Res, status: number, reason?: any, headers?: any): Res 
         if ((headers.length & 1) !== 0) throw Object.assign(new TypeError('headers array must have an even length'), { code: 'ERR_INVALID_ARG_VALUE' });
         for (let i = 0; i < headers.length; i += 2) appendHeader.call(this, headers[i], headers[i + 1]);
       }
-    } else if (x.hh === null) {
+    } else if (hdrs(this) === null) {
       checkRecord(headers);
       x.wh = headers;
     } else {
@@ -333,6 +358,7 @@ function write(this: Res, chunk: any, encoding?: any, cb?: any): boolean {
   if (chunk === null) throw Object.assign(new TypeError('May not write null values to stream'), { code: 'ERR_STREAM_NULL_VALUES' });
   const body = toBuffer(chunk, encoding);
   if (x.dead) return false;
+  if (!x.started) implicitHead(this);
   try {
     if (!x.started) x.startHead(this);
     if (body.length !== 0) x.conn.send(x.conn.h.writeBody(body));
@@ -365,9 +391,10 @@ function end(this: Res, chunk?: any, encoding?: any, cb?: any): Res {
     this.finished = true;
     return this;
   }
+  const body = chunk == null ? null : toBuffer(chunk, encoding);
+  if (!x.started) implicitHead(this);
   const conn = x.conn;
   const h = conn.h;
-  const body = chunk == null ? null : toBuffer(chunk, encoding);
   let buf: Output;
   try {
     if (!x.started) {
@@ -394,11 +421,22 @@ function end(this: Res, chunk?: any, encoding?: any, cb?: any): Res {
 function flushHeaders(this: Res): void {
   const x = this._h11;
   if (x.started || x.dead || this.finished) return;
+  implicitHead(this);
   try {
     x.startHead(this);
   } catch (err) {
     refused(x, err);
   }
+}
+
+/**
+ * A head the app did not write itself goes through `res.writeHead` when someone replaced it,
+ * as Node's implicit head does: `on-headers` (express-session's cookie, morgan's and
+ * response-time's timing) wraps writeHead to run just before the head is committed. Our own
+ * writeHead only records, so calling it first changes nothing else.
+ */
+function implicitHead(res: Res): void {
+  if (res.writeHead !== writeHead && !res._header) res.writeHead(res.statusCode);
 }
 
 /**
@@ -473,6 +511,7 @@ function H11Response(this: Record<string, unknown>, x: NodeEx, req: Req, sock: S
   this._eventsCount = 0;
   this._maxListeners = undefined;
   this._h11 = x;
+  (this as Record<symbol, unknown>)[kOutHeaders] = null;
   this.req = req;
   this.socket = sock;
   this.statusCode = 200;

@@ -7,16 +7,18 @@
 import net from 'node:net';
 import tls from 'node:tls';
 import type { Socket } from 'node:net';
-import { adaptHttpApp, type HttpApp, type NodeHandler, type FetchHandler } from '../../src/core/app.js';
-import { oneLine } from '../../src/core/errors.js';
+import { adaptHttpApp, type Framework, type HttpApp, type NodeHandler, type FetchHandler } from '../../src/core/app.js';
+import { AppLoadError, oneLine } from '../../src/core/errors.js';
 import { nodeEntry } from '../accesslog.js';
 import type { WorkerClass, WorkerContext, WorkerInstance } from '../contract.js';
-import { ConnectionCap, IDLE_AFTER_STOP_MS, Listening, RequestObserver, drain, loadTls, logAppError, type TlsMaterial } from '../http-base.js';
+import { ConnectionCap, IDLE_AFTER_STOP_MS, Listening, RequestObserver, closeFramework, drain, forwardUpgrades, loadTls, logAppError, startFramework, type TlsMaterial } from '../http-base.js';
+import { fetchToNode } from '../fetch.js';
+import { H11Server } from './server.js';
 import { Conn, clock, type ConnOwner, type Exchange } from './conn.js';
 import { createDateCache, type H11Options, type RequestEvent } from './engine/index.js';
 import { installLightResponse } from '../fetch-light.js';
 import { FetchEx, fetchAppError, writeFetchResponse } from './fetch.js';
-import { NodeEx, nodeAppError } from './node.js';
+import { NodeEx, nodeAppError, upgradeRequest } from './node.js';
 
 /** A connection we half-closed is destroyed if the peer has not closed its side by then. */
 const LINGER_MS = 5000;
@@ -45,6 +47,7 @@ class H11Worker implements WorkerInstance, ConnOwner {
   private readonly nodeHandler: NodeHandler | null;
   private readonly fetchHandler: FetchHandler | null;
   private sweepTimer: NodeJS.Timeout | null = null;
+  private readonly framework: Framework | null = null;
   private readonly onFetchError = (ex: FetchEx, err: unknown) => {
     this.logAppError(err);
     fetchAppError(ex);
@@ -71,15 +74,38 @@ class H11Worker implements WorkerInstance, ConnOwner {
       maxBodySize: s.limitRequestBody > 0 ? s.limitRequestBody : Infinity,
       date: createDateCache(() => clock.now),
     };
+    if (app.kind === 'listen') throw new AppLoadError('-k h11 cannot run a script-mode module');
     if (app.kind === 'node') {
       this.nodeHandler = app.handler;
       this.fetchHandler = null;
+      this.framework = app.framework ?? null;
+      this.requestListener = (req) => this.runNode((req as unknown as { _h11: NodeEx })._h11);
     } else {
       this.nodeHandler = null;
       this.fetchHandler = app.fetch;
       installLightResponse();
+      this.requestListener = fetchToNode(app.fetch, { https: !!this.tlsOpts, onError: (err) => this.logAppError(err) });
     }
+    this.server = new H11Server({
+      address: () => this.listening.servers[0]?.address() ?? null,
+      closeListeners: () => this.listening.close(),
+      connections: () => this.conns.size + this.upgraded.size,
+      closeIdle: () => {
+        while (this.evictIdle());
+      },
+    });
+    this.server.on('request', this.requestListener);
   }
+
+  /** What onServer() gets: http.Server's events and the methods WebSocket libraries use. */
+  readonly server: H11Server;
+  /**
+   * The server's own 'request' listener. While it is the only one, requests go straight to
+   * the app; when a library replaced or added listeners (socket.io), they are emitted.
+   */
+  private readonly requestListener: NodeHandler;
+  /** Sockets handed to an 'upgrade' listener, until they close. */
+  private readonly upgraded = new Set<Socket>();
 
   // ---------------------------------------------------------------- connections
 
@@ -91,7 +117,27 @@ class H11Worker implements WorkerInstance, ConnOwner {
     if (this.tlsOpts) sock.setNoDelay(true);
     this.conns.add(new Conn(sock, this, this.opts, clock.now));
     this.holding++;
+    if (this.server.listenerCount('connection') !== 0) this.server.emit('connection', sock);
   };
+
+  get takesUpgrades(): boolean {
+    return this.server.listenerCount('upgrade') !== 0;
+  }
+
+  /** A connection handed over to the app's 'upgrade' listener: counted, and kept until it closes. */
+  upgrade(conn: Conn, ev: RequestEvent, head: Buffer): void {
+    this.requests++;
+    this.ctx.done();
+    const sock = conn.sock;
+    this.upgraded.add(sock);
+    sock.once('close', () => this.upgraded.delete(sock));
+    try {
+      this.server.emit('upgrade', upgradeRequest(ev, sock), sock, head);
+    } catch (err) {
+      this.logAppError(err);
+      sock.destroy();
+    }
+  }
 
   connReleased(): void {
     this.cap.released(--this.holding, this.stopping);
@@ -120,21 +166,19 @@ class H11Worker implements WorkerInstance, ConnOwner {
     const ctx = this.ctx;
     ctx.done();
     if (this.stopping || this.closeEach) conn.h.startClosing();
-    if (this.nodeHandler !== null) {
+    const direct = (this.server as unknown as { _events: Record<string, unknown> })._events.request === this.requestListener;
+    if (this.nodeHandler !== null || !direct) {
       const x = new NodeEx(conn, ev);
       ctx.working(x.req);
       if (this.observe) this.observeNode(x);
-      try {
-        const r = this.nodeHandler(x.req, x.res) as Promise<unknown> | undefined;
-        if (r !== undefined && r !== null && typeof r.then === 'function') {
-          r.then(undefined, (err) => {
-            this.logAppError(err);
-            nodeAppError(x);
-          });
+      if (direct) this.runNode(x);
+      else {
+        try {
+          this.server.emit('request', x.req, x.res);
+        } catch (err) {
+          this.logAppError(err);
+          nodeAppError(x);
         }
-      } catch (err) {
-        this.logAppError(err);
-        nodeAppError(x);
       }
       return x;
     }
@@ -159,6 +203,21 @@ class H11Worker implements WorkerInstance, ConnOwner {
     return ex;
   }
 
+  private runNode(x: NodeEx): void {
+    try {
+      const r = this.nodeHandler!(x.req, x.res) as Promise<unknown> | undefined;
+      if (r !== undefined && r !== null && typeof r.then === 'function') {
+        r.then(undefined, (err) => {
+          this.logAppError(err);
+          nodeAppError(x);
+        });
+      }
+    } catch (err) {
+      this.logAppError(err);
+      nodeAppError(x);
+    }
+  }
+
   requestFinished(_conn: Conn, status: number): void {
     this.active--;
     this.observer.count(status);
@@ -181,10 +240,12 @@ class H11Worker implements WorkerInstance, ConnOwner {
   private observeNode(x: NodeEx): void {
     const { req, res } = x;
     const t = this.observer.begin(req);
+    // As received: routers rewrite req.url (Express's mounted apps and static files).
+    const url = req.url!;
     res.once('finish', () => {
       this.observer.end(t, req, res, (durationMicros) => {
         const len = res.getHeader('content-length');
-        return nodeEntry(req, res, { peer: x.conn.sock.remoteAddress ?? '', bytes: len === undefined ? null : Number(len), startedAt: t.startedAt, durationMicros });
+        return nodeEntry(req, res, { url, peer: x.conn.sock.remoteAddress ?? '', bytes: len === undefined ? null : Number(len), startedAt: t.startedAt, durationMicros });
       });
     });
   }
@@ -211,10 +272,16 @@ class H11Worker implements WorkerInstance, ConnOwner {
 
   // ---------------------------------------------------------------- lifecycle
 
-  start(): Promise<void> {
+  async start(): Promise<void> {
+    if (this.framework) {
+      await startFramework(this.framework);
+      forwardUpgrades(this.server, this.framework);
+    }
+    await this.ctx.app.onServer(this.server);
     this.sweepTimer = setInterval(() => this.sweep(), 250);
     this.sweepTimer.unref();
-    return this.listening.start();
+    await this.listening.start();
+    this.server.emitListening();
   }
 
   private newServer(): net.Server {
@@ -257,7 +324,9 @@ class H11Worker implements WorkerInstance, ConnOwner {
     this.stopping = true;
     if (!graceful) {
       for (const c of this.conns) c.closeNow();
-      await this.listening.close();
+      for (const sock of this.upgraded) sock.destroy();
+      this.listening.close();
+      this.server.emitClose();
       return;
     }
     // Responses not yet started say `Connection: close`; idle connections get
@@ -267,13 +336,23 @@ class H11Worker implements WorkerInstance, ConnOwner {
       else c.idleSince = clock.now;
     }
     // The sweep timer closes the idle ones; leaving before the accept queue is empty
-    // (keepAccepting) would strand connections in it.
+    // (keepAccepting) would strand connections in it. A framework closes once no HTTP
+    // request is left: it refuses requests while closing.
+    let frameworkClosed: Promise<void> | null = null;
     await drain({
-      open: () => this.conns.size,
+      open: () => this.conns.size + this.upgraded.size,
+      longLived: () => this.upgraded.size,
       lastAccept: () => this.lastAccept,
       keepAccepting: opts.keepAccepting ?? false,
       listening: this.listening,
+      stoppedAccepting: () => void this.ctx.app.shutdown(),
+      httpDone: () => {
+        this.server.emitClose();
+        if (this.framework) frameworkClosed = closeFramework(this.ctx, this.framework);
+      },
     });
+    await frameworkClosed;
+    await this.ctx.app.shutdown();
     if (this.sweepTimer) clearInterval(this.sweepTimer);
     this.observer.flush();
   }
@@ -299,6 +378,8 @@ function closeIdle(conns: Conn[]): void {
 
 const h11Class: WorkerClass = {
   name: 'h11',
+  // Its engine serves, not a script's http.Server: a script gets a line saying so.
+  scripts: 'refuse',
   adapt: adaptHttpApp,
   create(ctx, app) {
     return new H11Worker(ctx, app as HttpApp);

@@ -44,6 +44,7 @@ import { openQueues } from '../../src/core/brokers/open.js';
 import { consumerName, resolveOptions } from '../../src/core/brokers/records.js';
 import type { Broker, BrokerEvent, Delivery, KeptResult, TaskAttempt, TaskResult } from '../../src/core/brokers/types.js';
 import { redactUrl } from '../../src/core/brokers/url.js';
+import { LIFECYCLE_EXPORTS } from '../../src/core/app.js';
 import { AppLoadError, SettingError, oneLine } from '../../src/core/errors.js';
 import type { TaskCounters } from '../../src/core/protocol.js';
 import { closest } from '../../src/core/settings.js';
@@ -103,15 +104,18 @@ function describe(value: unknown): string {
   return `${typeof value} ${JSON.stringify(value)}`;
 }
 
+/** The module's lifecycle exports (startup, shutdown, onServer) are not task handlers. */
+const NOT_HANDLERS: ReadonlySet<string> = new Set(['constructor', ...LIFECYCLE_EXPORTS]);
+
 function handlersOf(value: unknown): Map<string, TaskHandler> {
   const out = new Map<string, TaskHandler>();
   if (value === null || typeof value !== 'object' || Array.isArray(value)) return out;
-  for (const [k, v] of Object.entries(value as Record<string, unknown>)) if (typeof v === 'function') out.set(k, v as TaskHandler);
+  for (const [k, v] of Object.entries(value as Record<string, unknown>)) if (typeof v === 'function' && !NOT_HANDLERS.has(k)) out.set(k, v as TaskHandler);
   // Methods of a class instance live on its prototype.
   let proto = Object.getPrototypeOf(value) as object | null;
   while (proto && proto !== Object.prototype) {
     for (const k of Object.getOwnPropertyNames(proto)) {
-      if (k === 'constructor' || out.has(k)) continue;
+      if (NOT_HANDLERS.has(k) || out.has(k)) continue;
       const d = Object.getOwnPropertyDescriptor(proto, k);
       if (d && typeof d.value === 'function') out.set(k, (d.value as TaskHandler).bind(value));
     }

@@ -4,216 +4,39 @@
  * Strategy: one request at a time. The head is parsed line by line with resumable byte
  * scanners (each byte is classified once, in order, whatever the chunking), so the result
  * (events, and which error) never depends on how the input was split. Once a request is
- * complete the reader stops in the `waiting` state and only buffers further bytes until the
- * connection calls `resume()` after the response is finished.
+ * complete the reader stops in the `waiting` state (`might-switch` when the request proposed
+ * an Upgrade) and only buffers further bytes until the connection calls `resume()` after the
+ * response is finished, or switches protocols.
+ *
+ * States change only through `go(event)`: the table in states.ts says where each event leads.
  */
 import * as C from './chars.js';
+import { SENT_CANONICAL, SENT_LOWER, SPELLING, internMethod, internName, spelling } from './names.js';
+import { MASK_FIELDS, Request, respell } from './request-event.js';
+import {
+  R_BODY, R_CHUNK_CR, R_CHUNK_DATA, R_CHUNK_LF, R_CHUNK_SIZE, R_CLOSED, R_ERROR, R_HEAD, R_MIGHT_SWITCH, R_NEXT,
+  R_SWITCHED, R_TRAILERS, R_WAITING, RE_CHUNK, RE_CHUNK_END, RE_CLOSE, RE_CR, RE_DECLINE, RE_END, RE_EOF, RE_FAIL,
+  RE_LAST_CHUNK, RE_LF, RE_REQUEST, RE_REQUEST_CHUNKED, RE_REQUEST_LENGTH, RE_RESUME, RE_SWITCH, RE_UPGRADE,
+  READ_EVENT_COUNT, illegalRead, trace,
+} from './states.js';
 import type { EndEvent, H11Event, H11Options, HttpVersion, RejectStatus, RequestEvent } from './types.js';
+import { checkTE, checkTarget, isValidHost, parseContentLength } from './validators.js';
 
-const { eqLower, isOWS, latin1, listHasToken } = C;
+const { eqLower, latin1, listHasToken } = C;
 const TOKEN = C.TOKEN, FIELD_CHAR = C.FIELD_CHAR, VCHAR = C.VCHAR, HEX_VAL = C.HEX_VAL, QDTEXT = C.QDTEXT, QPAIR = C.QPAIR;
-const REG_NAME = C.REG_NAME, IP_LITERAL = C.IP_LITERAL;
-const CR = 13, LF = 10, SP = 32, HTAB = 9, COLON = 58, COMMA = 44, SEMI = 59, EQUALS = 61, DQUOTE = 34, BACKSLASH = 92;
-
-// Read states (numeric for speed; >= R_CLOSED means "never parse again").
-export const R_HEAD = 0;
-export const R_BODY = 1;
-export const R_CHUNK_SIZE = 2;
-export const R_CHUNK_DATA = 3;
-export const R_CHUNK_CR = 4;
-export const R_CHUNK_LF = 5;
-export const R_TRAILERS = 6;
-export const R_WAITING = 7;
-export const R_CLOSED = 8;
-export const R_ERROR = 9;
+const CR = 13, LF = 10, SP = 32, HTAB = 9, COLON = 58, SEMI = 59, EQUALS = 61, DQUOTE = 34, BACKSLASH = 92;
 
 const NEED = -1;
 const BAD = -2;
 const MAX_SAFE = Number.MAX_SAFE_INTEGER;
+const NO_BYTES = Buffer.alloc(0);
 
 export const END_EVENT: EndEvent = Object.freeze({ type: 'end', trailers: null }) as EndEvent;
 
-// ---------------------------------------------------------------------------------------------
-// Interning of common method / header-name strings (avoids an allocation + toLowerCase per field)
-
-const METHODS = ['GET', 'PUT', 'POST', 'HEAD', 'PATCH', 'TRACE', 'DELETE', 'OPTIONS', 'CONNECT'];
-const METHOD_BY_LEN: string[][] = [];
-for (const m of METHODS) (METHOD_BY_LEN[m.length] ??= []).push(m);
-
-function internMethod(buf: Buffer, s: number, e: number): string {
-  const cands = METHOD_BY_LEN[e - s];
-  if (cands !== undefined) {
-    outer: for (let k = 0; k < cands.length; k++) {
-      const m = cands[k]!;
-      for (let i = 0; i < m.length; i++) if (buf[s + i] !== m.charCodeAt(i)) continue outer;
-      return m;
-    }
-  }
-  return latin1(buf, s, e);
+/** Hears about each request head as it completes (the connection). */
+export interface RequestSink {
+  onRequest(ev: RequestEvent): void;
 }
-
-const NAMES = [
-  'te', 'via', 'dnt', 'host', 'date', 'from', 'etag', 'vary', 'range', 'accept', 'cookie', 'expect', 'origin',
-  'pragma', 'referer', 'upgrade', 'trailer', 'priority', 'if-match', 'if-range', 'sec-ch-ua', 'x-real-ip',
-  'connection', 'user-agent', 'keep-alive', 'content-type', 'cache-control', 'authorization', 'if-none-match',
-  'content-length', 'accept-charset', 'sec-fetch-site', 'sec-fetch-mode', 'sec-fetch-dest', 'sec-fetch-user',
-  'accept-encoding', 'accept-language', 'x-forwarded-for', 'content-encoding', 'sec-ch-ua-mobile',
-  'x-requested-with', 'x-forwarded-host', 'transfer-encoding', 'x-forwarded-proto', 'if-modified-since',
-  'sec-ch-ua-platform', 'if-unmodified-since', 'upgrade-insecure-requests', 'proxy-authorization',
-];
-const NAME_BY_LEN: string[][] = [];
-for (const n of NAMES) (NAME_BY_LEN[n.length] ??= []).push(n);
-
-function internName(buf: Buffer, s: number, e: number): string {
-  const cands = NAME_BY_LEN[e - s];
-  if (cands !== undefined) {
-    outer: for (let k = 0; k < cands.length; k++) {
-      const m = cands[k]!;
-      // (b | 0x20) folds A-Z onto a-z; every other token byte that folds onto a letter or '-' is not a tchar.
-      for (let i = 0; i < m.length; i++) if ((buf[s + i]! | 0x20) !== m.charCodeAt(i)) continue outer;
-      return m;
-    }
-  }
-  return latin1(buf, s, e).toLowerCase();
-}
-
-// ---------------------------------------------------------------------------------------------
-// String-level validators (cold paths: only run on the few headers that need them)
-
-/** 1*DIGIT, no sign / space / comma, <= MAX_SAFE_INTEGER. Returns -1 when invalid. */
-export function parseContentLength(v: string): number {
-  const n = v.length;
-  if (n === 0 || n > 16) return -1;
-  let x = 0;
-  for (let i = 0; i < n; i++) {
-    const c = v.charCodeAt(i) - 0x30;
-    if (c < 0 || c > 9) return -1;
-    x = x * 10 + c;
-  }
-  return x > MAX_SAFE ? -1 : x;
-}
-
-function skipOWS(v: string, i: number): number {
-  const n = v.length;
-  while (i < n && isOWS(v.charCodeAt(i))) i++;
-  return i;
-}
-
-function skipToken(v: string, i: number): number {
-  const n = v.length;
-  while (i < n) {
-    const c = v.charCodeAt(i);
-    if (c > 127 || TOKEN[c] === 0) break;
-    i++;
-  }
-  return i;
-}
-
-/** Returns the index after a quoted-string starting at `i` (which must be a DQUOTE), or -1. */
-function skipQuoted(v: string, i: number): number {
-  const n = v.length;
-  i++;
-  while (i < n) {
-    const c = v.charCodeAt(i);
-    if (c === DQUOTE) return i + 1;
-    if (c > 255) return -1;
-    if (c === BACKSLASH) {
-      if (i + 1 >= n) return -1;
-      const d = v.charCodeAt(i + 1);
-      if (d > 255 || QPAIR[d] === 0) return -1;
-      i += 2;
-      continue;
-    }
-    if (QDTEXT[c] === 0) return -1;
-    i++;
-  }
-  return -1;
-}
-
-/** uri-host [ ":" port ] (RFC 9110 7.2 / RFC 3986). `requirePort` for CONNECT authority-form. */
-export function isValidHost(v: string, requirePort: boolean): boolean {
-  const n = v.length;
-  if (n === 0) return !requirePort;
-  let i = 0;
-  if (v.charCodeAt(0) === 0x5b /* [ */) {
-    i = 1;
-    while (i < n) {
-      const c = v.charCodeAt(i);
-      if (c === 0x5d /* ] */) break;
-      if (c > 127 || IP_LITERAL[c] === 0) return false;
-      i++;
-    }
-    if (i >= n || i < 3) return false; // no ']' or too short
-    i++;
-  } else {
-    while (i < n) {
-      const c = v.charCodeAt(i);
-      if (c === COLON) break;
-      if (c === 0x25 /* % */) {
-        if (i + 2 >= n || HEX_VAL[v.charCodeAt(i + 1) & 0xff]! < 0 || HEX_VAL[v.charCodeAt(i + 2) & 0xff]! < 0 ||
-          v.charCodeAt(i + 1) > 127 || v.charCodeAt(i + 2) > 127) return false;
-        i += 3;
-        continue;
-      }
-      if (c > 127 || REG_NAME[c] === 0) return false;
-      i++;
-    }
-    if (i === 0) return false; // empty host with a port
-  }
-  if (i === n) return !requirePort;
-  if (v.charCodeAt(i) !== COLON) return false;
-  i++;
-  const digits = n - i;
-  if (digits > 5 || (requirePort && digits === 0)) return false;
-  for (; i < n; i++) {
-    const c = v.charCodeAt(i);
-    if (c < 0x30 || c > 0x39) return false;
-  }
-  return true;
-}
-
-/** Validates a request-target string (already known to be VCHAR-only) for `method`. Returns a reason or null. */
-function checkTarget(method: string, t: string): string | null {
-  const n = t.length;
-  const c0 = t.charCodeAt(0);
-  if (method === 'CONNECT') {
-    return isValidHost(t, true) ? null : 'CONNECT requires an authority-form request target';
-  }
-  if (c0 === 0x2a /* * */) {
-    if (n !== 1) return 'invalid request target';
-    return method === 'OPTIONS' ? null : 'asterisk-form request target is only allowed for OPTIONS';
-  }
-  let i = 0;
-  if (c0 !== 0x2f /* / */) {
-    // absolute-form: scheme "://" ... (authority-form is only valid for CONNECT)
-    const a = c0 | 0x20;
-    if (a < 0x61 || a > 0x7a) return 'invalid request target';
-    i = 1;
-    while (i < n) {
-      const c = t.charCodeAt(i);
-      const l = c | 0x20;
-      if ((l >= 0x61 && l <= 0x7a) || (c >= 0x30 && c <= 0x39) || c === 0x2b || c === 0x2d || c === 0x2e) i++;
-      else break;
-    }
-    if (i + 3 > n || t.charCodeAt(i) !== COLON || t.charCodeAt(i + 1) !== 0x2f || t.charCodeAt(i + 2) !== 0x2f) {
-      return 'invalid request target (authority-form is only allowed for CONNECT)';
-    }
-    i += 3;
-  }
-  for (; i < n; i++) {
-    const c = t.charCodeAt(i);
-    if (c === 0x23 /* # */) return 'fragment in request target';
-    if (c === 0x25 /* % */) {
-      if (i + 2 >= n || HEX_VAL[t.charCodeAt(i + 1)]! < 0 || HEX_VAL[t.charCodeAt(i + 2)]! < 0) {
-        return 'invalid percent-encoding in request target';
-      }
-      i += 2;
-    }
-  }
-  return null;
-}
-
-// ---------------------------------------------------------------------------------------------
 
 function hardLimit(v: number | undefined, def: number, cap: number, name: string): number {
   if (v === undefined) return def;
@@ -222,7 +45,7 @@ function hardLimit(v: number | undefined, def: number, cap: number, name: string
 }
 
 export class RequestReader {
-  /** Current read state (R_*). */
+  /** Current read state (R_*, see states.ts). Changed only by go(). */
   rs = R_HEAD;
   /** The peer half-closed (receiveEOF). */
   eof = false;
@@ -255,16 +78,15 @@ export class RequestReader {
   private hostCount = 0;
   private hostValue = '';
   private connValue: string | null = null;
+  private upgradeValue: string | null = null;
   private expect100 = false;
+  // How the names were spelled, for rawHeaders: a bit per field sent in canonical spelling, or,
+  // from the first spelling the mask cannot hold, the original-case list itself.
+  private spelled = 0;
+  private rawList: string[] | null = null;
 
-  // Current request, as seen by the response side.
-  /** Set when a request event is emitted; cleared by the connection. */
-  newRequest = false;
-  curHead = false;
-  curConnect = false;
-  curV10 = false;
-  curKeepAlive = true;
-  curExpect = false;
+  /** The current request proposed an Upgrade the app has not declined: at its end, go to might-switch. */
+  private switchProposed = false;
 
   // Body.
   private remaining = 0;
@@ -275,7 +97,7 @@ export class RequestReader {
   private errStatus: RejectStatus = 400;
   private errReason = '';
 
-  constructor(opts: H11Options) {
+  constructor(opts: H11Options, private readonly sink: RequestSink) {
     this.lineLimit = hardLimit(opts.limitRequestLine, 4094, 65536, 'limitRequestLine');
     this.fieldsLimit = hardLimit(opts.limitRequestFields, 100, 32768, 'limitRequestFields');
     this.fieldSizeLimit = hardLimit(opts.limitRequestFieldSize, 8190, 65536, 'limitRequestFieldSize');
@@ -291,12 +113,16 @@ export class RequestReader {
   /** Feed bytes (or nothing, to continue with buffered bytes). */
   receive(chunk: Buffer | undefined, out: H11Event[]): void {
     const rs = this.rs;
-    if (rs >= R_CLOSED) return;
-    if (chunk !== undefined && chunk.length > 0) {
-      if (rs === R_WAITING) {
+    if (rs >= R_WAITING) {
+      // Not parsing. A pending response holds what arrives (pipelining, or the new protocol's
+      // first bytes while an upgrade is decided), and so does a switched connection, for
+      // takeBuffered(); a closed or failed reader drops it.
+      if (chunk !== undefined && chunk.length > 0 && (rs <= R_MIGHT_SWITCH || rs === R_SWITCHED)) {
         this.enqueue(chunk, 0, chunk.length);
-        return;
       }
+      return;
+    }
+    if (chunk !== undefined && chunk.length > 0) {
       if (this.qe > this.qs) {
         this.enqueue(chunk, 0, chunk.length);
         this.runQueue(out);
@@ -304,7 +130,7 @@ export class RequestReader {
         const p = this.run(chunk, 0, chunk.length, out, false);
         if (p < chunk.length && this.rs < R_CLOSED) this.enqueue(chunk, p, chunk.length);
       }
-    } else if (rs !== R_WAITING && this.qe > this.qs) {
+    } else if (this.qe > this.qs) {
       this.runQueue(out);
     }
     if (this.eof) this.checkEOF(out);
@@ -318,19 +144,66 @@ export class RequestReader {
 
   /** Response finished and the connection persists: parse the next request on the next receive(). */
   resume(): void {
-    if (this.rs === R_WAITING) this.rs = R_HEAD;
+    if (this.rs === R_WAITING) this.go(RE_RESUME);
   }
 
   /** Stop reading for good (keeps R_ERROR if set). */
   close(): void {
-    if (this.rs < R_CLOSED) this.rs = R_CLOSED;
+    if (this.rs < R_CLOSED) this.go(RE_CLOSE);
     this.q = null;
     this.qs = this.qe = 0;
   }
 
-  /** Whether the current request's body has been completely received. */
+  /** Whether the current request's body has been completely received (and no switch is pending). */
   get requestComplete(): boolean {
     return this.rs === R_WAITING;
+  }
+
+  /** The current request proposed an Upgrade, is complete, and nothing declined it yet. */
+  get switchPending(): boolean {
+    return this.rs === R_MIGHT_SWITCH;
+  }
+
+  /**
+   * The app answers the current request with a final response: no protocol switch. Held bytes
+   * are HTTP again; if the body is still arriving, its end no longer leads to might-switch.
+   */
+  decline(): void {
+    this.switchProposed = false;
+    if (this.rs === R_MIGHT_SWITCH) this.go(RE_DECLINE);
+  }
+
+  /** The connection switched protocols: nothing is ever parsed again, later bytes are held. */
+  switchProtocols(): void {
+    this.switchProposed = false;
+    this.go(RE_SWITCH);
+  }
+
+  /** After the switch: the bytes received past the request, which belong to the new protocol. */
+  takeBuffered(): Buffer {
+    const q = this.q;
+    if (q === null || this.qe === this.qs) return NO_BYTES;
+    // Handed over as it is, not copied: the reader lets go of the buffer (a later receive()
+    // starts a new one), so nothing can overwrite what the caller now owns.
+    const held = q.subarray(this.qs, this.qe);
+    this.q = null;
+    this.qs = this.qe = 0;
+    return held;
+  }
+
+  /** The only place a read state changes: the table decides where `ev` leads. */
+  private go(ev: number): void {
+    const from = this.rs;
+    const to = R_NEXT[from * READ_EVENT_COUNT + ev]!;
+    if (to < 0) illegalRead(from, ev);
+    if (trace !== null) trace('read', this, from, ev, to);
+    this.rs = to;
+  }
+
+  /** The request's body is complete (or it had none). */
+  private ended(ev: number): void {
+    this.go(ev);
+    if (this.switchProposed) this.go(RE_UPGRADE);
   }
 
   // -------------------------------------------------------------------------------------------
@@ -373,7 +246,8 @@ export class RequestReader {
     const rs = this.rs;
     if (rs === R_HEAD) {
       if (this.qe === this.qs && !this.haveLine) {
-        this.close();
+        this.go(RE_EOF);
+        this.q = null;
       } else {
         this.fail(400, 'connection closed in the middle of a request head');
         this.emitError(out);
@@ -387,7 +261,7 @@ export class RequestReader {
   private fail(status: RejectStatus, reason: string): number {
     this.errStatus = status;
     this.errReason = reason;
-    this.rs = R_ERROR;
+    this.go(RE_FAIL);
     return BAD;
   }
 
@@ -421,7 +295,7 @@ export class RequestReader {
         pos += take;
         if ((this.remaining = rem - take) === 0) {
           out.push(END_EVENT);
-          this.rs = R_WAITING;
+          this.ended(RE_END);
         }
       } else if (rs === R_CHUNK_SIZE) {
         const n = this.scanChunkLine(buf, pos, end);
@@ -438,7 +312,7 @@ export class RequestReader {
         const sub = buf.subarray(pos, pos + take);
         out.push({ type: 'data', chunk: copy ? Buffer.from(sub) : sub });
         pos += take;
-        if ((this.remaining = rem - take) === 0) this.rs = R_CHUNK_CR;
+        if ((this.remaining = rem - take) === 0) this.go(RE_CHUNK_END);
       } else if (rs === R_CHUNK_CR) {
         if (pos >= end) return pos;
         if (buf[pos] !== CR) {
@@ -446,7 +320,7 @@ export class RequestReader {
           break;
         }
         pos++;
-        this.rs = R_CHUNK_LF;
+        this.go(RE_CR);
       } else if (rs === R_CHUNK_LF) {
         if (pos >= end) return pos;
         if (buf[pos] !== LF) {
@@ -454,7 +328,7 @@ export class RequestReader {
           break;
         }
         pos++;
-        this.rs = R_CHUNK_SIZE;
+        this.go(RE_LF);
       } else if (rs === R_TRAILERS) {
         const n = this.scanField(buf, pos, end);
         if (n === NEED) return pos;
@@ -466,7 +340,7 @@ export class RequestReader {
           const t = this.trailers;
           this.trailers = null;
           out.push(t === null ? END_EVENT : { type: 'end', trailers: t });
-          this.rs = R_WAITING;
+          this.ended(RE_END);
         } else {
           const t = (this.trailers ??= []);
           if (t.length >= this.fieldsLimit * 2) {
@@ -476,7 +350,7 @@ export class RequestReader {
           this.pushField(buf, pos - n - 2, n, t);
         }
       } else {
-        return pos; // waiting / closed / error
+        return pos; // waiting / might-switch / closed / error
       }
       if (this.rs === R_ERROR) break;
     }
@@ -685,6 +559,7 @@ export class RequestReader {
     const value = vs < ve ? latin1(buf, vs, ve) : '';
     into.push(name, value);
     if (into !== this.headers) return;
+    if (spelling.sent !== SENT_LOWER || this.rawList !== null) this.noteSpelling(into.length - 2);
     switch (name) {
       case 'host':
         this.hostCount++;
@@ -703,7 +578,26 @@ export class RequestReader {
       case 'expect':
         if (eqLower(value, 0, value.length, '100-continue')) this.expect100 = true;
         break;
+      case 'upgrade':
+        this.upgradeValue = this.upgradeValue === null ? value : this.upgradeValue + ', ' + value;
+        break;
     }
+  }
+
+  /** The field at `at` in `headers` was not sent in lowercase, or the list is being built already. */
+  private noteSpelling(at: number): void {
+    const sent = spelling.sent;
+    let raw = this.rawList;
+    if (raw === null) {
+      const field = at >> 1;
+      if (sent === SENT_CANONICAL && field < MASK_FIELDS) {
+        this.spelled |= 1 << field;
+        return;
+      }
+      raw = this.rawList = respell(this.headers, this.spelled, at);
+    }
+    const name = this.headers[at]!;
+    raw.push(sent === SENT_LOWER ? name : sent === SENT_CANONICAL ? SPELLING.get(name)! : spelling.other, this.headers[at + 1]!);
   }
 
   private finishHead(out: H11Event[]): void {
@@ -713,7 +607,8 @@ export class RequestReader {
     if (this.te !== null) {
       if (v10) return void this.fail(400, 'Transfer-Encoding in an HTTP/1.0 request');
       if (this.clCount > 0) return void this.fail(400, 'both Transfer-Encoding and Content-Length');
-      if (!this.checkTE(this.te)) return;
+      const why = checkTE(this.te);
+      if (why !== null) return void this.fail(why[0], why[1]);
       bodyKind = 'chunked';
       contentLength = null;
     } else if (this.clCount > 0) {
@@ -739,95 +634,43 @@ export class RequestReader {
     else keepAlive = !v10 || listHasToken(conn, 'keep-alive');
     const method = this.method;
     const expectContinue = this.expect100 && !v10 && bodyKind !== 'none';
-    const ev: RequestEvent = {
-      type: 'request', method, target: this.target, version: this.version, headers: this.headers,
-      keepAlive, expectContinue, bodyKind, contentLength,
-    };
+    // RFC 9110 7.8: an Upgrade counts only when `Connection` names it (an intermediary that does
+    // not know Upgrade would have forwarded it), never in HTTP/1.0; CONNECT is a switch of its
+    // own, which the engine does not do.
+    let upgrade: string | null = null;
+    if (this.upgradeValue !== null) {
+      if (!v10 && method !== 'CONNECT' && this.upgradeValue !== '' && conn !== null && listHasToken(conn, 'upgrade')) {
+        upgrade = this.upgradeValue;
+      }
+      this.upgradeValue = null;
+    }
+    const ev = new Request(method, this.target, this.version, this.headers, this.spelled, this.rawList, keepAlive,
+      expectContinue, bodyKind, contentLength, upgrade);
     out.push(ev);
-    this.newRequest = true;
-    this.curHead = method === 'HEAD';
-    this.curConnect = method === 'CONNECT';
-    this.curV10 = v10;
-    this.curKeepAlive = keepAlive;
-    this.curExpect = expectContinue;
     // Reset head state for the next request.
     this.haveLine = false;
     this.headers = [];
+    this.spelled = 0;
+    this.rawList = null;
     this.nFields = 0;
     this.clCount = 0;
     this.te = null;
     this.hostCount = 0;
     this.connValue = null;
     this.expect100 = false;
+    this.switchProposed = upgrade !== null;
     if (bodyKind === 'none' || contentLength === 0) {
       out.push(END_EVENT);
-      this.rs = R_WAITING;
+      this.ended(RE_REQUEST);
     } else if (bodyKind === 'length') {
       this.remaining = contentLength!;
-      this.rs = R_BODY;
+      this.go(RE_REQUEST_LENGTH);
     } else {
       this.received = 0;
       this.trailers = null;
-      this.rs = R_CHUNK_SIZE;
+      this.go(RE_REQUEST_CHUNKED);
     }
-  }
-
-  /** Transfer-Encoding of a request. 400 for anything not ending in a single `chunked`; 501 for other codings. */
-  private checkTE(v: string): boolean {
-    const n = v.length;
-    let codings = 0, chunked = 0, other = false, lastChunked = false;
-    let i = 0;
-    while (i < n) {
-      i = skipOWS(v, i);
-      if (i >= n) break;
-      if (v.charCodeAt(i) === COMMA) {
-        i++;
-        continue;
-      }
-      const s = i;
-      i = skipToken(v, i);
-      if (i === s) return this.failed(400, 'invalid Transfer-Encoding');
-      const isChunked = eqLower(v, s, i, 'chunked');
-      let params = false;
-      for (;;) {
-        const j = skipOWS(v, i);
-        if (j < n && v.charCodeAt(j) === SEMI) {
-          params = true;
-          let k = skipOWS(v, j + 1);
-          const ks = k;
-          k = skipToken(v, k);
-          if (k === ks) return this.failed(400, 'invalid Transfer-Encoding parameter');
-          k = skipOWS(v, k);
-          if (k >= n || v.charCodeAt(k) !== EQUALS) return this.failed(400, 'invalid Transfer-Encoding parameter');
-          k = skipOWS(v, k + 1);
-          if (k < n && v.charCodeAt(k) === DQUOTE) {
-            k = skipQuoted(v, k);
-            if (k < 0) return this.failed(400, 'invalid Transfer-Encoding parameter');
-          } else {
-            const vs = k;
-            k = skipToken(v, k);
-            if (k === vs) return this.failed(400, 'invalid Transfer-Encoding parameter');
-          }
-          i = k;
-        } else {
-          i = j;
-          break;
-        }
-      }
-      if (i < n && v.charCodeAt(i) !== COMMA) return this.failed(400, 'invalid Transfer-Encoding');
-      i++;
-      codings++;
-      if (isChunked) {
-        chunked++;
-        if (params) return this.failed(400, 'chunked transfer-coding with parameters');
-      } else other = true;
-      lastChunked = isChunked;
-    }
-    if (codings === 0) return this.failed(400, 'empty Transfer-Encoding');
-    if (!lastChunked) return this.failed(400, 'final transfer-coding is not chunked');
-    if (chunked > 1) return this.failed(400, 'chunked applied more than once');
-    if (other) return this.failed(501, 'unsupported transfer-coding');
-    return true;
+    this.sink.onRequest(ev);
   }
 
   // -------------------------------------------------------------------------------------------
@@ -903,7 +746,7 @@ export class RequestReader {
       p = q; // whitespace after a name without '=' must be followed by ';' (checked on next iteration)
     }
     if (size === 0) {
-      this.rs = R_TRAILERS;
+      this.go(RE_LAST_CHUNK);
       this.mark1 = -1;
       return true;
     }
@@ -911,7 +754,7 @@ export class RequestReader {
     if (total > this.maxBody) return this.failed(413, 'request body too large');
     this.received = total;
     this.remaining = size;
-    this.rs = R_CHUNK_DATA;
+    this.go(RE_CHUNK);
     return true;
   }
 }

@@ -67,7 +67,7 @@ export interface HeadPlan {
 }
 
 /** What the head builder must know about a header name (NAME_OTHER: nothing). */
-const NAME_OTHER = 0, NAME_CONTENT_LENGTH = 1, NAME_TRANSFER_ENCODING = 2, NAME_CONNECTION = 3, NAME_DATE = 4;
+const NAME_OTHER = 0, NAME_CONTENT_LENGTH = 1, NAME_TRANSFER_ENCODING = 2, NAME_CONNECTION = 3, NAME_DATE = 4, NAME_UPGRADE = 5;
 
 /**
  * Valid names seen before and their kind. An app uses a few dozen header names, and a lookup
@@ -87,7 +87,8 @@ export function headerNameKind(name: string): number {
     lower === 'content-length' ? NAME_CONTENT_LENGTH :
     lower === 'transfer-encoding' ? NAME_TRANSFER_ENCODING :
     lower === 'connection' ? NAME_CONNECTION :
-    lower === 'date' ? NAME_DATE : NAME_OTHER;
+    lower === 'date' ? NAME_DATE :
+    lower === 'upgrade' ? NAME_UPGRADE : NAME_OTHER;
   if (nameKinds.size < NAME_CACHE_MAX) nameKinds.set(name, kind);
   return kind;
 }
@@ -136,6 +137,9 @@ const acc = {
   teChunked: false,
   connClose: false,
   connKeepAlive: false,
+  /** Every Connection value, joined (only a 101 looks at it). */
+  conn: null as string | null,
+  upgrade: null as string | null,
   hasDate: false,
   dropFraming: false, // 204: never send CL / TE
   dropTE: false, // HTTP/1.0 recipient: never send TE (body is close-delimited)
@@ -159,8 +163,11 @@ function addHeader(name: string, value: string | number): void {
     } else if (kind === NAME_CONNECTION) {
       if (listHasToken(v, 'close')) acc.connClose = true;
       if (listHasToken(v, 'keep-alive')) acc.connKeepAlive = true;
-    } else {
+      acc.conn = acc.conn === null ? v : acc.conn + ',' + v;
+    } else if (kind === NAME_DATE) {
       acc.hasDate = true;
+    } else {
+      acc.upgrade = acc.upgrade === null ? v : acc.upgrade + ',' + v;
     }
   }
   acc.s += name + ': ' + v + '\r\n';
@@ -210,6 +217,8 @@ export function buildHead(
   acc.teChunked = false;
   acc.connClose = false;
   acc.connKeepAlive = false;
+  acc.conn = null;
+  acc.upgrade = null;
   acc.hasDate = false;
   acc.dropFraming = status === 204;
   acc.dropTE = ctx.v10; // RFC 9112 6.1: no Transfer-Encoding to HTTP/1.0 recipients
@@ -262,14 +271,52 @@ export function buildHead(
   return s;
 }
 
-/** Interim (1xx) response head. */
-export function buildInterim(status: number, headers: OutgoingHeaders | null | undefined): string {
+function beginInterim(status: number, headers: OutgoingHeaders | null | undefined): void {
   acc.s = statusLine(status, undefined);
   acc.dropFraming = true;
   acc.dropTE = true;
   acc.cl = -1;
+  acc.te = false;
+  acc.conn = null;
+  acc.upgrade = null;
   addAll(headers);
   if (acc.cl !== -1 || acc.te) throw new InvalidHeaderError('1xx responses cannot carry framing headers');
+}
+
+/** Interim (1xx) response head. */
+export function buildInterim(status: number, headers: OutgoingHeaders | null | undefined): string {
+  beginInterim(status, headers);
+  const s = acc.s + '\r\n';
+  acc.s = '';
+  return s;
+}
+
+/**
+ * The `101 Switching Protocols` head. RFC 9110 7.8 wants `Upgrade` (naming only protocols the
+ * client offered) and `Connection: upgrade` on it: taken from the app's headers when it set
+ * them, else added (`Upgrade` only when the client offered a single protocol: otherwise the app
+ * must say which).
+ */
+export function buildSwitch(headers: OutgoingHeaders | null | undefined, offered: string): string {
+  beginInterim(101, headers);
+  const up = acc.upgrade;
+  if (up === null) {
+    if (offered.includes(',')) {
+      throw new InvalidHeaderError('the client offered several protocols: name the chosen one in Upgrade', 'upgrade');
+    }
+    acc.s += 'Upgrade: ' + offered + '\r\n';
+  } else {
+    for (const p of up.split(',')) {
+      const name = p.trim().toLowerCase();
+      if (name === '' || !listHasToken(offered, name)) {
+        throw new InvalidHeaderError(`Upgrade ${JSON.stringify(p.trim())} was not offered by the client (${offered})`, 'upgrade');
+      }
+    }
+  }
+  if (acc.conn === null) acc.s += 'Connection: Upgrade\r\n';
+  else if (!listHasToken(acc.conn, 'upgrade')) {
+    throw new InvalidHeaderError('a 101 response must list "upgrade" in Connection', 'connection');
+  }
   const s = acc.s + '\r\n';
   acc.s = '';
   return s;

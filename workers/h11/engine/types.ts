@@ -23,6 +23,12 @@ export interface RequestEvent {
   readonly version: HttpVersion;
   /** Flat list `[name0, value0, name1, value1, ...]`; names lowercased, values OWS-trimmed, latin1-decoded. */
   readonly headers: string[];
+  /**
+   * The same list with the names as the client spelled them (Node's `rawHeaders`). It is the
+   * very array `headers` is when every name was sent in lowercase; otherwise a second array
+   * with the same values.
+   */
+  readonly rawHeaders: string[];
   /** Whether the *client* asked for a persistent connection. */
   readonly keepAlive: boolean;
   /** HTTP/1.1 request with `Expect: 100-continue` and a body. The driver decides whether to send 100. */
@@ -30,6 +36,12 @@ export interface RequestEvent {
   readonly bodyKind: BodyKind;
   /** Declared length (`length`), 0 (`none`) or null (`chunked`). */
   readonly contentLength: number | null;
+  /**
+   * The `Upgrade` header value (e.g. `websocket`) when the request proposes a protocol switch:
+   * HTTP/1.1, `Connection` lists `upgrade`, not CONNECT. Else null. Once the request is complete,
+   * the app either accepts (`switchProtocols()` or `detach()`) or answers normally (declines).
+   */
+  readonly upgrade: string | null;
 }
 
 /** A piece of the request body (already de-chunked). May alias the Buffer passed to receive(). */
@@ -79,5 +91,6 @@ export type OutgoingHeaders =
   | readonly string[]
   | Readonly<Record<string, HeaderValue | undefined>>;
 
-export type ReadState = 'head' | 'body' | 'waiting' | 'closed' | 'error';
-export type WriteState = 'idle' | 'ready' | 'body' | 'closed';
+/** Coarse read state (the precise one, with the chunked sub-states and might-switch, is in `conn.states`). */
+export type ReadState = 'head' | 'body' | 'waiting' | 'closed' | 'error' | 'switched';
+export type WriteState = 'idle' | 'ready' | 'body' | 'closed' | 'switched';
