@@ -44,7 +44,7 @@ export const GROUPS = {
 const logFile = (name) => path.join(BENCH, 'results', 'logs', name.replace(/[^\w.-]+/g, '_') + '.log');
 
 /** A row whose server is one node process (or a tree rooted at one). */
-function nodeRow(name, group, script, args, loads, extra = {}) {
+export function nodeRow(name, group, script, args, loads, extra = {}) {
   return {
     name,
     group,
@@ -103,7 +103,7 @@ function runPm2(args, env, timeoutMs = 30000) {
  * bench never touches a user's PM2; the God daemon's pid (PM2_HOME/pm2.pid) is the tree root
  * and is stopped by pid at the end.
  */
-function pm2Row(name, group, loads, extra = {}) {
+export function pm2Row(name, group, loads, extra = {}, instances = N) {
   return {
     name,
     group,
@@ -124,7 +124,7 @@ function pm2Row(name, group, loads, extra = {}) {
         cleanupHome();
       });
       const env = { PM2_HOME: home, PORT: String(port), NODE_CLUSTER_SCHED_POLICY: '' };
-      const r = await runPm2(['start', path.join(BENCH, 'servers', 'bare.mjs'), '-i', String(N), '--name', 'bench-hello'], env);
+      const r = await runPm2(['start', path.join(BENCH, 'servers', 'bare.mjs'), '-i', String(instances), '--name', 'bench-hello'], env);
       const pid = existsSync(pidFile) ? Number(readFileSync(pidFile, 'utf8')) : 0;
       if (r.code !== 0 || !pid) {
         if (pid) await stopTree(pid);
@@ -167,7 +167,7 @@ async function pm2ReloadTwice(server, seconds) {
   return events;
 }
 
-const HELLO = 'examples/hello.js:handler';
+export const HELLO = 'examples/hello.js:handler';
 
 /** Send the server's master `signal` at these fractions of the measured window. */
 function signalEvery(signal, fractions) {

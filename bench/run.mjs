@@ -414,7 +414,7 @@ async function main() {
   const warn = checkBuild();
   if (warn) console.log(`bench: warning: ${warn}`);
   const rows = ROWS.filter((r) => !ONLY.length || ONLY.some((o) => `${r.group}: ${r.name}`.toLowerCase().includes(o)));
-  if (!rows.length && !ONLY.some((o) => o.includes('task') || o.includes('round') || o.includes('pool'))) {
+  if (!rows.length && !ONLY.some((o) => ['task', 'round', 'pool', 'footprint', 'memory', 'start'].some((k) => o.includes(k)))) {
     console.log(`bench: no row matches BENCH_ONLY=${process.env.BENCH_ONLY}`);
     return 2;
   }
@@ -485,6 +485,21 @@ async function main() {
       console.log(`\n== pools: ERROR: ${err.message}`);
     }
   }
+  // Memory and start-up beside Node's cluster and PM2 at -w 4 (bench/footprint.mjs).
+  let footprint = null;
+  if (!ONLY.length || ONLY.some((o) => o.includes('footprint') || o.includes('memory') || o.includes('start'))) {
+    const { benchFootprint, printFootprint } = await import('./footprint.mjs');
+    process.stderr.write('bench: footprint: memory (PSS) and start-up at -w 4 ...\n');
+    try {
+      footprint = await benchFootprint({ rounds: Math.max(3, ROUNDS), log: (m) => process.stderr.write(`bench: footprint: ${m}\n`) });
+      printFootprint(footprint);
+    } catch (err) {
+      console.log(`\n== footprint: ERROR: ${err.message}`);
+    }
+  }
+  const { checkBudgets, printBudgets } = await import('./budgets.mjs');
+  const budgets = checkBudgets({ results, groups: GROUPS, tasks, footprint });
+  printBudgets(budgets);
   const seconds = (Date.now() - started) / 1000;
   console.log(`\nbench: done in ${seconds.toFixed(0)}s. req/CPU-s = requests / CPU seconds of the server's whole process tree during the measured window.`);
 
@@ -499,6 +514,8 @@ async function main() {
     tasks,
     roundTrip,
     pools,
+    footprint,
+    budgets,
   };
   writeFileSync(path.join(RESULTS, 'latest.json'), JSON.stringify(out, null, 2) + '\n');
   console.log(`bench: raw results in bench/results/latest.json`);
