@@ -393,8 +393,8 @@ async function run(plan: Plan, apps: CheckedApp[], started: Started, log: Logger
     return EXIT.OK;
   }
   await taskBrokers?.start();
-  signals.remove();
   arbiter.start();
+  signals.remove();
   const stopMemoryWatch = watchMemoryFit(arbiter, log, detectMemoryLimit());
   const code = await arbiter.done;
   if (code !== 0 && arbiter.haltReason) tellOldMaster({ t: 'failed', ...arbiter.haltReason });

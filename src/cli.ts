@@ -61,7 +61,7 @@ export async function main(argv: string[] = process.argv.slice(2), takeEarlySign
   }
   // The server: handlers before anything else is loaded, so a TERM in its first moments
   // cannot kill it with Node's default action (src/start-signals.ts).
-  const signals = new StartSignals(MASTER_SIGNALS, takeEarlySignals());
+  const signals = new StartSignals(MASTER_SIGNALS, takeEarlySignals);
   const { serve } = await import('./boot.js');
   return serve(argv, signals);
 }

@@ -20,8 +20,14 @@ export class StartSignals {
   private resolveStopped!: (sig: NodeJS.Signals) => void;
   private readonly handlers = new Map<NodeJS.Signals, () => void>();
 
-  /** `earlier`: signals that came before this existed (bin/arbiter notes them from its first line). */
-  constructor(signals: readonly NodeJS.Signals[], earlier: readonly NodeJS.Signals[] = []) {
+  /**
+   * `takeEarlier` stops whoever noted signals before this existed (bin/arbiter, from its first
+   * line) and says which came. It is called only once these handlers are in place: a signal's
+   * last listener going away closes Node's handle for it, and a signal the kernel already
+   * delivered to that handle, not yet read by the event loop, would be lost (or, between the
+   * two, take Node's default action and kill the start).
+   */
+  constructor(signals: readonly NodeJS.Signals[], takeEarlier: () => readonly NodeJS.Signals[] = () => []) {
     this.stopped = new Promise((resolve) => (this.resolveStopped = resolve));
     for (const sig of signals) {
       const handler = STOPPING_SIGNALS.includes(sig)
@@ -33,10 +39,10 @@ export class StartSignals {
       this.handlers.set(sig, handler);
       process.on(sig, handler);
     }
-    for (const sig of earlier) this.handlers.get(sig)?.();
+    for (const sig of takeEarlier()) this.handlers.get(sig)?.();
   }
 
-  /** The master takes over. */
+  /** The master has taken over: its own handlers are installed (the same rule as above). */
   remove(): void {
     for (const [sig, handler] of this.handlers) process.off(sig, handler);
     this.handlers.clear();
