@@ -11,7 +11,7 @@
  * sum, as arbiter's own request counters are, so a total never goes backwards across
  * reloads, recycling and crashes.
  */
-import type { Logger } from 'pino';
+import type { Logger } from './core/logging.js';
 import type { AppMetric, WorkerMessage } from './core/protocol.js';
 import type { Arbiter } from './master.js';
 import type { Transition, WorkerHandle } from './worker-handle.js';

@@ -1,13 +1,16 @@
 /**
  * Loading the app once before anything is bound, to fail early with a clear line.
  *
- * The load runs in a worker thread, not on the master's own thread: app modules do things
- * when imported (start timers, open pools, call process.exit), and none of that may touch
- * the master. The thread is ended as soon as the verdict is in. What the app prints while
+ * The load runs in a process of its own, `node [nodeArgs] appcheck-process.js`, as a worker
+ * would load it: app modules do things when imported (start timers, open pools, call
+ * process.exit), and none of that may touch the master. The process is ended as soon as the
+ * verdict is in. (A worker thread did this before; what the thread's isolate left in the
+ * master's memory after it ended was some 2.5 MB, for the master's whole life.) What the app prints while
  * it loads is kept back: the workers print it again, into the log, where it belongs; only
  * when the check fails is it shown, since it may say why.
  */
-import { Worker } from 'node:worker_threads';
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { AppLoadError, SettingError } from './core/errors.js';
 import type { Asked } from './core/listen.js';
 import type { WorkerSettings } from './core/settings.js';
@@ -26,26 +29,28 @@ export interface AppCheck {
 type Verdict = ({ ok: true } & AppCheck) | { ok: false; kind: string; message: string; detail?: string };
 
 export async function checkApp(settings: WorkerSettings, cwd: string): Promise<AppCheck> {
-  const thread = new Worker(new URL('./appcheck-thread.js', import.meta.url), {
-    workerData: { settings, cwd },
-    // What the app prints while it loads here is held back ("listening on 3000" from a
-    // script whose listen() binds nothing here would mislead; a marker would show twice),
-    // and shown only when the load fails, to help say why.
-    stdout: true,
-    stderr: true,
+  // What the app prints while it loads here is held back ("listening on 3000" from a
+  // script whose listen() binds nothing here would mislead; a marker would show twice),
+  // and shown only when the load fails, to help say why.
+  // The app's node flags, but not an inspector: its port would still be held when the workers start.
+  const nodeArgs = settings.nodeArgs.filter((a) => !a.startsWith('--inspect'));
+  const child = spawn(process.execPath, [...nodeArgs, fileURLToPath(new URL('./appcheck-process.js', import.meta.url))], {
+    cwd,
+    stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
   });
+  child.send({ settings, cwd });
   const printed: string[] = [];
-  for (const s of [thread.stdout, thread.stderr]) {
+  for (const s of [child.stdout!, child.stderr!]) {
     s.setEncoding('utf8');
     s.on('data', (d: string) => printed.push(d));
   }
   let ok = false;
   try {
     const verdict = await new Promise<Verdict>((resolve, reject) => {
-      thread.once('message', resolve);
-      thread.once('error', reject);
-      thread.once('exit', (code) =>
-        resolve({ ok: false, kind: 'AppLoadError', message: `the app ended the process (exit code ${code}) while loading` }),
+      child.once('message', resolve);
+      child.once('error', reject);
+      child.once('exit', (code, signal) =>
+        resolve({ ok: false, kind: 'AppLoadError', message: `the app ended the process (${code === null ? `signal ${signal}` : `exit code ${code}`}) while loading` }),
       );
     });
     if (verdict.ok) {
@@ -55,7 +60,11 @@ export async function checkApp(settings: WorkerSettings, cwd: string): Promise<A
     if (verdict.kind === 'SettingError') throw new SettingError(verdict.message);
     throw new AppLoadError(verdict.message, verdict.detail);
   } finally {
-    void thread.terminate();
-    if (!ok && printed.length) process.stderr.write(printed.join(''));
+    child.kill('SIGKILL');
+    if (!ok && printed.length) {
+      // Whatever it printed last is in the pipes until they end.
+      await Promise.race([Promise.all([child.stdout, child.stderr].map((s) => new Promise((r) => s!.once('close', r)))), new Promise((r) => setTimeout(r, 200))]);
+      process.stderr.write(printed.join(''));
+    }
   }
 }

@@ -11,7 +11,7 @@
  */
 import os from 'node:os';
 import path from 'node:path';
-import type { Logger } from 'pino';
+import type { Logger } from './core/logging.js';
 import { parseArgs, splitArgs } from './argv.js';
 import { checkApp } from './appcheck.js';
 import { formatConfig, resolve, serializable, unknownEnv, type Resolved } from './config.js';

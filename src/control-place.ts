@@ -5,7 +5,7 @@
  * gets `-2`, `-3` …; a name given with `-n` is that arbiter's or the start fails. A master
  * started by USR2 keeps its parent's name and takes the socket over once it serves.
  */
-import type { Logger } from 'pino';
+import type { Logger } from './core/logging.js';
 import { errorMessage } from './core/errors.js';
 import type { Settings } from './core/settings.js';
 import { PathTaken, startControlServer, type ControlServer } from './control.js';

@@ -20,7 +20,7 @@
  * and clients that vanish mid-reply all end in an error reply or a closed connection.
  */
 import type net from 'node:net';
-import type { Logger } from 'pino';
+import type { Logger } from './core/logging.js';
 import { serializable } from './config.js';
 import { errorMessage } from './core/errors.js';
 import { VERSION } from './core/paths.js';

@@ -15,16 +15,16 @@
  *   drained     stopping, and no worker is left
  */
 import { EventEmitter } from 'node:events';
-import type { Readable } from 'node:stream';
-import type { Logger } from 'pino';
+import type { Logger } from './core/logging.js';
 import { serializable } from './config.js';
 import type { Hooks } from './core/hooks.js';
-import type { StuckReport, WorkerBoot, WorkerMessage } from './core/protocol.js';
+import type { WorkerBoot, WorkerMessage } from './core/protocol.js';
 import type { Settings, WorkerSettings } from './core/settings.js';
-import { inheritedListeners, launchWorker, reportFd, type Launch } from './launch.js';
+import { captureStack, inspectorArgs } from './stack-capture.js';
+import { inheritedListeners, launchWorker, type Launch } from './launch.js';
 import { captureOutput } from './worker-output.js';
 import {
-  BOOT_FAILURE_HOLD_MS, decide, degraded, isStuck, replacements, rollback, scaleDown, steadyFor, stopGraceMs, toSpawn, withinWindow,
+  BOOT_FAILURE_HOLD_MS, decide, degraded, isStuck, lookWhereStuckAfterMs, replacements, rollback, scaleDown, steadyFor, stopGraceMs, toSpawn, withinWindow,
 } from './policy.js';
 import type { Listener } from './sockets.js';
 import { RESTART_REASONS, WorkerHandle, type EndReason, type RestartReason, type Transition, type WorkerState } from './worker-handle.js';
@@ -144,7 +144,6 @@ export class WorkerGroup {
       configFile: this.configFile,
       pool: this.name,
       age,
-      reportFd: reportFd(this.listeners),
     };
     let child;
     try {
@@ -158,14 +157,13 @@ export class WorkerGroup {
       return this.spawnFailed('could not spawn a worker process');
     }
     const w = new WorkerHandle(this.name, child.pid, age, this.generation, child, (t) => this.events.emit('transition', t));
-    readReports(w, child.stdio?.[boot.reportFd] as Readable | null | undefined);
     this.workers.set(w.pid, w);
     this.log.info({ event: 'worker_booting', worker: w.pid, age, pool: this.name }, `${this.prefix}booting worker with pid ${w.pid}`);
     void this.hook('preFork', this.info(w));
     child.on('message', (msg: WorkerMessage) => this.onMessage(w, msg));
     child.on('error', (err) => this.log.error({ event: 'worker_ipc_error', worker: w.pid, pool: this.name, err }, `${this.prefix}worker ${w.pid}: ${err.message}`));
     // The exit is handled once what the worker wrote last is in the log (its pipes ended).
-    const output = captureOutput(child, { pid: w.pid, age });
+    const output = captureOutput(child, { pid: w.pid, age, onInspector: this.inspectable ? (url) => (w.inspector = url) : undefined });
     child.once('exit', (code, signal) => output.whenDrained(() => this.onExit(w, code, signal)));
   }
 
@@ -343,15 +341,43 @@ export class WorkerGroup {
   /** Periodic (the master's tick): stuck workers, and spawns that waited for a backoff. */
   supervise(now: number): void {
     const timeout = this.settings.timeout;
+    const lookAfter = this.inspectable ? lookWhereStuckAfterMs(timeout, this.settings.heartbeatInterval) : null;
     for (const w of this.workers.values()) {
-      if (w.reason !== 'timeout' && isStuck(now, w.lastSeen, timeout)) this.timeoutKill(w, now - w.lastSeen);
+      if (w.reason === 'timeout') continue;
+      if (isStuck(now, w.lastSeen, timeout)) this.timeoutKill(w, now - w.lastSeen);
+      else if (lookAfter !== null && w.live && w.lookedAt !== w.lastSeen && now - w.lastSeen > lookAfter) void this.lookWhereStuck(w, now);
     }
     if (!this.stopping && now >= this.nextSpawnAt) this.maintain();
     if (this.degraded && !this.stopping) this.checkHealth(now);
   }
 
+  /** Its workers start with an inspector the master can open (not when the user set one up). */
+  private get inspectable(): boolean {
+    return inspectorArgs(this.settings.nodeArgs, this.settings.timeout).length > 0;
+  }
+
+  /**
+   * SIGUSR1 opens the worker's inspector (it prints the address on stderr), and the master
+   * takes the stack through it (src/stack-capture.ts), to have it when the timeout kills.
+   */
+  private async lookWhereStuck(w: WorkerHandle, now: number): Promise<void> {
+    w.lookedAt = w.lastSeen;
+    const deadline = w.lastSeen + this.settings.timeout * 1000;
+    if (!w.inspector) {
+      if (!w.child.kill('SIGUSR1')) return;
+      while (!w.inspector && w.live && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    }
+    if (!w.inspector || !w.live) return;
+    const report = await captureStack(w.inspector, w.pid, now - w.lastSeen, Math.max(100, deadline - Date.now()));
+    if (report) w.stuck = report;
+    else this.log.debug({ event: 'stack_capture_failed', worker: w.pid, pool: this.name }, `${this.prefix}could not read where worker ${w.pid} is stuck`);
+    // It reads this once it is free again (if it ever is), and closes what SIGUSR1 opened.
+    w.inspector = null;
+    w.send({ t: 'closeInspector' });
+  }
+
   private timeoutKill(w: WorkerHandle, silentMs: number): void {
-    // The watchdog's latest word, if it had one (timeout may be shorter than its first look).
+    // Where the master found it stuck, if it had time to look (timeout may be shorter).
     const report = w.stuck;
     const working = report?.working || w.current?.what || '';
     const stack = report?.stack ?? [];
@@ -445,27 +471,4 @@ export class WorkerGroup {
   reopenLogs(): void {
     for (const w of this.workers.values()) w.send({ t: 'reopenLogs' });
   }
-}
-
-
-/** Keep the newest StuckReport the worker's watchdog wrote to its report pipe. */
-function readReports(w: WorkerHandle, pipe: Readable | null | undefined): void {
-  if (!pipe) return;
-  let buf = '';
-  pipe.setEncoding('utf8');
-  pipe.on('data', (chunk: string) => {
-    buf += chunk;
-    let nl: number;
-    while ((nl = buf.indexOf('\n')) !== -1) {
-      const line = buf.slice(0, nl);
-      buf = buf.slice(nl + 1);
-      try {
-        w.stuck = JSON.parse(line) as StuckReport;
-      } catch {
-        /* not a report: a custom class wrote there; ignore it */
-      }
-    }
-    if (buf.length > 1 << 20) buf = '';
-  });
-  pipe.on('error', () => {});
 }

@@ -1,8 +1,7 @@
 /**
  * Starting a worker process: `node [nodeArgs] workers/runtime.js` with stdout and stderr
  * piped to the master (src/worker-output.ts reads them into the log), the IPC channel on 3,
- * the listeners on descriptors WORKER_FD_BASE.., the watchdog's report pipe after them, and
- * the boot description in ARBITER_WORKER, as the user and group the settings name. The
+ * the listeners on descriptors WORKER_FD_BASE.., and the boot description in ARBITER_WORKER, as the user and group the settings name. The
  * master never imports the worker side; it starts it by path.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -11,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { ENV, WORKER_FD_BASE, type WorkerBoot } from './core/protocol.js';
 import type { Settings } from './core/settings.js';
 import type { Listener } from './sockets.js';
+import { inspectorArgs } from './stack-capture.js';
 import { handTo, resolveIds } from './users.js';
 
 const RUNTIME = fileURLToPath(new URL('../workers/runtime.js', import.meta.url));
@@ -26,9 +26,10 @@ export const launchWorker: Launch = (boot, settings, listeners) => {
   if (settings.accessLog && settings.accessLog !== '-') handTo(ids, path.resolve(settings.accessLog), true);
   // An access log to `-` is written straight to the master's stdout, not through the log.
   const stdout = settings.accessLog === '-' ? [1] : [];
-  if (stdout.length) boot = { ...boot, stdoutFd: boot.reportFd + 1 };
-  return spawn(process.execPath, [...settings.nodeArgs, RUNTIME], {
-    stdio: ['ignore', 'pipe', 'pipe', 'ipc', ...fds, 'pipe', ...stdout],
+  if (stdout.length) boot = { ...boot, stdoutFd: WORKER_FD_BASE + fds.length };
+  const node = [...inspectorArgs(settings.nodeArgs, settings.timeout), ...settings.nodeArgs];
+  return spawn(process.execPath, [...node, RUNTIME], {
+    stdio: ['ignore', 'pipe', 'pipe', 'ipc', ...fds, ...stdout],
     env: { ...process.env, ...settings.env, [ENV.WORKER]: JSON.stringify(boot) },
     ...ids,
   });
@@ -37,9 +38,4 @@ export const launchWorker: Launch = (boot, settings, listeners) => {
 /** What a worker is told about the listeners it inherits, in descriptor order. */
 export function inheritedListeners(listeners: readonly Listener[]): WorkerBoot['listeners'] {
   return listeners.map((l, i) => ({ fd: WORKER_FD_BASE + i, label: l.label, kind: l.kind }));
-}
-
-/** The descriptor of the report pipe: right after the listeners. */
-export function reportFd(listeners: readonly Listener[]): number {
-  return WORKER_FD_BASE + listeners.length;
 }

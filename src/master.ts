@@ -13,7 +13,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import { existsSync, renameSync, rmSync } from 'node:fs';
 import path from 'node:path';
-import type { Logger } from 'pino';
+import type { Logger } from './core/logging.js';
 import type { Resolved } from './config.js';
 import { createHooks, type Hooks } from './core/hooks.js';
 import { reopenErrorLog } from './core/logging.js';

@@ -12,7 +12,7 @@
  * own (uptime) does not.
  */
 import http from 'node:http';
-import type { Logger } from 'pino';
+import type { Logger } from './core/logging.js';
 import { appMetricsFor } from './app-metrics.js';
 import { SettingError } from './core/errors.js';
 import { LATENCY_BUCKETS, MAIN_POOL, type WorkerCounters } from './core/protocol.js';

@@ -151,6 +151,16 @@ export function stopGraceMs(graceful: boolean, gracefulTimeoutSeconds: number): 
   return graceful ? gracefulTimeoutSeconds * 1000 : QUICK_STOP_MS;
 }
 
+/**
+ * When the master looks where a silent worker is stuck (src/stack-capture.ts): late enough
+ * that two missed heartbeats are not mistaken for it, early enough that the stack is in hand
+ * when `timeout` runs out. Null when there is no timeout.
+ */
+export function lookWhereStuckAfterMs(timeoutSeconds: number, heartbeatSeconds: number): number | null {
+  if (timeoutSeconds <= 0) return null;
+  return Math.min(Math.max(heartbeatSeconds * 2000, timeoutSeconds * 600), timeoutSeconds * 900);
+}
+
 /** A worker whose heartbeats stopped for `timeout` seconds is stuck (0 disables). */
 export function isStuck(now: number, lastSeen: number, timeoutSeconds: number): boolean {
   return timeoutSeconds > 0 && now - lastSeen > timeoutSeconds * 1000;

@@ -19,7 +19,7 @@
  * knows of, once (however many were missed); a schedule that never ran has nothing to catch up.
  */
 import { createHash } from 'node:crypto';
-import type { Logger } from 'pino';
+import type { Logger } from './core/logging.js';
 import { openBroker } from './core/brokers/open.js';
 import { redactUrl } from './core/brokers/url.js';
 import type { Broker } from './core/brokers/types.js';

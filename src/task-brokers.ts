@@ -9,7 +9,7 @@
  *   goes away and one when it is back (workers wait quietly), and status and metrics show it.
  * - At start it says when the broker would lose or evict tasks (a Redis without persistence).
  */
-import type { Logger } from 'pino';
+import type { Logger } from './core/logging.js';
 import { openQueues } from './core/brokers/open.js';
 import { WORKER_GONE, consumerName } from './core/brokers/records.js';
 import type { Broker, BrokerHealth } from './core/brokers/types.js';

@@ -3,7 +3,7 @@
  * once a burst of writes has settled. chokidar is loaded only when this is on.
  */
 import path from 'node:path';
-import type { Logger } from 'pino';
+import type { Logger } from './core/logging.js';
 
 /** Writes closer together than this make one reload. */
 const SETTLE_MS = 200;

@@ -63,8 +63,12 @@ export class WorkerHandle {
   reason: EndReason | undefined;
   /** The reload generation that retired it, so a failed reload gives back exactly those. */
   retiredBy: number | undefined;
-  /** The newest report of the worker's watchdog: where its event loop is stuck. */
+  /** Where its event loop is stuck, when the master has looked (src/stack-capture.ts). */
   stuck: StuckReport | undefined;
+  /** Its inspector's address, while it is open (the worker printed it on stderr). */
+  inspector: string | null = null;
+  /** The `lastSeen` of the silence the master has looked into (one look per silence). */
+  lookedAt: number | undefined;
   /** What the worker said before it exited with EXIT.BOOT. */
   bootError: { message: string; detail?: string } | undefined;
   exit: { code: number | null; signal: NodeJS.Signals | null; from: WorkerState } | undefined;

@@ -11,6 +11,7 @@
  */
 import type { Readable } from 'node:stream';
 import { writeLogLines } from './core/logging.js';
+import { inspectorLine } from './stack-capture.js';
 
 /** A line longer than this is written in pieces of this size (a runaway line cannot grow the master). */
 export const MAX_LINE = 64 * 1024;
@@ -28,14 +29,28 @@ function isWorkerLog(line: string): boolean {
 
 const LEVEL = { stdout: 'info', stderr: 'warn' } as const;
 
+/** Whose output it is; `onInspector` takes the inspector's address (src/stack-capture.ts) out of its stderr. */
+export interface Who {
+  pid: number;
+  age: number;
+  onInspector?: (url: string) => void;
+}
+
 /** The log lines for `lines` of app output (or a worker's own log lines, passed as they are). */
-export function tagLines(lines: string[], who: { pid: number; age: number }, stream: 'stdout' | 'stderr', now = new Date()): string {
+export function tagLines(lines: string[], who: Who, stream: 'stdout' | 'stderr', now = new Date()): string {
   let out = '';
   let head: string | null = null;
   for (const line of lines) {
     if (stream === 'stderr' && isWorkerLog(line)) {
       out += line + '\n';
       continue;
+    }
+    if (stream === 'stderr' && who.onInspector) {
+      const inspector = inspectorLine(line);
+      if (inspector) {
+        if (inspector.url) who.onInspector(inspector.url);
+        continue;
+      }
     }
     head ??= `{"level":"${LEVEL[stream]}","time":"${now.toISOString()}","pid":${who.pid},"role":"worker","age":${who.age},"stream":"${stream}","msg":`;
     out += head + JSON.stringify(line) + '}\n';
@@ -53,7 +68,7 @@ export function tagLines(lines: string[], who: { pid: number; age: number }, str
  * the pipe itself (its handle's readStop/readStart): a paused stream would go on reading
  * into its own buffer, one wake-up per line.
  */
-function pump(from: Readable, who: { pid: number; age: number }, stream: 'stdout' | 'stderr'): Promise<void> {
+function pump(from: Readable, who: Who, stream: 'stdout' | 'stderr'): Promise<void> {
   type Handle = { readStop?: () => number; readStart?: () => number } | null | undefined;
   const handleOf = () => (from as unknown as { _handle?: Handle })._handle;
   const handle = handleOf();
@@ -106,7 +121,7 @@ export interface CapturedOutput {
 }
 
 /** Start reading a worker's stdout and stderr (either may be absent: a test's fake worker). */
-export function captureOutput(child: { stdout?: Readable | null; stderr?: Readable | null }, who: { pid: number; age: number }): CapturedOutput {
+export function captureOutput(child: { stdout?: Readable | null; stderr?: Readable | null }, who: Who): CapturedOutput {
   let open = 0;
   let waiting: (() => void) | null = null;
   const ended = () => {

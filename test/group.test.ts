@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import { test } from 'node:test';
-import pino from 'pino';
+import { createLogger } from '../src/core/logging.js';
 import { DEFAULTS, type Settings } from '../src/core/settings.ts';
 import { createHooks } from '../src/core/hooks.ts';
 import { EXIT } from '../src/core/protocol.ts';
@@ -17,7 +17,7 @@ type Fake = ChildProcess & { sent: { t: string; graceful?: boolean }[]; signals:
 function setup(target: number, over: Partial<Settings> = {}) {
   let nextPid = 1000;
   const children: Fake[] = [];
-  const log = pino({ level: 'silent' });
+  const log = createLogger({ level: 'silent', errorLog: '-', role: 'master' });
   const settings = { ...DEFAULTS, app: 'x.js', ...over } as Settings;
   const group = new WorkerGroup({
     name: 'main', settings, configFile: null, listeners: [], target, hooks: createHooks({}, log),

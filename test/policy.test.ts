@@ -6,8 +6,9 @@ import assert from 'node:assert/strict';
 import { EventEmitter } from 'node:events';
 import type { ChildProcess } from 'node:child_process';
 import { test } from 'node:test';
+import { inspectorArgs, inspectorLine } from '../src/stack-capture.ts';
 import {
-  BOOT_FAILURE_HOLD_MS, MAX_DELAY_MS, QUICK_STOP_MS, RECOVER_AFTER_MS, decide, degraded, isStuck, replacements, rollback, scaleDown, steadyFor,
+  BOOT_FAILURE_HOLD_MS, MAX_DELAY_MS, QUICK_STOP_MS, RECOVER_AFTER_MS, decide, degraded, isStuck, lookWhereStuckAfterMs, replacements, rollback, scaleDown, steadyFor,
   stopGraceMs, toSpawn, withinWindow, type WorkerView,
 } from '../src/policy.ts';
 import { LIFECYCLE, WORKER_STATES, WorkerHandle, type Move, type Transition } from '../src/worker-handle.ts';
@@ -77,6 +78,23 @@ test('stop grace, stuck workers, the hold after a failed reload', () => {
   assert.equal(isStuck(10_000, 6_000, 5), false);
   assert.equal(isStuck(10_000_000, 0, 0), false, 'timeout 0 disables');
   assert.ok(BOOT_FAILURE_HOLD_MS > 0);
+});
+
+test('the master looks where a worker is stuck after most of its timeout, never after it, never without one', () => {
+  assert.equal(lookWhereStuckAfterMs(30, 1), 18_000, '0.6 of the timeout');
+  assert.equal(lookWhereStuckAfterMs(2, 1), 1_800, 'two heartbeats would be 2 s: capped at 0.9 of the timeout');
+  assert.equal(lookWhereStuckAfterMs(10, 4), 8_000, 'two missed heartbeats are not a stuck worker');
+  assert.equal(lookWhereStuckAfterMs(0, 1), null);
+});
+
+test("the inspector's lines are taken out of a worker's stderr, and its address read", () => {
+  assert.deepEqual(inspectorLine('Debugger listening on ws://127.0.0.1:40123/0f8e-11aa'), { url: 'ws://127.0.0.1:40123/0f8e-11aa' });
+  assert.deepEqual(inspectorLine('For help, see: https://nodejs.org/en/docs/inspector'), {});
+  assert.deepEqual(inspectorLine('Debugger attached.'), {});
+  assert.equal(inspectorLine('Debugger listening is what my app logs'), null);
+  assert.deepEqual(inspectorArgs([], 30), ['--inspect-port=0', '--inspect-publish-uid=stderr']);
+  assert.deepEqual(inspectorArgs([], 0), [], 'no timeout, no stack to take');
+  assert.deepEqual(inspectorArgs(['--inspect=0.0.0.0:9229'], 30), [], "the user's own inspector is theirs");
 });
 
 test('restart limiting: degraded past maxRestarts deaths in the window, recovered only when the workers live again', () => {

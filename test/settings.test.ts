@@ -64,6 +64,19 @@ test('command-line flags, Gunicorn spellings and repeatable flags', () => {
   assert.throws(() => parseArgs(['a.js', 'b.js'], 'cli'), /unexpected argument "b.js"/);
 });
 
+test('the command line as getopt reads it: attached values, -, negative numbers, --, and what needs a value', () => {
+  const { layer } = parseArgs(['-w3', '--timeout=7', '--access-log', '-', '-b', 'x:1', '--reload=false', '--', '-weird-name.js'], 'cli');
+  assert.deepEqual(layer, { workers: 3, timeout: 7, accessLog: '-', bind: ['x:1'], reload: false, app: '-weird-name.js' });
+  assert.equal(parseArgs(['-D'], 'cli').layer.daemon, true);
+  assert.deepEqual(parseArgs(['-h', '--version'], 'cli'), { layer: {}, help: true, version: true });
+  assert.throws(() => parseArgs(['-b', '-w', '2'], 'cli'), /^SettingError: -b needs a value \(ADDRESS\)$/);
+  assert.throws(() => parseArgs(['app.js', '--timeout'], 'cli'), /--timeout needs a value/);
+  assert.throws(() => parseArgs(['--no-timeout'], 'cli'), /unknown option --no-timeout/);
+  assert.throws(() => parseArgs(['--no-reload=1'], 'cli'), /--no-reload takes no value/);
+  assert.throws(() => parseArgs(['-w', '2', '-x'], 'ARBITER_CMD_ARGS'), /unknown option -x in ARBITER_CMD_ARGS/);
+  assert.throws(() => parseArgs(['--timeout', '-1'], 'cli'), /invalid value "-1" for timeout/);
+});
+
 test('ARBITER_CMD_ARGS is split like a shell would', () => {
   assert.deepEqual(splitArgs(`-w 2 --env 'A=hello world' -e B="x y" --reload`), ['-w', '2', '--env', 'A=hello world', '-e', 'B=x y', '--reload']);
   assert.deepEqual(splitArgs(`a\\ b ''`), ['a b', '']);

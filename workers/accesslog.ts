@@ -2,7 +2,7 @@
  * The access log: Gunicorn's format atoms, compiled once into a function, or JSON lines.
  * Both HTTP worker classes describe a finished request as an `AccessEntry`.
  */
-import pino from 'pino';
+import { createRequire } from 'node:module';
 import { isIP } from 'node:net';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 
@@ -160,7 +160,9 @@ export function setAccessLogStdout(fd: number): void {
 /** The access log writer: buffered, flushed on exit, reopened on USR1. */
 export function openAccessLog(target: string, format: string, forwardedAllowIps: string[]): AccessLog {
   const line = compileFormat(format, forwardedAllowIps);
-  const dest = pino.destination({ dest: target === '-' ? stdoutFd : target, sync: false, append: true, mkdir: true, minLength: 4096 });
+  // sonic-boom (pino's writer) buffers and writes asynchronously; loaded only when a worker logs access.
+  const SonicBoom = createRequire(import.meta.url)('sonic-boom') as typeof import('sonic-boom').default;
+  const dest = new SonicBoom({ dest: target === '-' ? stdoutFd : target, sync: false, append: true, mkdir: true, minLength: 4096 });
   const flush = () => {
     try {
       dest.flushSync();

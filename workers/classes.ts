@@ -2,7 +2,7 @@
 import { pathToFileURL } from 'node:url';
 import { resolveModule } from '../src/core/app.js';
 import { AppLoadError, SettingError } from '../src/core/errors.js';
-import { closest } from '../src/core/settings.js';
+import { closest } from '../src/core/suggest.js';
 import type { WorkerClass } from './contract.js';
 
 const BUILT_IN: Record<string, () => Promise<{ default: WorkerClass }>> = {

@@ -3,7 +3,7 @@
  * `WorkerClass`; the built-in `http`, `h11` and `task` classes and any custom class given
  * with `-k ./my-class.js` are driven the same way by the worker runtime (runtime.ts).
  */
-import type { Logger } from 'pino';
+import type { Logger } from '../src/core/logging.js';
 import type { Hooks } from '../src/core/hooks.js';
 import type { ClassCounters, InheritedListener } from '../src/core/protocol.js';
 import type { WorkerSettings } from '../src/core/settings.js';

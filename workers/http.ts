@@ -16,17 +16,14 @@
  * many upgraded connections remain), until gracefulTimeout.
  */
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
-import https from 'node:https';
 import net from 'node:net';
 import type { Socket } from 'node:net';
-import tls from 'node:tls';
 import { adaptHttpApp, type Framework, type HttpApp, type NodeHandler, type ScriptApp } from '../src/core/app.js';
 import { AppLoadError, oneLine } from '../src/core/errors.js';
 import { describeAsked, type ListenCall } from '../src/core/listen.js';
 import { nodeEntry } from './accesslog.js';
 import type { WorkerClass, WorkerContext, WorkerInstance } from './contract.js';
-import { fetchToNode } from './fetch.js';
-import { ConnectionCap, Listening, RequestObserver, closeFramework, drain, forwardUpgrades, loadTls, logAppError, startFramework } from './http-base.js';
+import { ConnectionCap, Listening, RequestObserver, closeFramework, drain, forwardUpgrades, httpsModule, loadTls, logAppError, startFramework, tlsModule } from './http-base.js';
 
 /**
  * A whole request (head and body) must arrive within this (Node's default): a client that
@@ -52,7 +49,8 @@ function httpSide(socket: Tracked): Tracked {
 }
 
 function isHttpServer(srv: net.Server): srv is http.Server {
-  return srv instanceof http.Server || srv instanceof https.Server;
+  // A script's https server means node:https is loaded already; a plain one never loads it here.
+  return srv instanceof http.Server || srv instanceof httpsModule().Server;
 }
 
 class HttpWorker implements WorkerInstance {
@@ -97,9 +95,9 @@ class HttpWorker implements WorkerInstance {
     } else {
       const tls = loadTls(s);
       const handler =
-        app.kind === 'node' ? app.handler : fetchToNode(app.fetch, { https: !!tls, onError: (err) => logAppError(ctx, err) });
+        app.kind === 'node' ? app.handler : fetchToNode!(app.fetch, { https: !!tls, onError: (err) => logAppError(ctx, err) });
       this.framework = app.kind === 'node' ? (app.framework ?? null) : null;
-      const server = tls ? https.createServer({ ...serverOptions(s), ...tls }) : http.createServer(serverOptions(s));
+      const server = tls ? httpsModule().createServer({ ...serverOptions(s), ...tls }) : http.createServer(serverOptions(s));
       server.maxHeadersCount = maxHeadersCount(s);
       server.on('request', this.guard(handler));
       this.own = server;
@@ -132,7 +130,7 @@ class HttpWorker implements WorkerInstance {
         return Reflect.apply(emit, this, arguments) as boolean;
       } as typeof srv.emit;
     }
-    if (srv instanceof tls.Server) srv.on('secureConnection', (t: Tracked) => t._parent && (t._parent[TLS_SOCKET] = t));
+    if (!(srv instanceof http.Server) && srv instanceof tlsModule().Server) srv.on('secureConnection', (t: Tracked) => t._parent && (t._parent[TLS_SOCKET] = t));
     srv.on('connection', (socket: Tracked) => {
       this.cap.admit(this.sockets.size);
       this.sockets.add(socket);
@@ -397,10 +395,17 @@ function maxHeadersCount(s: WorkerContext['settings']): number {
   return s.limitRequestFields > 0 ? s.limitRequestFields + 1 : 0;
 }
 
+/** Loaded by adapt() for a fetch app only (see the same in h11/worker.ts: Node's fetch implementation is some 5 MB). */
+let fetchToNode: typeof import('./fetch.js').fetchToNode | undefined;
+
 const httpClass: WorkerClass = {
   name: 'http',
   scripts: 'run',
-  adapt: adaptHttpApp,
+  async adapt(value, settings, where) {
+    const adapted = await adaptHttpApp(value, settings, where);
+    if (adapted.app.kind === 'fetch') fetchToNode ??= (await import('./fetch.js')).fetchToNode;
+    return adapted;
+  },
   create(ctx, app) {
     const worker = new HttpWorker(ctx, app as HttpApp);
     return worker;

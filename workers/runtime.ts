@@ -6,17 +6,14 @@
  */
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { loadApp, type Lifecycle } from '../src/core/app.js';
-import { loadConfigFile } from '../src/core/config-file.js';
 import { AppLoadError, appStack, oneLine } from '../src/core/errors.js';
 import { createHooks } from '../src/core/hooks.js';
 import { ListenCapture } from '../src/core/listen.js';
 import { createLogger } from '../src/core/logging.js';
-import { overlayPool } from '../src/core/settings.js';
 import { ENV, EXIT, MAIN_POOL, type CurrentWork, type MasterMessage, type RetireReason, type WorkerBoot, type WorkerMessage } from '../src/core/protocol.js';
 import { setAccessLogStdout } from './accesslog.js';
 import { loadWorkerClass } from './classes.js';
 import type { AppLifecycle, WorkerContext, WorkerInstance } from './contract.js';
-import { CURRENT, startWatchdog } from './watchdog.js';
 
 const boot: WorkerBoot = JSON.parse(process.env[ENV.WORKER] ?? 'null');
 if (!boot) {
@@ -55,7 +52,11 @@ function retire(reason: RetireReason, detail: string): void {
   send({ t: 'retire', reason, detail });
 }
 
-const watchdog = settings.timeout > 0 ? startWatchdog(boot.reportFd, settings.timeout, settings.heartbeatInterval) : null;
+/**
+ * The global slot the worker classes fill with the work in hand (WorkerContext.working): the
+ * master reads it through the inspector when the worker is stuck (src/stack-capture.ts).
+ */
+const CURRENT = Symbol.for('arbiter.current');
 const slot = globalThis as unknown as Record<symbol, unknown>;
 
 function describeCurrent(): CurrentWork | undefined {
@@ -126,7 +127,6 @@ const beyond = (ns: number) => (Number.isFinite(ns) ? Math.max(0, Math.round((ns
 
 function heartbeat(): void {
   const rss = process.memoryUsage.rss();
-  watchdog?.beat();
   const loopDelay = { mean: beyond(loop.mean), max: beyond(loop.max) };
   loop.reset();
   const counters = { ...(instance?.counters() ?? { requests: 0, active: 0 }), rss, loopDelay };
@@ -165,7 +165,6 @@ async function finish(code: number): Promise<void> {
   if (finishing) return;
   finishing = true;
   await ctx.hooks.run('workerExit', workerInfo());
-  watchdog?.stop();
   process.exit(code);
 }
 
@@ -176,6 +175,7 @@ function workerInfo() {
 process.on('message', (msg: MasterMessage, handle: unknown) => {
   if (msg.t === 'stop') void stop(msg.graceful, msg.keepAccepting);
   else if (msg.t === 'reopenLogs') instance?.reopenLogs?.();
+  else if (msg.t === 'closeInspector') void import('node:inspector').then((i) => i.close());
   else if (msg.t === 'metrics') void reportMetrics(msg.id);
   else if (msg.t === 'listener' && handle) {
     const waiting = wanted.get(msg.index) ?? [];
@@ -209,8 +209,11 @@ async function reportMetrics(id: number, final = false): Promise<void> {
 process.on('SIGTERM', () => void stop(true));
 for (const sig of ['SIGINT', 'SIGQUIT'] as const)
   process.on(sig, () => void ctx.hooks.run('workerInt', workerInfo()).then(() => stop(false)));
-// Handled by the master; a worker must not die of them.
-for (const sig of ['SIGHUP', 'SIGUSR1', 'SIGUSR2', 'SIGWINCH', 'SIGTTIN', 'SIGTTOU'] as const) process.on(sig, () => {});
+// Handled by the master; a worker must not die of them. With a timeout, SIGUSR1 is left to
+// Node: it opens the inspector, which is how the master reads where a stuck worker is stuck
+// (the flags the master started it with keep that on a free loopback port).
+const armed = process.execArgv.includes('--inspect-publish-uid=stderr');
+for (const sig of ['SIGHUP', 'SIGUSR1', 'SIGUSR2', 'SIGWINCH', 'SIGTTIN', 'SIGTTOU'] as const) if (!(sig === 'SIGUSR1' && armed)) process.on(sig, () => {});
 // The master is gone (SIGKILL, crash): nobody will replace us or stop us, so stop now.
 process.on('disconnect', () => void stop(true));
 
@@ -226,6 +229,8 @@ async function main(): Promise<void> {
   const cwd = process.cwd();
   try {
     if (boot.configFile) {
+      // Only with a config file (for its worker-side hooks): the settings table that checks it is not small.
+      const [{ loadConfigFile }, { overlayPool }] = await Promise.all([import('../src/core/config-file.js'), import('../src/core/settings.js')]);
       const { layer } = await loadConfigFile(boot.configFile, cwd);
       const own = (layer.pools as Record<string, Record<string, unknown>> | null | undefined)?.[boot.pool] ?? {};
       ctx.hooks = createHooks(overlayPool(layer as Record<string, unknown>, own), log);

@@ -10,7 +10,7 @@ import { pathToFileURL } from 'node:url';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { AppLoadError, SettingError, appStack, oneLine } from './errors.js';
 import { FIRST_LISTEN_MS, describeAsked, pretendListening, type Asked, type ListenCapture } from './listen.js';
-import { closest } from './settings.js';
+import { closest } from './suggest.js';
 import { importTs } from './ts-import.js';
 
 export type NodeHandler = (req: IncomingMessage, res: ServerResponse) => unknown;

@@ -3,7 +3,7 @@
  * settings table. Both processes read it: the master for its settings and hooks, a worker
  * for the hooks that run in it.
  */
-import { existsSync, realpathSync } from 'node:fs';
+import { existsSync, readFileSync, realpathSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -79,6 +79,33 @@ async function explorer() {
 }
 
 /**
+ * Whether a search could find anything: a file of SEARCH_PLACES, or a package.json with an
+ * `arbiter` key, in `cwd` or above it up to the project root. Most starts have no config file,
+ * and this look (a few stat calls) spares them loading cosmiconfig and its YAML parser. It
+ * looks at least as far as cosmiconfig's `project` strategy does; when it sees a candidate,
+ * cosmiconfig searches and decides.
+ */
+function mayHaveConfig(cwd: string): boolean {
+  for (let dir = path.resolve(cwd); ; ) {
+    for (const name of SEARCH_PLACES) {
+      if (name === 'package.json') continue;
+      if (existsSync(path.join(dir, name))) return true;
+    }
+    const pkg = path.join(dir, 'package.json');
+    if (existsSync(pkg)) {
+      try {
+        return Object.hasOwn(JSON.parse(readFileSync(pkg, 'utf8')) ?? {}, 'arbiter');
+      } catch {
+        return true; // let cosmiconfig say what is wrong with it
+      }
+    }
+    const up = path.dirname(dir);
+    if (up === dir) return false;
+    dir = up;
+  }
+}
+
+/**
  * Load and validate a config file: the one named, or the first one found from `cwd` up to
  * the project root. Returns the typed layer and the file's absolute path.
  */
@@ -92,6 +119,8 @@ export async function loadConfigFile(named: string | null, cwd: string): Promise
     } catch (err) {
       throw new SettingError(`cannot load config file ${file}: ${firstLine(err)}`);
     }
+  } else if (!mayHaveConfig(cwd)) {
+    result = null;
   } else {
     try {
       result = await (await explorer()).search(cwd);

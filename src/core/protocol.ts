@@ -1,7 +1,7 @@
 /**
  * The master↔worker protocol: everything the two processes must agree on. The IPC messages
  * (both sides switch on `t`), the boot description the master puts in the worker's
- * environment, the descriptor layout, the exit codes, the stuck report the watchdog leaves
+ * environment, the descriptor layout, the exit codes, the stuck report the master takes
  * for the master, and the names of arbiter's own environment variables. Keep messages small:
  * heartbeats cross the channel every second.
  */
@@ -24,8 +24,7 @@ export const EXIT = {
 // ---------------------------------------------------------------------------------------
 // Descriptors. A worker finds listener i at WORKER_FD_BASE + i (0 is /dev/null, 1 and 2 are
 // pipes to the master, which writes what comes through them to the log; 3 is the IPC
-// channel), then the pipe its watchdog writes stuck reports to (WorkerBoot.reportFd), then,
-// for an access log to `-`, the master's own stdout (WorkerBoot.stdoutFd). A master started
+// channel), then, for an access log to `-`, the master's own stdout (WorkerBoot.stdoutFd). A master started
 // by USR2 finds the listeners at REEXEC_FD_BASE + i, then its hand-over pipe.
 
 export const WORKER_FD_BASE = 4;
@@ -83,17 +82,11 @@ export interface WorkerBoot {
   pool: string;
   /** Gunicorn's worker "age": the master's sequence number for this worker. */
   age: number;
-  /**
-   * The write end of a pipe to the master: the watchdog writes one StuckReport per line.
-   * A pipe rather than a file: it works whatever user the worker runs as, and leaves nothing
-   * on disk when the master is killed.
-   */
-  reportFd: number;
   /** The master's stdout, where an access log to `-` goes (the worker's own fd 1 is a pipe to the log). */
   stdoutFd?: number;
 }
 
-/** What the watchdog found when the worker's event loop stopped beating. */
+/** Where a worker's event loop was stuck, as the master found it (src/stack-capture.ts). */
 export interface StuckReport {
   pid: number;
   silentMs: number;
@@ -195,6 +188,8 @@ export type MasterMessage =
    */
   | { t: 'stop'; graceful: boolean; keepAccepting?: boolean }
   | { t: 'reopenLogs' }
+  /** The master looked where it was stuck and has done: close the inspector it opened. */
+  | { t: 'closeInspector' }
   /** Listener `index`, as the handle that comes with this message. */
   | { t: 'listener'; index: number }
   /** Send the app's prom-client metrics (only while `metricsBind` is set). */

@@ -9,6 +9,9 @@
 import { SettingError } from './errors.js';
 import { parseBytes } from './units.js';
 import { brokerUrlProblem } from './brokers/url.js';
+import { closest } from './suggest.js';
+
+export { closest };
 
 /** What a `procName` may be: it names a file (NAME.sock) and is typed on command lines. */
 export function nameProblem(name: string): string | null {
@@ -567,33 +570,6 @@ export function overlayPool<T extends Record<string, unknown>>(top: T, own: Part
 
 function splitList(text: string): string[] {
   return text.split(',').map((x) => x.trim()).filter((x) => x !== '');
-}
-
-/** Levenshtein distance, for "did you mean". */
-function distance(a: string, b: string): number {
-  const row = Array.from({ length: b.length + 1 }, (_, i) => i);
-  for (let i = 1; i <= a.length; i++) {
-    let prev = row[0]!;
-    row[0] = i;
-    for (let j = 1; j <= b.length; j++) {
-      const cur = row[j]!;
-      row[j] = Math.min(row[j]! + 1, row[j - 1]! + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
-      prev = cur;
-    }
-  }
-  return row[b.length]!;
-}
-
-/** The closest of `candidates` to `word`, if it is close enough to be a likely typo. */
-export function closest(word: string, candidates: readonly string[]): string | undefined {
-  let best: string | undefined;
-  let bestD = Infinity;
-  const w = word.toLowerCase();
-  for (const c of candidates) {
-    const d = distance(w, c.toLowerCase());
-    if (d < bestD) [best, bestD] = [c, d];
-  }
-  return best !== undefined && bestD <= Math.max(2, Math.floor(word.length / 3)) ? best : undefined;
 }
 
 export function unknownSetting(key: string, origin: string, candidates: readonly string[] = SETTING_NAMES): SettingError {

@@ -4,7 +4,7 @@
  *   import type { TaskHandlers } from 'arbiterd';
  *   export const handlers: TaskHandlers = { sendEmail: async (payload, ctx) => { ... } };
  */
-import type { Logger } from 'pino';
+import type { Logger } from './logging.js';
 import type { TaskAttempt } from './brokers/types.js';
 
 export type { TaskAttempt };

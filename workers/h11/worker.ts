@@ -5,20 +5,34 @@
  * see README.md beside this file.
  */
 import net from 'node:net';
-import tls from 'node:tls';
 import type { Socket } from 'node:net';
 import { adaptHttpApp, type Framework, type HttpApp, type NodeHandler, type FetchHandler } from '../../src/core/app.js';
 import { AppLoadError, oneLine } from '../../src/core/errors.js';
 import { nodeEntry } from '../accesslog.js';
 import type { WorkerClass, WorkerContext, WorkerInstance } from '../contract.js';
-import { ConnectionCap, IDLE_AFTER_STOP_MS, Listening, RequestObserver, closeFramework, drain, forwardUpgrades, loadTls, logAppError, startFramework, type TlsMaterial } from '../http-base.js';
-import { fetchToNode } from '../fetch.js';
+import { ConnectionCap, IDLE_AFTER_STOP_MS, Listening, RequestObserver, closeFramework, drain, forwardUpgrades, loadTls, logAppError, startFramework, tlsModule, type TlsMaterial } from '../http-base.js';
 import { H11Server } from './server.js';
 import { Conn, clock, type ConnOwner, type Exchange } from './conn.js';
 import { createDateCache, type H11Options, type RequestEvent } from './engine/index.js';
-import { installLightResponse } from '../fetch-light.js';
-import { FetchEx, fetchAppError, writeFetchResponse } from './fetch.js';
+import type { FetchEx } from './fetch.js';
 import { NodeEx, nodeAppError, upgradeRequest } from './node.js';
+
+/**
+ * The fetch interface's modules, loaded by adapt() for a fetch app only: what they build on
+ * (Request, Response, Headers) is Node's fetch implementation, some 5 MB that a worker serving
+ * a node-interface app never needs (SPEC §11).
+ */
+type FetchSide = typeof import('./fetch.js') & Pick<typeof import('../fetch.js'), 'fetchToNode'> & Pick<typeof import('../fetch-light.js'), 'installLightResponse'>;
+let fx: FetchSide;
+
+async function adapt(value: unknown, settings: { interface: 'auto' | 'node' | 'fetch' | 'listen' }, where: string): Promise<{ app: HttpApp; picked: string }> {
+  const adapted = await adaptHttpApp(value, settings, where);
+  if (adapted.app.kind === 'fetch') {
+    const [own, shared, light] = await Promise.all([import('./fetch.js'), import('../fetch.js'), import('../fetch-light.js')]);
+    fx = { ...own, fetchToNode: shared.fetchToNode, installLightResponse: light.installLightResponse };
+  }
+  return adapted;
+}
 
 /** A connection we half-closed is destroyed if the peer has not closed its side by then. */
 const LINGER_MS = 5000;
@@ -50,7 +64,7 @@ class H11Worker implements WorkerInstance, ConnOwner {
   private readonly framework: Framework | null = null;
   private readonly onFetchError = (ex: FetchEx, err: unknown) => {
     this.logAppError(err);
-    fetchAppError(ex);
+    fx.fetchAppError(ex);
   };
 
   constructor(
@@ -83,8 +97,8 @@ class H11Worker implements WorkerInstance, ConnOwner {
     } else {
       this.nodeHandler = null;
       this.fetchHandler = app.fetch;
-      installLightResponse();
-      this.requestListener = fetchToNode(app.fetch, { https: !!this.tlsOpts, onError: (err) => this.logAppError(err) });
+      fx.installLightResponse();
+      this.requestListener = fx.fetchToNode(app.fetch, { https: !!this.tlsOpts, onError: (err) => this.logAppError(err) });
     }
     this.server = new H11Server({
       address: () => this.listening.servers[0]?.address() ?? null,
@@ -182,7 +196,7 @@ class H11Worker implements WorkerInstance, ConnOwner {
       }
       return x;
     }
-    const ex = new FetchEx(conn, ev, this.scheme);
+    const ex = new fx.FetchEx(conn, ev, this.scheme);
     ctx.working(ex);
     if (this.observe) this.observeFetch(ex);
     let result: unknown;
@@ -194,11 +208,11 @@ class H11Worker implements WorkerInstance, ConnOwner {
     }
     if (result !== null && typeof result === 'object' && typeof (result as Promise<unknown>).then === 'function' && !(result instanceof Response)) {
       (result as Promise<Response>).then(
-        (res) => writeFetchResponse(ex, res, this.onFetchError),
+        (res) => fx.writeFetchResponse(ex, res, this.onFetchError),
         (err) => this.onFetchError(ex, err),
       );
     } else {
-      writeFetchResponse(ex, result, this.onFetchError);
+      fx.writeFetchResponse(ex, result, this.onFetchError);
     }
     return ex;
   }
@@ -286,7 +300,7 @@ class H11Worker implements WorkerInstance, ConnOwner {
 
   private newServer(): net.Server {
     const srv = this.tlsOpts
-      ? tls.createServer({ ...this.tlsOpts, allowHalfOpen: true }, this.onConnection)
+      ? tlsModule().createServer({ ...this.tlsOpts, allowHalfOpen: true }, this.onConnection)
       : net.createServer({ allowHalfOpen: true, noDelay: true } as net.ServerOpts, this.onConnection);
     srv.on('error', (err) => this.ctx.log.error({ err }, `listener error: ${oneLine(err)}`));
     if (this.tlsOpts) srv.on('tlsClientError', noop);
@@ -380,7 +394,7 @@ const h11Class: WorkerClass = {
   name: 'h11',
   // Its engine serves, not a script's http.Server: a script gets a line saying so.
   scripts: 'refuse',
-  adapt: adaptHttpApp,
+  adapt,
   create(ctx, app) {
     return new H11Worker(ctx, app as HttpApp);
   },

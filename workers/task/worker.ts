@@ -39,7 +39,7 @@
  * src/core/brokers/priority.ts).
  */
 import { performance } from 'node:perf_hooks';
-import type { Logger } from 'pino';
+import type { Logger } from '../../src/core/logging.js';
 import { openQueues } from '../../src/core/brokers/open.js';
 import { consumerName, resolveOptions } from '../../src/core/brokers/records.js';
 import type { Broker, BrokerEvent, Delivery, KeptResult, TaskAttempt, TaskResult } from '../../src/core/brokers/types.js';
@@ -47,7 +47,7 @@ import { redactUrl } from '../../src/core/brokers/url.js';
 import { LIFECYCLE_EXPORTS } from '../../src/core/app.js';
 import { AppLoadError, SettingError, oneLine } from '../../src/core/errors.js';
 import type { TaskCounters } from '../../src/core/protocol.js';
-import { closest } from '../../src/core/settings.js';
+import { closest } from '../../src/core/suggest.js';
 import type { TaskContext, TaskHandler } from '../../src/core/tasks.js';
 import type { WorkerClass, WorkerContext, WorkerInstance, WorkerSettings } from '../contract.js';
 

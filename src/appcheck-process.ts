@@ -1,5 +1,4 @@
-/** The thread side of appcheck.ts: load the worker class and the app, report, and wait to be ended. */
-import { parentPort, workerData } from 'node:worker_threads';
+/** The process side of appcheck.ts: load the worker class and the app, report, and wait to be ended. */
 import { ScriptApp, loadApp } from './core/app.js';
 import { AppLoadError, appStack, oneLine } from './core/errors.js';
 import { ListenCapture, nothingPending } from './core/listen.js';
@@ -7,7 +6,13 @@ import type { WorkerSettings } from './core/settings.js';
 // The one import of the worker side by the master's: the app is checked by its worker class.
 import { loadWorkerClass } from '../workers/classes.js';
 
-const { settings, cwd } = workerData as { settings: WorkerSettings; cwd: string };
+// The master is gone (or done with us) whatever the app keeps running.
+process.on('disconnect', () => process.exit(0));
+const { settings, cwd } = await new Promise<{ settings: WorkerSettings; cwd: string }>((resolve) => process.once('message', resolve as never));
+// Only the app's own handles may keep this process alive: a module with nothing left to run
+// has made all the listen() calls it will make (nothingPending()).
+process.channel?.unref();
+const report = (verdict: object) => process.send!(verdict);
 
 try {
   const cls = await loadWorkerClass(settings.workerClass, cwd);
@@ -20,10 +25,10 @@ try {
   const loaded = await loadApp(settings.app!, cwd, { interface: settings.interface, listen });
   const { picked } = await cls.adapt(loaded.value, settings, loaded.where);
   const asked = loaded.value instanceof ScriptApp ? loaded.value.asked : null;
-  parentPort!.postMessage({ ok: true, picked, listens, file: loaded.file, asked, note: loaded.note });
+  report({ ok: true, picked, listens, file: loaded.file, asked, note: loaded.note });
 } catch (err) {
   const e = err as Error;
-  parentPort!.postMessage({
+  report({
     ok: false,
     kind: e?.name === 'SettingError' ? 'SettingError' : 'AppLoadError',
     message: err instanceof AppLoadError || e?.name === 'SettingError' ? e.message : `the app failed while loading: ${oneLine(err)}`,
