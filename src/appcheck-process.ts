@@ -8,7 +8,11 @@ import { loadWorkerClass } from '../workers/classes.js';
 
 // The master is gone (or done with us) whatever the app keeps running.
 process.on('disconnect', () => process.exit(0));
-const { settings, cwd } = await new Promise<{ settings: WorkerSettings; cwd: string }>((resolve) => process.once('message', resolve as never));
+// Started ahead (appcheck.ts): this module's imports load while the master loads its own.
+const { settings, cwd, env } = await new Promise<{ settings: WorkerSettings; cwd: string; env: NodeJS.ProcessEnv }>((resolve) => process.once('message', resolve as never));
+for (const key of Object.keys(process.env)) if (!(key in env)) delete process.env[key];
+Object.assign(process.env, env);
+process.chdir(cwd);
 // Only the app's own handles may keep this process alive: a module with nothing left to run
 // has made all the listen() calls it will make (nothingPending()).
 process.channel?.unref();

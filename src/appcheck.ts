@@ -5,11 +5,16 @@
  * would load it: app modules do things when imported (start timers, open pools, call
  * process.exit), and none of that may touch the master. The process is ended as soon as the
  * verdict is in. (A worker thread did this before; what the thread's isolate left in the
- * master's memory after it ended was some 2.5 MB, for the master's whole life.) What the app prints while
- * it loads is kept back: the workers print it again, into the log, where it belongs; only
- * when the check fails is it shown, since it may say why.
+ * master's memory after it ended was some 2.5 MB, for the master's whole life.) What the app
+ * prints while it loads is kept back: the workers print it again, into the log, where it
+ * belongs; only when the check fails is it shown, since it may say why.
+ *
+ * Node's own start-up is most of the check's time, and it need not wait for the master: the
+ * server start (src/cli.ts) starts a checker ahead, before the master loads its own modules,
+ * and the check hands it the app when the settings are known. A checker started ahead runs
+ * without node flags; a pool with `nodeArgs` gets a checker of its own.
  */
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { AppLoadError, SettingError } from './core/errors.js';
 import type { Asked } from './core/listen.js';
@@ -28,17 +33,33 @@ export interface AppCheck {
 
 type Verdict = ({ ok: true } & AppCheck) | { ok: false; kind: string; message: string; detail?: string };
 
+const CHECKER = fileURLToPath(new URL('./appcheck-process.js', import.meta.url));
+
+function startChecker(nodeArgs: readonly string[]): ChildProcess {
+  const child = spawn(process.execPath, [...nodeArgs, CHECKER], { stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
+  child.on('error', () => {});
+  return child;
+}
+
+let ahead: ChildProcess | null = null;
+
+/** Start a checker now, for the first checkApp() (it ends by itself when the master does). */
+export function startCheckerAhead(): void {
+  ahead ??= startChecker([]);
+}
+
 export async function checkApp(settings: WorkerSettings, cwd: string): Promise<AppCheck> {
+  // The app's node flags, but not an inspector: its port would still be held when the workers start.
+  const nodeArgs = settings.nodeArgs.filter((a) => !a.startsWith('--inspect'));
+  let child = ahead && ahead.exitCode === null && nodeArgs.length === 0 ? ahead : null;
+  if (ahead && !child) ahead.kill('SIGKILL');
+  ahead = null;
+  child ??= startChecker(nodeArgs);
+  // The app loads as a worker would load it: in `cwd`, with the environment as it is now (`env`).
+  child.send({ settings, cwd, env: process.env });
   // What the app prints while it loads here is held back ("listening on 3000" from a
   // script whose listen() binds nothing here would mislead; a marker would show twice),
   // and shown only when the load fails, to help say why.
-  // The app's node flags, but not an inspector: its port would still be held when the workers start.
-  const nodeArgs = settings.nodeArgs.filter((a) => !a.startsWith('--inspect'));
-  const child = spawn(process.execPath, [...nodeArgs, fileURLToPath(new URL('./appcheck-process.js', import.meta.url))], {
-    cwd,
-    stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
-  });
-  child.send({ settings, cwd });
   const printed: string[] = [];
   for (const s of [child.stdout!, child.stderr!]) {
     s.setEncoding('utf8');

@@ -27,16 +27,14 @@ import type { Settings, WorkerSettings } from './core/settings.js';
 import { detectCpus, detectMemoryLimit } from './cpus.js';
 import { daemonErrorLog, daemonize, echoStderrToLauncher, tellLauncherReady, underLauncher } from './daemon.js';
 import { takeHandover, tellOldMaster } from './handover.js';
-import { mainHelp } from './help.js';
 import { Arbiter, type PoolStart } from './master.js';
 import { ledgerFor, startMetricsServer, watchMemoryFit, type MetricsServer } from './metrics.js';
 import * as sd from './notify.js';
 import { removePidfile, writePidfile } from './pidfile.js';
 import { checkBinds, planPools, type PoolPlan } from './pools.js';
-import { compileSchedules, type Compiled } from './scheduler.js';
+import type { Compiled } from './scheduler.js';
 import { BindError, closeInherited, closeListeners, inheritedFromParent, openListeners, systemdListeners, type Listener } from './sockets.js';
 import type { StartSignals } from './start-signals.js';
-import { taskBrokersFor } from './task-brokers.js';
 import { resolveIds } from './users.js';
 
 /** A start that cannot go on: the line to print and the exit code. */
@@ -97,7 +95,7 @@ async function resolveStart(argv: string[], launchCwd: string): Promise<Plan | n
   try {
     const cli = parseArgs(argv, 'cli');
     if (cli.help) {
-      process.stdout.write(mainHelp());
+      process.stdout.write((await import('./help.js')).mainHelp());
       return EXIT.OK;
     }
     if (cli.version) {
@@ -107,7 +105,7 @@ async function resolveStart(argv: string[], launchCwd: string): Promise<Plan | n
     const cmdText = process.env[ENV.CMD_ARGS];
     const cmdArgs = cmdText ? parseArgs(splitArgs(cmdText), 'ARBITER_CMD_ARGS').layer : {};
     const resolved = await resolveServer(cli.layer, cmdArgs, launchCwd);
-    plan = { resolved, cli: cli.layer, cmdArgs, pools: planPools(resolved, detectCpus()), schedules: await compileSchedules(resolved.settings, configName(resolved)) };
+    plan = { resolved, cli: cli.layer, cmdArgs, pools: planPools(resolved, detectCpus()), schedules: await schedulesOf(resolved.settings, configName(resolved)) };
   } catch (err) {
     throw usage(err);
   }
@@ -338,7 +336,7 @@ async function run(plan: Plan, apps: CheckedApp[], started: Started, log: Logger
         const binds = scriptBindsOf.get(p.name);
         if (binds) p.settings.bind = binds;
       }
-      const schedules = await compileSchedules(resolved.settings, configName(resolved));
+      const schedules = await schedulesOf(resolved.settings, configName(resolved));
       return { resolved, pools, schedules, hooks: createHooks(resolved.settings as unknown as Record<string, unknown>, log) };
     },
     launchCwd,
@@ -347,7 +345,11 @@ async function run(plan: Plan, apps: CheckedApp[], started: Started, log: Logger
   const allListeners = started.listeners.flat();
   // Counters of workers that exit from now on are kept, whenever the metrics endpoint opens.
   ledgerFor(arbiter);
-  const taskBrokers = [...arbiter.groups.values()].some((g) => g.settings.workerClass === 'task') ? taskBrokersFor(arbiter, log) : null;
+  // Loaded only for task pools, as the scheduler only for schedules (SPEC §11).
+  const taskBrokers = [...arbiter.groups.values()].some((g) => g.settings.workerClass === 'task')
+    ? (await import('./task-brokers.js')).taskBrokersFor(arbiter, log)
+    : null;
+  arbiter.brokers = taskBrokers;
   arbiter.events.once('ready', async () => {
     if (started.upgradeFrom) {
       try {
@@ -405,6 +407,12 @@ async function run(plan: Plan, apps: CheckedApp[], started: Started, log: Logger
   if (s.pidfile) removePidfile(s.pidfile, process.pid);
   log.info({ event: 'exit', code }, `arbiter exiting with code ${code}`);
   return code;
+}
+
+/** The config's schedules, compiled; the scheduler's module is loaded only when there are some. */
+async function schedulesOf(settings: Settings, origin: string): Promise<Compiled[]> {
+  if (!settings.schedule.length) return [];
+  return (await import('./scheduler.js')).compileSchedules(settings, origin);
 }
 
 /**

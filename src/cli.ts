@@ -7,6 +7,7 @@
  * Exit codes: 0 clean stop, 1 runtime failure (including a bind that fails), 2 usage or
  * config error, 3 the app cannot be loaded or a worker failed to boot.
  */
+import { startCheckerAhead } from './appcheck.js';
 import { MASTER_SIGNALS, StartSignals } from './start-signals.js';
 
 type Command = (argv: string[]) => Promise<number>;
@@ -62,6 +63,8 @@ export async function main(argv: string[] = process.argv.slice(2), takeEarlySign
   // The server: handlers before anything else is loaded, so a TERM in its first moments
   // cannot kill it with Node's default action (src/start-signals.ts).
   const signals = new StartSignals(MASTER_SIGNALS, takeEarlySignals);
+  // The app check's process starts now, while the master loads (src/appcheck.ts).
+  if (!asksHelp(argv)) startCheckerAhead();
   const { serve } = await import('./boot.js');
   return serve(argv, signals);
 }

@@ -30,7 +30,7 @@ import type { Arbiter } from './master.js';
 import { cpuSeconds } from './procstat.js';
 import type { ScheduleStatus } from './scheduler.js';
 import { listenBeside, PathTaken, type ClaimedSocket } from './socket-claim.js';
-import { taskBrokersFor, type BrokerStatus } from './task-brokers.js';
+import type { BrokerStatus } from './task-brokers.js';
 import type { WorkerHandle } from './worker-handle.js';
 
 /** Longest request line accepted. */
@@ -141,7 +141,7 @@ export function statusOf(arbiter: Arbiter, name: string): Status {
   const now = Date.now();
   const groups = [...arbiter.groups.values()];
   const first = groups[0]?.settings ?? arbiter.settings;
-  const brokers = taskBrokersFor(arbiter)?.status();
+  const brokers = arbiter.brokers?.status();
   return {
     name,
     pid: process.pid,

@@ -25,7 +25,8 @@ import type { Launch } from './launch.js';
 import * as sd from './notify.js';
 import { moveAside } from './pidfile.js';
 import { checkBinds, classListens, type PoolPlan } from './pools.js';
-import { Scheduler, type Compiled } from './scheduler.js';
+import type { Compiled, Scheduler } from './scheduler.js';
+import type { BrokerStatus } from './task-brokers.js';
 import { bindReusing, closeListeners, type Listener } from './sockets.js';
 import type { MasterSignal } from './start-signals.js';
 import { resolveIds } from './users.js';
@@ -126,6 +127,8 @@ export class Arbiter {
   private watcher: Watcher | null = null;
   private finished = false;
   private wasReady = false;
+  /** The task pools' brokers as the master sees them (src/task-brokers.ts), when a pool runs tasks. */
+  brokers: { status(): BrokerStatus[] } | null = null;
   /** Runs the config's schedules; made when there is one. */
   scheduler: Scheduler | null = null;
   private schedules: Compiled[];
@@ -244,15 +247,17 @@ export class Arbiter {
       for (const g of this.groups.values()) g.supervise(now);
     }, TICK_MS);
     if (this.settings.reload) void this.watch();
-    this.runSchedules(this.schedules);
+    void this.runSchedules(this.schedules);
   }
 
-  private runSchedules(list: Compiled[]): void {
-    if (this.scheduler) this.scheduler.update(list, this.settings);
-    else if (list.length) {
-      this.scheduler = new Scheduler(this.log, this.settings);
-      this.scheduler.start(list);
-    }
+  /** Loaded with the first schedule: most arbiters have none (and croner, the brokers, crypto stay unloaded). */
+  private async runSchedules(list: Compiled[]): Promise<void> {
+    if (this.scheduler) return this.scheduler.update(list, this.settings);
+    if (!list.length) return;
+    const { Scheduler } = await import('./scheduler.js');
+    if (this.scheduler || this.finished) return;
+    this.scheduler = new Scheduler(this.log, this.settings);
+    this.scheduler.start(list);
   }
 
   private async watch(): Promise<void> {
@@ -336,7 +341,7 @@ export class Arbiter {
       this.configFile = next.resolved.configFile;
       this.hooks = next.hooks;
       await this.onSettings?.(this.settings, prev);
-      this.runSchedules(next.schedules);
+      void this.runSchedules(next.schedules);
     }
     const plans = only ? next.pools.filter((p) => p.name === only) : next.pools;
     for (const plan of plans) await this.reloadPool(plan);

@@ -18,7 +18,6 @@ import { SettingError } from './core/errors.js';
 import { LATENCY_BUCKETS, MAIN_POOL, type WorkerCounters } from './core/protocol.js';
 import type { Arbiter } from './master.js';
 import { parseAddress } from './sockets.js';
-import { taskBrokersFor } from './task-brokers.js';
 import { RESTART_REASONS, WORKER_STATES, type Transition } from './worker-handle.js';
 
 export { LATENCY_BUCKETS };
@@ -179,7 +178,7 @@ export function renderMetrics(arbiter: Arbiter, ledger = ledgerFor(arbiter)): st
   perPool('arbiter_workers_rss_bytes', 'gauge', 'Resident memory of all workers, from their last heartbeats.', (p, l) => sample('arbiter_workers_rss_bytes', l, p.rss));
   perPool('arbiter_active', 'gauge', 'Requests being served, or tasks being run, right now.', (p, l) => sample('arbiter_active', l, p.active));
 
-  const brokers = taskBrokersFor(arbiter)?.status() ?? [];
+  const brokers = arbiter.brokers?.status() ?? [];
   if (brokers.length) {
     family('arbiter_broker_up', 'gauge', 'Whether the task broker can be reached (1) or not (0).');
     for (const b of brokers) sample('arbiter_broker_up', { broker: b.url }, b.up ? 1 : 0);
