@@ -19,6 +19,7 @@ import type { ControlServer } from './control.js';
 import { openControl, wantedName } from './control-place.js';
 import { AppLoadError, SettingError, errorMessage, indent } from './core/errors.js';
 import { createHooks } from './core/hooks.js';
+import { formatJsonLine } from './core/log-format.js';
 import { createLogger, fatalLine } from './core/logging.js';
 import { bindFor, type Asked } from './core/listen.js';
 import { VERSION } from './core/paths.js';
@@ -64,7 +65,7 @@ export async function serve(argv: string[], signals: StartSignals): Promise<numb
     if (typeof apps === 'number') return apps;
     if (plan.resolved.settings.daemon && !underLauncher) return daemonize(launchCwd);
     const errorLog = daemonErrorLog(plan.resolved.settings, wantedName(plan.resolved.settings, process.env[ENV.UPGRADE_NAME]).name);
-    const log = createLogger({ level: plan.resolved.settings.logLevel, errorLog, role: 'master' });
+    const log = createLogger({ level: plan.resolved.settings.logLevel, errorLog, role: 'master', readable: formatJsonLine });
     const started = await bind(plan, apps, log);
     return await run(plan, apps, started, log, launchCwd, signals);
   } catch (err) {

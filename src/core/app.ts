@@ -11,7 +11,6 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { AppLoadError, SettingError, appStack, oneLine } from './errors.js';
 import { FIRST_LISTEN_MS, describeAsked, pretendListening, type Asked, type ListenCapture } from './listen.js';
 import { closest } from './suggest.js';
-import { importTs } from './ts-import.js';
 
 export type NodeHandler = (req: IncomingMessage, res: ServerResponse) => unknown;
 export type FetchHandler = (request: Request) => Response | Promise<Response>;
@@ -176,7 +175,8 @@ export async function loadApp(text: string, cwd: string, o: LoadOptions = {}): P
 
 async function importModule(file: string, name: string): Promise<Record<string, unknown>> {
   try {
-    if (TS.test(file)) return await importTs(file);
+    // The TypeScript loader's module (and tsx, on Node 20) only for a TypeScript app.
+    if (TS.test(file)) return await (await import('./ts-import.js')).importTs(file);
     return await import(pathToFileURL(file).href);
   } catch (err) {
     throw new AppLoadError(`app module ${name} failed while loading: ${oneLine(err)}`, appStack(err));

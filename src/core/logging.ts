@@ -14,7 +14,6 @@
  */
 import { closeSync, mkdirSync, openSync, writeSync } from 'node:fs';
 import path from 'node:path';
-import { formatJsonLine } from './log-format.js';
 
 /**
  * The logger's calling convention is pino's, `log.info({ event, ... }, 'message')` or
@@ -50,6 +49,11 @@ export interface LogOptions {
   role: 'master' | 'worker';
   /** Fields on every line (a worker's `pool`). */
   fields?: Record<string, string>;
+  /**
+   * The master's readable form of a line, for a terminal (log-format.ts's formatJsonLine);
+   * given by the master, so that a worker, which always writes JSON, never loads it.
+   */
+  readable?: (line: string, color: boolean) => string;
 }
 
 const LEVELS: Record<string, number> = { trace: 10, debug: 20, info: 30, warn: 40, error: 50, fatal: 60, silent: Infinity };
@@ -91,7 +95,7 @@ class Destination {
 
 let destination: Destination | null = null;
 /** A terminal gets readable lines (log-format.ts); everything else JSON lines. */
-let readable: { color: boolean } | null = null;
+let readable: { format: NonNullable<LogOptions['readable']>; color: boolean } | null = null;
 
 /** pino's `err` serializer: what JSON.stringify would lose of an Error. */
 function serializeError(err: unknown): unknown {
@@ -155,7 +159,7 @@ function makeLogger(base: Record<string, unknown>, state: { threshold: number; n
 export function createLogger(opts: LogOptions): Logger {
   const toStderr = opts.role === 'worker' || opts.errorLog === '-';
   destination = new Destination(toStderr ? null : path.resolve(opts.errorLog));
-  readable = opts.role === 'master' && toStderr && process.stderr.isTTY ? { color: process.stderr.hasColors?.() ?? false } : null;
+  readable = opts.readable && toStderr && process.stderr.isTTY ? { format: opts.readable, color: process.stderr.hasColors?.() ?? false } : null;
   const state = { threshold: LEVELS.info!, name: 'info' };
   const logger = makeLogger({ pid: process.pid, role: opts.role, ...opts.fields }, state);
   logger.level = opts.level;
@@ -166,7 +170,7 @@ export function createLogger(opts: LogOptions): Logger {
 export function writeLogLines(text: string): void {
   if (readable) {
     let out = '';
-    for (const line of text.split('\n')) if (line) out += formatJsonLine(line, readable.color) + '\n';
+    for (const line of text.split('\n')) if (line) out += readable.format(line, readable.color) + '\n';
     text = out;
   }
   if (destination) destination.write(text);
