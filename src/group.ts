@@ -362,6 +362,7 @@ export class WorkerGroup {
    */
   private async lookWhereStuck(w: WorkerHandle, now: number): Promise<void> {
     w.lookedAt = w.lastSeen;
+    w.stuck = undefined; // what an earlier silence showed is not this one's
     const deadline = w.lastSeen + this.settings.timeout * 1000;
     if (!w.inspector) {
       if (!w.child.kill('SIGUSR1')) return;

@@ -175,7 +175,7 @@ function workerInfo() {
 process.on('message', (msg: MasterMessage, handle: unknown) => {
   if (msg.t === 'stop') void stop(msg.graceful, msg.keepAccepting);
   else if (msg.t === 'reopenLogs') instance?.reopenLogs?.();
-  else if (msg.t === 'closeInspector') void import('node:inspector').then((i) => i.close());
+  else if (msg.t === 'closeInspector') void import('node:inspector').then((i) => i.close()).catch(() => {});
   else if (msg.t === 'metrics') void reportMetrics(msg.id);
   else if (msg.t === 'listener' && handle) {
     const waiting = wanted.get(msg.index) ?? [];
