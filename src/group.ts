@@ -370,8 +370,10 @@ export class WorkerGroup {
     }
     if (!w.inspector || !w.live) return;
     const report = await captureStack(w.inspector, w.pid, now - w.lastSeen, Math.max(100, deadline - Date.now()));
-    if (report) w.stuck = report;
-    else this.log.debug({ event: 'stack_capture_failed', worker: w.pid, pool: this.name }, `${this.prefix}could not read where worker ${w.pid} is stuck`);
+    if (report) {
+      w.stuck = report;
+      this.log.debug({ event: 'stuck_stack', worker: w.pid, pool: this.name, silentMs: report.silentMs, stack: report.stack }, `${this.prefix}worker ${w.pid} silent for ${(report.silentMs / 1000).toFixed(1)} s: read where it is stuck`);
+    } else this.log.debug({ event: 'stack_capture_failed', worker: w.pid, pool: this.name }, `${this.prefix}could not read where worker ${w.pid} is stuck`);
     // It reads this once it is free again (if it ever is), and closes what SIGUSR1 opened.
     w.inspector = null;
     w.send({ t: 'closeInspector' });

@@ -2,7 +2,7 @@
 // maxRequests recycling, maxWorkerMemory, timeout with a stack, --reload, hooks.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync, writeFileSync, existsSync } from 'node:fs';
+import { readFileSync, readdirSync, readlinkSync, writeFileSync, existsSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { FIXTURES, alive, track, descendants, freePort, load, request, run, serve, sleep, stop, tmpDir, waitFor, writeFiles } from './helpers.ts';
@@ -211,10 +211,54 @@ test('a worker stuck in a loop is killed after timeout with the request and the 
   assert.match(line.msg, /^WORKER TIMEOUT \(pid:\d+\) silent for \d+\.\d s while serving GET \/block\?why=test/);
   assert.ok((line.stack as string[]).some((f) => f.includes('fixtures/apps/pid.js')), JSON.stringify(line.stack));
   assert.match(line.msg, /at handler \(.*pid\.js:\d+/);
+  // The master took the stack through the worker's inspector (src/stack-capture.ts): what
+  // the inspector prints is kept out of the log, and its address is nowhere in it.
+  assert.ok(!r.stderr().includes('Debugger listening'), 'the inspector lines are not in the log');
+  assert.ok(!/ws:\/\/127\.0\.0\.1:\d+\//.test(r.stderr()), 'no inspector address in the log');
   await stuck;
   await waitFor(() => r.workers().length === 2, 5000, 'the replacement');
   await stop(r);
 });
+
+test('a worker that comes back after a long stall closes the inspector the master opened, and a second stall is read again', { timeout: 60_000 }, async () => {
+  const port = await freePort();
+  // timeout 4: the master looks at 2.4 s of silence; a 3.5 s stall is looked at, not killed.
+  const r = await serve([PID_APP, '-w', '1', '-b', `127.0.0.1:${port}`, '--timeout', '4', '--log-level', 'debug']);
+  const [pid] = r.workers();
+  const before = listeningSockets(pid!);
+  for (let round = 1; round <= 2; round++) {
+    const reply = await request({ port }, { path: '/block?ms=3500', timeoutMs: 20_000 });
+    assert.equal(reply.status, 200, 'the stalled request is answered once the loop is free');
+    const looks = r.logs().filter((l) => l.event === 'stuck_stack');
+    assert.equal(looks.length, round, `round ${round}: the master read where it was stuck`);
+    assert.ok((looks.at(-1)!.stack as string[]).some((f) => f.includes('fixtures/apps/pid.js')), JSON.stringify(looks.at(-1)));
+    await waitFor(() => listeningSockets(pid!) === before, 3000, `round ${round}: the inspector's port closed again`);
+  }
+  assert.deepEqual(r.workers(), [pid], 'never killed: it came back within its timeout');
+  assert.ok(!r.logs().some((l) => l.event === 'worker_timeout'));
+  await stop(r);
+});
+
+/** How many listening TCP sockets process `pid` holds (its listener, and its inspector while open). */
+function listeningSockets(pid: number): number {
+  const inodes = new Set<string>();
+  for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+    try {
+      const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`));
+      if (m) inodes.add(m[1]!);
+    } catch {
+      /* closed meanwhile */
+    }
+  }
+  let n = 0;
+  for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    for (const line of readFileSync(table, 'utf8').split('\n').slice(1)) {
+      const f = line.trim().split(/\s+/);
+      if (f[3] === '0A' && inodes.has(f[9]!)) n++;
+    }
+  }
+  return n;
+}
 
 test('--reload: a saved change is served soon after; a syntax error keeps the old code serving', { timeout: 60_000 }, async () => {
   const dir = tmpDir();
