@@ -26,7 +26,7 @@ import * as sd from './notify.js';
 import { moveAside } from './pidfile.js';
 import { checkBinds, classListens, type PoolPlan } from './pools.js';
 import type { Compiled, Scheduler } from './scheduler.js';
-import type { BrokerStatus } from './task-brokers.js';
+import type { BrokerHealth } from './core/brokers/types.js';
 import { bindReusing, closeListeners, type Listener } from './sockets.js';
 import type { MasterSignal } from './start-signals.js';
 import { resolveIds } from './users.js';
@@ -127,8 +127,8 @@ export class Arbiter {
   private watcher: Watcher | null = null;
   private finished = false;
   private wasReady = false;
-  /** The task pools' brokers as the master sees them (src/task-brokers.ts), when a pool runs tasks. */
-  brokers: { status(): BrokerStatus[] } | null = null;
+  /** The task pools' brokers as the master sees them (src/task-brokers.ts's TaskBrokers), when a pool runs tasks. */
+  brokers: { status(): (BrokerHealth & { url: string })[] } | null = null;
   /** Runs the config's schedules; made when there is one. */
   scheduler: Scheduler | null = null;
   private schedules: Compiled[];
