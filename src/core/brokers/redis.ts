@@ -246,6 +246,22 @@ interface RedisReceipt {
 
 type StreamEntry = [id: string, fields: string[] | null];
 
+interface AckBatch {
+  promise: Promise<void>;
+  resolve: () => void;
+  reject: (err: unknown) => void;
+}
+
+function ackBatch(): AckBatch {
+  let resolve!: () => void;
+  let reject!: (err: unknown) => void;
+  const promise = new Promise<void>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  return { promise, resolve, reject };
+}
+
 /** The parts of a task record that never change between attempts. */
 function taskBody(task: TaskRecord): string {
   const body: Record<string, unknown> = { id: task.id, name: task.name, payload: task.payload, enqueuedAt: task.enqueuedAt };
@@ -261,7 +277,11 @@ function fieldMap(fields: string[]): Map<string, string> {
 
 /** Builds the record from an entry's fields; null when they do not hold a task. */
 function decodeTask(m: Map<string, string>): TaskRecord | null {
-  const t = m.get('t');
+  return decodeParts(m.get('a'), m.get('h'), m.get('t'));
+}
+
+/** The record from an entry's attempt, history and task fields (per task, on the claim path). */
+function decodeParts(a: string | undefined, h: string | undefined, t: string | undefined): TaskRecord | null {
   if (t === undefined) return null;
   let body: unknown;
   try {
@@ -269,19 +289,20 @@ function decodeTask(m: Map<string, string>): TaskRecord | null {
   } catch {
     return null;
   }
-  if (typeof body !== 'object' || body === null) return null;
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) return null;
   let history: unknown = [];
-  try {
-    history = JSON.parse(m.get('h') ?? '[]');
-  } catch {
-    // A damaged history must not make a good task undeliverable.
+  if (h !== undefined && h !== '[]') {
+    try {
+      history = JSON.parse(h);
+    } catch {
+      // A damaged history must not make a good task undeliverable.
+    }
   }
-  const attempt = Number.parseInt(m.get('a') ?? '1', 10);
-  const task = {
-    ...(body as Record<string, unknown>),
-    attempt: Number.isFinite(attempt) && attempt >= 1 ? attempt : 1,
-    history: Array.isArray(history) ? history : [],
-  };
+  const attempt = a === '1' ? 1 : Number.parseInt(a ?? '1', 10);
+  // The parsed body is ours alone: completed in place rather than copied.
+  const task = body as Record<string, unknown>;
+  task.attempt = Number.isFinite(attempt) && attempt >= 1 ? attempt : 1;
+  task.history = Array.isArray(history) ? history : [];
   return isTaskRecord(task) ? task : null;
 }
 
@@ -304,14 +325,18 @@ export class RedisBroker implements Broker {
   private timers: NodeJS.Timeout[] = [];
   private promoteTimer: NodeJS.Timeout | null = null;
   private readonly outstanding = new Map<string, RedisReceipt>();
+  /** Acks of this turn not yet sent, and the promise their ack() callers wait on. */
   private ackIds: string[] = [];
   /** Results to keep with the acks of this turn: [key, json, ttlMs, id]. */
   private ackResults: [string, string, number, string][] = [];
+  private ackBatch: AckBatch | null = null;
+  private ackTimer: NodeJS.Immediate | null = null;
   private readonly resultChannel: string;
   /** The subscriber connection of waiting producers, and who waits for which id. */
   private sub: Promise<Redis> | null = null;
   private readonly waiting = new Map<string, Set<() => void>>();
-  private ackFlush: Promise<void> | null = null;
+  /** Ack batches sent and not yet answered (close() lets them land before QUIT). */
+  private readonly acksOut = new Set<Promise<void>>();
   private reaping = false;
   private lastConsumerSweep = 0;
   /** Last failure of background work (promote, reap, renew); those retry on their next tick, so this is for diagnostics only. */
@@ -451,33 +476,85 @@ export class RedisBroker implements Broker {
     if (this.closed || !(max > 0)) return [];
     await this.ensureGroup();
     this.startTimers();
+    // First without blocking, on the command connection, with the acks of this turn riding
+    // along: a busy consumer makes one round trip per batch. Only when that finds nothing does
+    // it block, on its own connection.
+    const got = await this.claim(Math.floor(max));
+    if (got.length > 0 || waitMs < 1 || this.closed) return got;
     const blocking = (this.blocking ??= this.makeBlocking());
-    const args: (string | number)[] = ['GROUP', GROUP, this.opts.consumer, 'COUNT', Math.floor(max)];
-    // BLOCK 0 would mean "forever".
-    if (waitMs >= 1) args.push('BLOCK', Math.ceil(waitMs));
-    args.push('STREAMS', this.stream, '>');
+    const args: (string | number)[] = ['GROUP', GROUP, this.opts.consumer, 'COUNT', Math.floor(max), 'BLOCK', Math.ceil(waitMs), 'STREAMS', this.stream, '>'];
     let reply: unknown;
     try {
       reply = await blocking.call('XREADGROUP', ...args);
     } catch (err) {
       if (this.closed) return [];
-      if (errorMessage(err).startsWith('NOGROUP')) {
+      if (errorMessage(err).includes('NOGROUP')) {
         // The stream was deleted under us (FLUSHDB, DEL): recreate and let the caller retry.
         this.groupReady = null;
         return [];
       }
       throw err;
     }
+    return this.deliveries(reply);
+  }
+
+  /**
+   * One pipeline: the acks of this turn (XACK + XDEL) and a non-blocking XREADGROUP for up to
+   * `max`, so a busy consumer makes one round trip per batch.
+   */
+  private async claim(max: number): Promise<Delivery[]> {
+    let ids: string[] = [];
+    let batch: AckBatch | null = null;
+    // Results must be written before their acks; such a turn is flushed by the pipeline.
+    if (this.ackIds.length > 0 && this.ackResults.length === 0 && this.ackBatch) {
+      ids = this.ackIds;
+      batch = this.ackBatch;
+      this.ackIds = [];
+      this.ackBatch = null;
+      if (this.ackTimer) clearImmediate(this.ackTimer);
+      this.ackTimer = null;
+    }
+    const p = this.cmd.pipeline();
+    if (batch) p.xack(this.stream, GROUP, ...ids).xdel(this.stream, ...ids);
+    p.call('XREADGROUP', 'GROUP', GROUP, this.opts.consumer, 'COUNT', max, 'STREAMS', this.stream, '>');
+    const sent = p.exec();
+    if (batch) {
+      const acked = sent.then((res) => {
+        const failed = res?.slice(0, 2).find(([err]) => err);
+        if (failed) throw failed[0];
+      });
+      this.trackAcks(acked).then(batch.resolve, () => this.requeueAcks(ids, batch));
+    }
+    const res = await sent;
+    const [err, reply] = res?.[res.length - 1] ?? [new Error('no reply from redis'), null];
+    if (err) {
+      if (this.closed) return [];
+      if (errorMessage(err).includes('NOGROUP')) {
+        // The stream was deleted under us (FLUSHDB, DEL): recreate and let the caller retry.
+        this.groupReady = null;
+        return [];
+      }
+      throw err;
+    }
+    return this.deliveries(reply);
+  }
+
+  /** XREADGROUP's reply as deliveries, each now outstanding. */
+  private deliveries(reply: unknown): Delivery[] {
     if (!Array.isArray(reply) || reply.length === 0) return [];
     const entries = (reply[0] as [string, StreamEntry[]])[1] ?? [];
     const now = Date.now();
     const out: Delivery[] = [];
-    for (const [id, fields] of entries) {
+    for (const [id, f] of entries) {
+      const fields = f ?? [];
+      // arbiter's own entries: a, h, t in that order; anything else goes the general way.
+      const task =
+        fields.length === 6 && fields[0] === 'a' && fields[2] === 'h' && fields[4] === 't'
+          ? decodeParts(fields[1], fields[3], fields[5])
+          : decodeTask(fieldMap(fields));
       const receipt: RedisReceipt = { id, claimedAt: now, settled: false, lost: false };
       this.outstanding.set(id, receipt);
-      const m = fieldMap(fields ?? []);
-      const task = decodeTask(m);
-      out.push(task ? { task, receipt } : { task: rawTask(id), receipt, raw: rawOf(m) });
+      out.push(task ? { task, receipt } : { task: rawTask(id), receipt, raw: rawOf(fieldMap(fields)) });
     }
     return out;
   }
@@ -511,22 +588,54 @@ export class RedisBroker implements Broker {
     if (!r) return Promise.resolve();
     this.ackIds.push(r.id);
     if (result) this.ackResults.push([this.resultKey(d.task.id), result.json, result.ttlMs, d.task.id]);
-    // Everything acked in this turn of the event loop goes out as one XACK + one XDEL in a
-    // single round trip: a batch of no-op tasks finishes in the same turn. Results go first:
-    // a task whose result is kept but whose ack is lost runs again and keeps it again.
-    this.ackFlush ??= new Promise<void>((resolve) => setImmediate(resolve)).then(async () => {
-      const ids = this.ackIds;
-      const results = this.ackResults;
-      this.ackIds = [];
-      this.ackResults = [];
-      this.ackFlush = null;
-      const p = this.cmd.pipeline();
-      for (const [key, json, ttl, id] of results) p.set(key, json, 'PX', Math.max(1, Math.round(ttl))).publish(this.resultChannel, id);
-      const res = await p.xack(this.stream, GROUP, ...ids).xdel(this.stream, ...ids).exec();
-      const failed = res?.find(([err]) => err);
-      if (failed) throw failed[0];
-    });
-    return this.ackFlush;
+    // Everything acked in this turn of the event loop goes out together: with the consumer's
+    // next claim when it asks for more in this turn (one round trip for both), else as one
+    // XACK + one XDEL in a pipeline on the next turn.
+    const batch = (this.ackBatch ??= ackBatch());
+    this.ackTimer ??= setImmediate(() => this.flushAcks());
+    return batch.promise;
+  }
+
+  private flushAcks(): void {
+    this.ackTimer = null;
+    const ids = this.ackIds;
+    const results = this.ackResults;
+    const batch = this.ackBatch;
+    this.ackIds = [];
+    this.ackResults = [];
+    this.ackBatch = null;
+    if (!batch || ids.length === 0) {
+      batch?.resolve();
+      return;
+    }
+    // Results go first: a task whose result is kept but whose ack is lost runs again and keeps it again.
+    const p = this.cmd.pipeline();
+    for (const [key, json, ttl, id] of results) p.set(key, json, 'PX', Math.max(1, Math.round(ttl))).publish(this.resultChannel, id);
+    const sent = p
+      .xack(this.stream, GROUP, ...ids)
+      .xdel(this.stream, ...ids)
+      .exec()
+      .then((res) => {
+        const failed = res?.find(([err]) => err);
+        if (failed) throw failed[0];
+      });
+    this.trackAcks(sent).then(batch.resolve, batch.reject);
+  }
+
+  /** Acks a failed CLAIM carried go out again with this turn's, to the same callers. */
+  private requeueAcks(ids: string[], batch: AckBatch): void {
+    this.ackIds.push(...ids);
+    const current = this.ackBatch;
+    if (current) current.promise.then(batch.resolve, batch.reject);
+    else this.ackBatch = batch;
+    this.ackTimer ??= setImmediate(() => this.flushAcks());
+  }
+
+  private trackAcks(p: Promise<void>): Promise<void> {
+    this.acksOut.add(p);
+    const done = (): void => void this.acksOut.delete(p);
+    p.then(done, done);
+    return p;
   }
 
   private async keep(id: string, result: KeptResult): Promise<void> {
@@ -915,7 +1024,11 @@ export class RedisBroker implements Broker {
     void this.sub?.then((s) => s.disconnect(), () => undefined);
     for (const set of this.waiting.values()) for (const wake of set) wake();
     const quit = (async () => {
-      await this.ackFlush?.catch(() => undefined);
+      if (this.ackTimer) {
+        clearImmediate(this.ackTimer);
+        this.flushAcks();
+      }
+      await Promise.allSettled([...this.acksOut]);
       await this.cmd.quit();
     })();
     const timer = setTimeout(() => this.cmd.disconnect(), 2000);

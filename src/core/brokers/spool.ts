@@ -45,12 +45,23 @@ const DEAD_NAME = /^\d{15}-[^~/]+\.json$/;
 
 /** Readdir of ready/ at least this often, even when the cached listing still has work. */
 const MIN_LISTING_AGE_FOR_FULL_REFRESH = 1000;
+/**
+ * Consumers sharing a spool claim from a random spot among the oldest this many batches once
+ * they have seen each other (a claim lost to another): apart, they stop racing for the same files.
+ */
+const SPREAD_BATCHES = 16;
+/** A batch of synchronous claims holds the event loop at most about this long. */
+const MAX_SYNC_CLAIM_MS = 5;
 /** When the cached listing has nothing due, readdir again at most this often. */
 const MIN_REFRESH_GAP = 20;
 /** Poll interval while waiting, in case fs.watch misses something (network filesystems). */
 const WAIT_POLL = 100;
-/** free/ is trimmed back to this many files. */
+/** free/ is trimmed back to this many files, ... */
 const FREE_MAX = 1024;
+/** ... once its consumer has claimed nothing for this long, */
+const SWEEP_IDLE_MS = 2000;
+/** ... or, busy, after moving this many files there since the last trim. */
+const SWEEP_BUSY_AFTER = 50_000;
 /** Temp files older than this were left by a crashed writer whose call never resolved. */
 const STALE_TMP_MS = 3600_000;
 /** Consumers remove expired results this often, at most RESULT_SWEEP_MAX files a time. */
@@ -119,6 +130,20 @@ function readSmall(file: string): Promise<string> {
   });
 }
 
+/** readSmall, synchronously: open, one read, close (on the claim path, see claimOne). */
+const syncBuf = Buffer.allocUnsafe(16384);
+function readSmallSync(file: string): string {
+  const fd = fs.openSync(file, 'r');
+  try {
+    const buf = syncBuf;
+    const n = fs.readSync(fd, buf, 0, buf.length, 0);
+    if (n < buf.length) return buf.toString('utf8', 0, n);
+  } finally {
+    fs.closeSync(fd);
+  }
+  return fs.readFileSync(file, 'utf8');
+}
+
 /**
  * Group commit for directory fsyncs: every caller whose rename happened before a sync starts
  * is covered by that one sync, so N concurrent enqueues cost one directory fsync, not N.
@@ -175,6 +200,10 @@ export class SpoolBroker implements Broker {
   private nextDueAt = Infinity;
   /** Until then, claim from a random spot near the head instead of the head itself. */
   private contendedUntil = 0;
+  /** When this consumer last claimed a task (free/ is trimmed when it has been idle). */
+  private lastClaimAt = 0;
+  /** Finished files moved to free/ since it was last trimmed. */
+  private discardsSinceSweep = 0;
 
   private readonly outstanding = new Set<SpoolReceipt>();
   private timers: NodeJS.Timeout[] = [];
@@ -233,26 +262,68 @@ export class SpoolBroker implements Broker {
       await this.refresh();
       now = Date.now();
     }
-    const picked = this.pick(max, now);
-    if (picked.length === 0) return [];
-
     const leaseExp = now + this.opts.leaseMs;
-    const results = await Promise.allSettled(picked.map((name) => this.claimOne(name, leaseExp)));
     const out: Delivery[] = [];
+    const list = this.listing;
+    const due = this.dueEnd(now);
+    this.nextDueAt = due < list.length ? dueOf(list[due]!) : now + WAIT_POLL;
+    const started = performance.now();
     let misses = 0;
-    let failure: unknown;
-    for (const r of results) {
-      if (r.status === 'rejected') failure ??= r.reason;
-      else if (r.value) out.push(r.value);
-      else misses++;
+    let random = now < this.contendedUntil;
+    for (let round = 0; out.length < max && this.head < due && round < 64; round++) {
+      // Start at the oldest due task, or, while other consumers take from the same listing, at
+      // a random spot among the oldest SPREAD_BATCHES batches; then claim a contiguous run, so
+      // consumers that landed apart stay apart, until a miss says another one is here too.
+      let at = random ? this.head + Math.floor(Math.random() * Math.min(due - this.head, max * SPREAD_BATCHES)) : this.head;
+      let missed = false;
+      let claimed = 0;
+      for (; at < due && out.length < max; at++) {
+        const name = list[at]!;
+        if (name === '') continue;
+        list[at] = '';
+        const got = this.claimOne(name, leaseExp);
+        if (got === null) {
+          missed = true;
+          break;
+        }
+        out.push(got);
+        claimed++;
+      }
+      while (this.head < due && list[this.head] === '') this.head++;
+      if (missed) {
+        misses++;
+        random = true;
+        this.contendedUntil = Date.now() + 5000;
+        if (misses > Math.max(4, out.length)) {
+          // Most of what our listing holds is gone: list again next time.
+          this.listingStale = true;
+          break;
+        }
+      } else if (claimed === 0) {
+        random = false; // the random spot found only taken names: from the head next
+      }
+      // Synchronous file operations hold the event loop: never for long (a slow filesystem).
+      if (performance.now() - started > MAX_SYNC_CLAIM_MS) break;
     }
-    if (misses > 0) {
-      // Other consumers are taking the same files: spread out, and re-list if ours is mostly gone.
-      this.contendedUntil = Date.now() + 5000;
-      if (misses * 2 > picked.length) this.listingStale = true;
-    }
-    if (out.length === 0 && failure !== undefined) throw failure;
+    if (out.length === 0 && misses > 0) this.listingStale = true;
     return out;
+  }
+
+  /** Index of the first listed name not yet due (the listing is sorted by due time). */
+  private dueEnd(now: number): number {
+    const list = this.listing;
+    let lo = this.head;
+    let hi = list.length;
+    // '' marks names already taken; they keep their place, so search on the nearest real name.
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      let k = mid;
+      while (k < hi && list[k] === '') k++;
+      if (k === hi) hi = mid;
+      else if (dueOf(list[k]!) <= now) lo = k + 1;
+      else hi = mid;
+    }
+    return lo;
   }
 
   /**
@@ -260,12 +331,17 @@ export class SpoolBroker implements Broker {
    * claim then expires like any dead worker's) or it did not (the task is still in ready/).
    * Both end with the task delivered again, which at-least-once allows; an fsync here would
    * cost a disk flush per task for nothing.
+   *
+   * Synchronous: a rename and a read of a small file take microseconds on a local disk, less
+   * than handing each to the thread pool and back (four thread hand-offs per task, and the
+   * pool's threads then fight over the same directory locks). claim() bounds how long a batch
+   * may hold the event loop.
    */
-  private async claimOne(readyName: string, leaseExp: number): Promise<Delivery | null> {
+  private claimOne(readyName: string, leaseExp: number): Delivery | null {
     const claimedName = `${pad(leaseExp)}~${this.consumer}~${readyName}`;
     const claimedPath = path.join(this.claimedDir, claimedName);
     try {
-      await fsp.rename(path.join(this.readyDir, readyName), claimedPath);
+      fs.renameSync(path.join(this.readyDir, readyName), claimedPath);
     } catch (err) {
       if (isErrno(err, 'ENOENT')) return null; // another consumer won it
       throw err;
@@ -280,42 +356,19 @@ export class SpoolBroker implements Broker {
     };
     let text: string;
     try {
-      text = await readSmall(claimedPath);
+      text = readSmallSync(claimedPath);
     } catch (err) {
       if (isErrno(err, 'ENOENT')) return null; // reaped already: only after a very long stall
       throw err;
     }
     this.outstanding.add(receipt);
+    this.lastClaimAt = Date.now();
     return parseDelivery(text, readyName, receipt);
   }
 
   private hasDue(now: number): boolean {
+    while (this.head < this.listing.length && this.listing[this.head] === '') this.head++;
     return this.head < this.listing.length && dueOf(this.listing[this.head]!) <= now;
-  }
-
-  /** Takes up to max due names off the cached listing. */
-  private pick(max: number, now: number): string[] {
-    const list = this.listing;
-    const contended = now < this.contendedUntil;
-    const window = contended ? max * 4 : max;
-    let due = 0;
-    while (due < window && this.head + due < list.length && dueOf(list[this.head + due]!) <= now) due++;
-    const after = this.head + due;
-    this.nextDueAt = after < list.length && due < window ? dueOf(list[after]!) : now + WAIT_POLL;
-    if (due === 0) return [];
-    const n = Math.min(max, due);
-    if (contended && due > n) {
-      // Partial Fisher-Yates inside the window: consumers sharing one listing mostly pick
-      // different files instead of all racing for the head.
-      for (let i = 0; i < n; i++) {
-        const j = this.head + i + Math.floor(Math.random() * (due - i));
-        const k = this.head + i;
-        [list[k], list[j]] = [list[j]!, list[k]!];
-      }
-    }
-    const picked = list.slice(this.head, this.head + n).sort();
-    this.head += n;
-    return picked;
   }
 
   private refresh(): Promise<void> {
@@ -608,10 +661,14 @@ export class SpoolBroker implements Broker {
     await syncer.sync();
   }
 
-  /** Moves a finished claim to free/ for reuse; false when it was not ours any more. */
+  /**
+   * Moves a finished claim to free/ for reuse; false when it was not ours any more.
+   * Synchronous, as the claim (see claimOne): one rename.
+   */
   private async discard(claimedName: string): Promise<boolean> {
     try {
-      await fsp.rename(path.join(this.claimedDir, claimedName), path.join(this.freeDir, `${this.tag}-${(this.seq++).toString(36)}`));
+      fs.renameSync(path.join(this.claimedDir, claimedName), path.join(this.freeDir, `${this.tag}-${(this.seq++).toString(36)}`));
+      this.discardsSinceSweep++;
       return true;
     } catch (err) {
       if (isErrno(err, 'ENOENT')) return false;
@@ -651,6 +708,10 @@ export class SpoolBroker implements Broker {
   /** Keeps free/ from growing without bound when consumers finish more than producers reuse. */
   private async sweepFree(): Promise<void> {
     if (this.sweeping) return;
+    // Unlinking is the costly part of a task file's life (see the top): done while this
+    // consumer is idle, unless it has been busy for so long that free/ must not grow further.
+    if (Date.now() - this.lastClaimAt < SWEEP_IDLE_MS && this.discardsSinceSweep < SWEEP_BUSY_AFTER) return;
+    this.discardsSinceSweep = 0;
     this.sweeping = true;
     try {
       const names = await fsp.readdir(this.freeDir);
