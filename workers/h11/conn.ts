@@ -186,6 +186,7 @@ export class Conn {
             }
             this.busy = true;
             this.partial = false;
+            this.peerCloses = !ev.keepAlive;
             this.requestSince = clock.now;
             // As Node: an upgrade goes to the 'upgrade' listeners if there are any (here, only
             // without a body, which would be HTTP's to read first), else it is a request.
@@ -215,6 +216,7 @@ export class Conn {
   }
 
   private protocolError(status: number): void {
+    this.peerCloses = false;
     const h = this.h;
     const ex = this.ex;
     this.ex = null;
@@ -233,6 +235,8 @@ export class Conn {
   }
 
   private hardClose = false;
+  /** The current (last) request said it is the client's last one. */
+  private peerCloses = false;
 
   /**
    * The socket leaves the engine for the upgrade listener: what earlier (pipelined)
@@ -329,7 +333,13 @@ export class Conn {
       return;
     }
     if (h.shouldClose) {
-      if (!this.busy) this.endGracefully();
+      if (this.busy) return;
+      // The client said this request was its last (Connection: close, or HTTP/1.0 without
+      // keep-alive) and sent nothing after it: nothing can arrive that a close would throw
+      // away, so close once the bytes are out instead of waiting for its FIN (one wake-up and
+      // read less per connection). Otherwise linger (endGracefully).
+      if (this.peerCloses && h.bufferedBytes === 0) this.closeAfterWrite();
+      else this.endGracefully();
       return;
     }
     const held = !this.busy ? false : h.bufferedBytes > MAX_HELD;
@@ -415,6 +425,15 @@ export class Conn {
     this.h.startClosing();
     this.sock.end();
     this.sock.resume();
+  }
+
+  /** End our side and close the socket as soon as what was written is out. */
+  private closeAfterWrite(): void {
+    if (this.dead || this.closingSince !== 0) return;
+    this.closingSince = clock.now;
+    this.release();
+    this.h.startClosing();
+    this.sock.destroySoon();
   }
 
   closeNow(): void {
