@@ -121,7 +121,7 @@ export class NodeEx implements Exchange {
       // No body: the stream was born ended (newRequest). A 'readable' listener the handler
       // attached at once would, under Node's parser, hear the end's 'readable' event (the
       // parser pushes null after the handler returns): replay that push for it.
-      if (req.listenerCount('readable') !== 0 && !req.readableEnded) {
+      if (req._events.readable !== undefined && !req.readableEnded) {
         req._readableState.ended = false;
         req.push(null);
       }
