@@ -35,6 +35,7 @@ export const LOADS = {
 
 export const GROUPS = {
   plain: { title: 'plain hello handler (examples/hello.js)', baseline: 'bare node:http' },
+  body: { title: 'hello handler reading its empty body via data/end (bench/servers/body-app.mjs)', baseline: 'bare node:http' },
   express: { title: 'Express app (examples/bench-express.js)', baseline: 'express on node:http' },
   hono: { title: 'Hono app (examples/bench-hono.js)', baseline: '@hono/node-server' },
   ws: { title: 'WebSocket echo, `ws` through onServer (examples/bench-ws.js); req = messages', baseline: 'ws on node:http' },
@@ -168,6 +169,7 @@ async function pm2ReloadTwice(server, seconds) {
 }
 
 export const HELLO = 'examples/hello.js:handler';
+const BODY = 'bench/servers/body-app.mjs:handler';
 
 /** Send the server's master `signal` at these fractions of the measured window. */
 function signalEvery(signal, fractions) {
@@ -246,6 +248,13 @@ export const ROWS = [
   arbiterRow(`arbiter http -w ${N}`, 'plain', HELLO, ['-k', 'http', '-w', String(N)], [LOADS.keepalive, LOADS.close]),
   arbiterRow('arbiter h11 -w 1', 'plain', HELLO, ['-k', 'h11', '-w', '1'], [LOADS.keepalive, LOADS.close, LOADS.pipeline8], { requires: 'h11' }),
   pm2Row(`pm2 cluster -i ${N}`, 'plain', [LOADS.keepalive, LOADS.close]),
+  // The socket's limit in Node: fixed bytes per request head, no HTTP parsing (servers/raw-net.mjs).
+  nodeRow('raw net (ceiling)', 'plain', 'raw-net.mjs', [], [LOADS.keepalive, LOADS.close, LOADS.pipeline8]),
+
+  // --- the same, with a handler that reads its (empty) body through 'data'/'end' ---
+  nodeRow('bare node:http', 'body', 'bare.mjs', ['body-app.mjs'], [LOADS.keepalive]),
+  arbiterRow('arbiter http -w 1', 'body', BODY, ['-k', 'http', '-w', '1'], [LOADS.keepalive]),
+  arbiterRow('arbiter h11 -w 1', 'body', BODY, ['-k', 'h11', '-w', '1'], [LOADS.keepalive], { requires: 'h11' }),
 
   // --- Express ---
   nodeRow('express on node:http', 'express', 'express.mjs', [], [LOADS.keepalive, LOADS.close]),

@@ -10,8 +10,37 @@
  * all the turn's reads, instead of inside each read callback, also costs the kernel less per
  * response: a keep-alive load gets ~15% more requests per CPU-second (bench/README.md).
  */
-import type { Socket } from 'node:net';
+import { Socket } from 'node:net';
 import { H11Connection, toBytes, type H11Event, type H11Options, type Output, type RequestEvent } from './engine/index.js';
+
+/**
+ * Reading into one buffer shared by every connection, the way `net.Socket`'s `onread` option
+ * does for client sockets (Node offers no option for accepted ones, so the same two fields are
+ * set on the socket and its handle is told to use the buffer): no 64 KiB allocation, no
+ * Buffer object and no Readable push/'data' emit per read. The engine copies whatever it keeps
+ * past receive(); body chunks that alias the buffer are copied before the app sees them.
+ * Found by name on a probe socket; without them (another Node) sockets read as streams.
+ */
+const onreadProbe = new Socket({ onread: { buffer: Buffer.alloc(1), callback: () => undefined } } as ConstructorParameters<typeof Socket>[0]);
+const symbolNamed = (name: string) => Object.getOwnPropertySymbols(onreadProbe).find((s) => s.description === name);
+const kBuffer = symbolNamed('kBuffer');
+const kBufferCb = symbolNamed('kBufferCb');
+const READ_BUFFER = Buffer.allocUnsafeSlow(64 * 1024);
+
+type Handle = { useUserBuffer?: (buf: Uint8Array) => void };
+type OnreadSocket = Record<symbol, unknown> & { _handle: Handle | null };
+
+/** Route the socket's reads to `cb` through READ_BUFFER; false when this socket cannot. */
+function readDirect(sock: Socket, cb: (n: number, buf: Buffer) => unknown): boolean {
+  const s = sock as unknown as OnreadSocket;
+  const handle = s._handle;
+  if (kBuffer === undefined || kBufferCb === undefined || handle === null || typeof handle.useUserBuffer !== 'function') return false;
+  if (s[kBuffer] !== null || Object.getPrototypeOf(sock) !== Socket.prototype) return false; // TLS, or someone else's onread
+  s[kBuffer] = READ_BUFFER;
+  s[kBufferCb] = cb;
+  handle.useUserBuffer(READ_BUFFER);
+  return true;
+}
 
 /** What a request in progress looks like to the connection (node.ts / fetch.ts implement it). */
 export interface Exchange {
@@ -83,15 +112,21 @@ export class Conn {
   private pauseBody = false;
   private waiters: (() => void)[] | null = null;
 
+  /** Reads come through READ_BUFFER (readDirect), not as 'data' events. */
+  private readonly direct: boolean;
+
   constructor(
     readonly sock: Socket,
     readonly owner: ConnOwner,
     opts: H11Options,
     now: number,
+    /** Nobody else may listen for the socket's 'data' (no 'connection' listener): read it directly. */
+    mayReadDirect = false,
   ) {
     this.h = new H11Connection(opts);
     this.idleSince = now;
-    sock.on('data', this.dataListener);
+    this.direct = mayReadDirect && readDirect(sock, this.readListener);
+    if (!this.direct) sock.on('data', this.dataListener);
     sock.on('end', this.endListener);
     sock.on('error', noop);
     sock.on('close', this.closeListener);
@@ -99,6 +134,7 @@ export class Conn {
   }
 
   private readonly dataListener = (b: Buffer) => this.onData(b);
+  private readonly readListener = (n: number, buf: Buffer): void => this.onData(buf.subarray(0, n));
   private readonly endListener = () => this.onEOF();
   private readonly closeListener = () => this.onClose();
   private readonly drainListener = () => this.onDrain();
@@ -150,6 +186,7 @@ export class Conn {
             }
             this.busy = true;
             this.partial = false;
+            this.peerCloses = !ev.keepAlive;
             this.requestSince = clock.now;
             // As Node: an upgrade goes to the 'upgrade' listeners if there are any (here, only
             // without a body, which would be HTTP's to read first), else it is a request.
@@ -157,7 +194,8 @@ export class Conn {
             else this.ex = this.owner.startRequest(this, ev);
             break;
           case 'data':
-            this.ex?.onData(ev.chunk);
+            // (a chunk may alias READ_BUFFER, which the next read overwrites)
+            this.ex?.onData(this.direct ? Buffer.from(ev.chunk) : ev.chunk);
             break;
           case 'end':
             if (this.upgrading !== null) {
@@ -178,6 +216,7 @@ export class Conn {
   }
 
   private protocolError(status: number): void {
+    this.peerCloses = false;
     const h = this.h;
     const ex = this.ex;
     this.ex = null;
@@ -196,6 +235,8 @@ export class Conn {
   }
 
   private hardClose = false;
+  /** The current (last) request said it is the client's last one. */
+  private peerCloses = false;
 
   /**
    * The socket leaves the engine for the upgrade listener: what earlier (pipelined)
@@ -208,7 +249,11 @@ export class Conn {
     const sock = this.sock;
     this.writeOut();
     const head = this.h.detach();
-    sock.off('data', this.dataListener);
+    if (this.direct) {
+      // The new owner reads through 'data' events: what comes into READ_BUFFER is copied into
+      // the socket's stream from now on (backpressure: false stops reading until resume()).
+      (sock as unknown as OnreadSocket)[kBufferCb!] = (n: number, buf: Buffer) => sock.push(Buffer.from(buf.subarray(0, n)));
+    } else sock.off('data', this.dataListener);
     sock.off('end', this.endListener);
     sock.off('close', this.closeListener);
     sock.off('drain', this.drainListener);
@@ -288,7 +333,13 @@ export class Conn {
       return;
     }
     if (h.shouldClose) {
-      if (!this.busy) this.endGracefully();
+      if (this.busy) return;
+      // The client said this request was its last (Connection: close, or HTTP/1.0 without
+      // keep-alive) and sent nothing after it: nothing can arrive that a close would throw
+      // away, so close once the bytes are out instead of waiting for its FIN (one wake-up and
+      // read less per connection). Otherwise linger (endGracefully).
+      if (this.peerCloses && h.bufferedBytes === 0) this.closeAfterWrite();
+      else this.endGracefully();
       return;
     }
     const held = !this.busy ? false : h.bufferedBytes > MAX_HELD;
@@ -374,6 +425,15 @@ export class Conn {
     this.h.startClosing();
     this.sock.end();
     this.sock.resume();
+  }
+
+  /** End our side and close the socket as soon as what was written is out. */
+  private closeAfterWrite(): void {
+    if (this.dead || this.closingSince !== 0) return;
+    this.closingSince = clock.now;
+    this.release();
+    this.h.startClosing();
+    this.sock.destroySoon();
   }
 
   closeNow(): void {

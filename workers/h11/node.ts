@@ -117,9 +117,16 @@ export class NodeEx implements Exchange {
 
   onEnd(trailers: string[] | null): void {
     const req = this.req;
-    // No body: readNoBody ends the stream when someone reads, which spares every request a
-    // nextTick of stream bookkeeping ('end' needs a reader in Node too).
-    if (req._read === readNoBody) return;
+    if (req.complete) {
+      // No body: the stream was born ended (newRequest). A 'readable' listener the handler
+      // attached at once would, under Node's parser, hear the end's 'readable' event (the
+      // parser pushes null after the handler returns): replay that push for it.
+      if (req._events.readable !== undefined && !req.readableEnded) {
+        req._readableState.ended = false;
+        req.push(null);
+      }
+      return;
+    }
     req.complete = true;
     if (trailers !== null) {
       req.rawTrailers = trailers;
@@ -149,8 +156,9 @@ export class NodeEx implements Exchange {
       res.emit('close');
     }
     const req = this.req;
-    // Like Node: a body nobody read is dumped, so 'end'/'close' listeners hear about it.
-    if (req._eventsCount !== 0 && !req._consuming) req._dump();
+    // Like Node: a body nobody read is dumped, so 'end'/'close' listeners hear about it (one
+    // that already ended has nothing left to dump).
+    if (req._eventsCount !== 0 && !req._consuming && !req.readableEnded) req._dump();
   }
 
   onDrain(): void {
@@ -196,8 +204,11 @@ function newRequest(ev: RequestEvent, sock: Socket): IncomingMessage {
   if (kHeadersCount !== undefined) req[kHeadersCount] = ev.rawHeaders.length;
   else req.headers = headerObject(ev.headers) as any;
   if (ev.bodyKind === 'none') {
+    // Born ended, as push(null) leaves a stream once its 'readable' tick has run: 'end' comes
+    // with the first read, the reader's listeners are all that costs (no _read(), no push, no
+    // extra tick per request).
     req.complete = true;
-    req._read = readNoBody;
+    req._readableState.ended = true;
   }
   return req;
 }
@@ -222,11 +233,6 @@ function emitClose(res: Res): void {
 function reasonOf(res: Res): string | undefined {
   const m = res.statusMessage;
   return m ? m : undefined;
-}
-
-function readNoBody(this: IncomingMessage & Record<string, any>): void {
-  this._consuming = true;
-  this.push(null);
 }
 
 function readBody(this: Req): void {

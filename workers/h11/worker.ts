@@ -129,9 +129,10 @@ class H11Worker implements WorkerInstance, ConnOwner {
     this.lastAccept = clock.now;
     this.cap.admit(this.holding);
     if (this.tlsOpts) sock.setNoDelay(true);
-    this.conns.add(new Conn(sock, this, this.opts, clock.now));
+    const watched = this.server.listenerCount('connection') !== 0;
+    this.conns.add(new Conn(sock, this, this.opts, clock.now, !watched));
     this.holding++;
-    if (this.server.listenerCount('connection') !== 0) this.server.emit('connection', sock);
+    if (watched) this.server.emit('connection', sock);
   };
 
   get takesUpgrades(): boolean {
