@@ -37,6 +37,7 @@ import type { Compiled } from './scheduler.js';
 import { BindError, closeInherited, closeListeners, inheritedFromParent, openListeners, systemdListeners, type Listener } from './sockets.js';
 import type { StartSignals } from './start-signals.js';
 import { resolveIds } from './users.js';
+import { endQuietStart } from './v8-at-start.js';
 
 /** A start that cannot go on: the line to print and the exit code. */
 class StartFailure extends Error {
@@ -352,6 +353,7 @@ async function run(plan: Plan, apps: CheckedApp[], started: Started, log: Logger
     : null;
   arbiter.brokers = taskBrokers;
   arbiter.events.once('ready', async () => {
+    endQuietStart();
     if (started.upgradeFrom) {
       try {
         claimPidfile(s);

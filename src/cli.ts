@@ -9,6 +9,7 @@
  */
 import { startCheckerAhead } from './appcheck.js';
 import { MASTER_SIGNALS, StartSignals } from './start-signals.js';
+import { endQuietStart } from './v8-at-start.js';
 
 type Command = (argv: string[]) => Promise<number>;
 
@@ -57,6 +58,8 @@ export async function main(argv: string[] = process.argv.slice(2), takeEarlySign
   if (command) {
     // A command's own Ctrl-C (`arbiter top`) is its own business.
     takeEarlySignals();
+    // Only the server's start is run quiet: `arbiter top` runs as long as it is watched.
+    endQuietStart();
     if (name !== 'help' && asksHelp(argv.slice(1))) return help(['help', name!]);
     return (await command())(argv);
   }
