@@ -4,8 +4,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import path from 'node:path';
-import { existsSync } from 'node:fs';
-import { EXAMPLES, FIXTURES, freePort, request, serve, sleep, stop, tmpDir, writeFiles } from './helpers.ts';
+import { existsSync, readFileSync } from 'node:fs';
+import https from 'node:https';
+import { EXAMPLES, FIXTURES, freePort, request, run, selfSignedCert, serve, sleep, stop, tmpDir, writeFiles } from './helpers.ts';
 
 async function serving(app: string[], check: (port: number) => Promise<void>, extra: string[] = []) {
   const port = await freePort();
@@ -138,5 +139,37 @@ test('an app error becomes a 500 and the worker keeps serving', { timeout: 30_00
     await r.waitLog((l) => l.level === 'error' && /app error: Error: kaboom/.test(l.msg), 5000, 'the app error in the log');
   } finally {
     await stop(r);
+  }
+});
+
+test('an app that needs NODE_EXTRA_CA_CERTS while it loads starts: the check does not fail it for lack of them', { timeout: 30_000 }, async () => {
+  // The app check starts without the extra certificates (src/appcheck.ts); a failed load
+  // there is tried again as a worker runs it, with them.
+  const dir = tmpDir('arbiter-extra-ca-');
+  const { key, cert } = selfSignedCert(dir);
+  const tlsServer = https.createServer({ key: readFileSync(key), cert: readFileSync(cert) }, (_req, res) => res.end('trusted'));
+  await new Promise<void>((resolve) => tlsServer.listen(0, '127.0.0.1', resolve));
+  writeFiles(dir, {
+    'app.mjs': `import https from 'node:https';
+const said = await new Promise((resolve, reject) =>
+  https.get(process.env.TRUSTED_URL, (res) => { let b = ''; res.on('data', (d) => (b += d)); res.on('end', () => resolve(b)); }).on('error', reject));
+export const handler = (req, res) => res.end('the server said ' + said);
+`,
+  });
+  const port = await freePort();
+  const env = { NODE_EXTRA_CA_CERTS: cert, TRUSTED_URL: `https://127.0.0.1:${(tlsServer.address() as net.AddressInfo).port}/` };
+  try {
+    const r = await serve([path.join(dir, 'app.mjs:handler'), '-b', `127.0.0.1:${port}`, '-w', '1'], { env });
+    try {
+      assert.equal((await request({ port })).body, 'the server said trusted');
+    } finally {
+      await stop(r);
+    }
+    // Without the certificate the app cannot load, and the start says so in one line.
+    const bad = run([path.join(dir, 'app.mjs:handler'), '-b', `127.0.0.1:${port}`, '-w', '1'], { env: { ...env, NODE_EXTRA_CA_CERTS: '' } });
+    assert.equal((await bad.exited).code, 3);
+    assert.match(bad.stderr(), /self-signed certificate/);
+  } finally {
+    tlsServer.close();
   }
 });

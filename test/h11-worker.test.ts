@@ -2,12 +2,11 @@
 // Express and Hono unchanged, TLS, graceful stop, and rejections over raw sockets.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { readFileSync, existsSync } from 'node:fs';
 import https from 'node:https';
 import net from 'node:net';
 import path from 'node:path';
-import { EXAMPLES, freePort, load, request, serve, sleep, stop, tmpDir, writeFiles, type Running } from './helpers.ts';
+import { EXAMPLES, freePort, load, request, selfSignedCert, serve, sleep, stop, tmpDir, writeFiles, type Running } from './helpers.ts';
 
 // ------------------------------------------------------------------ raw-socket helpers
 
@@ -381,18 +380,7 @@ test('h11 runs a real Hono app unchanged', { timeout: 30_000 }, async () => {
 });
 
 test('h11 over TLS with certfile/keyfile', { timeout: 30_000 }, async () => {
-  const tdir = tmpDir('arbiter-h11-tls-');
-  const key = path.join(tdir, 'k.pem');
-  const cert = path.join(tdir, 'c.pem');
-  try {
-    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=localhost', '-days', '1', '-keyout', key, '-out', cert], {
-      stdio: 'ignore',
-      timeout: 20_000,
-    });
-  } catch (err) {
-    assert.fail(`the openssl CLI is needed for this test: ${(err as Error).message}`);
-  }
-  assert.ok(existsSync(cert) && existsSync(key));
+  const { key, cert } = selfSignedCert(tmpDir('arbiter-h11-tls-'));
   const { r, port } = await start(path.join(dir, 'app.mjs'), ['--certfile', cert, '--keyfile', key]);
   try {
     const agent = new https.Agent({ keepAlive: true, maxSockets: 1, rejectUnauthorized: false });

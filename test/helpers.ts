@@ -114,6 +114,21 @@ export function tmpDir(prefix = 'arbiter-test-'): string {
   return mkdtempSync(path.join(os.tmpdir(), prefix));
 }
 
+/**
+ * A self-signed certificate for 127.0.0.1 and localhost, valid a day, made by the openssl CLI
+ * in `dir`; being its own issuer, the certificate is also the CA to trust it with.
+ */
+export function selfSignedCert(dir: string): { key: string; cert: string } {
+  const [key, cert] = [path.join(dir, 'key.pem'), path.join(dir, 'cert.pem')];
+  const made = spawnSync(
+    'openssl',
+    ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1,DNS:localhost'],
+    { encoding: 'utf8', timeout: 20_000 },
+  );
+  if (made.status !== 0) throw new Error(`the openssl CLI is needed for this test: ${made.error?.message ?? made.stderr}`);
+  return { key, cert };
+}
+
 export function writeFiles(dir: string, files: Record<string, string>): void {
   for (const [name, text] of Object.entries(files)) {
     const file = path.join(dir, name);

@@ -11,14 +11,14 @@
  * replica confirmed is on the new primary.
  */
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
 import { Redis } from 'ioredis';
 import { openBroker } from '../src/core/brokers/open.ts';
 import { brokerUrlProblem, parseBrokerUrl, redactUrl } from '../src/core/brokers/url.ts';
-import { FIXTURES, freePort, safeKill, serve, sleep, stop, tmpDir, track, waitFor } from './helpers.ts';
+import { FIXTURES, freePort, safeKill, selfSignedCert, serve, sleep, stop, tmpDir, track, waitFor } from './helpers.ts';
 import { cli, readRecord } from './fixtures/tasks/env.ts';
 
 const HANDLERS = path.join(FIXTURES, 'tasks', 'handlers.js');
@@ -173,10 +173,7 @@ test('Sentinel: the primary is killed under a task load; workers follow the prom
 
 test('rediss://: workers and producers speak TLS to Redis (the CA from NODE_EXTRA_CA_CERTS)', { timeout: 60_000 }, async () => {
   const dir = tmpDir('arbiter-redis-tls-');
-  const cert = path.join(dir, 'cert.pem');
-  const key = path.join(dir, 'key.pem');
-  const made = spawnSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1'], { encoding: 'utf8' });
-  assert.equal(made.status, 0, made.stderr);
+  const { key, cert } = selfSignedCert(dir);
   const port = await freePort();
   await redisServer(['--port', '0', '--tls-port', String(port), '--tls-cert-file', cert, '--tls-key-file', key, '--tls-ca-cert-file', cert, '--tls-auth-clients', 'no', '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], dir);
   const url = `rediss://127.0.0.1:${port}/0`;

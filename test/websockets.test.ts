@@ -3,12 +3,11 @@
 // before the first request, shutdown() on a graceful stop; long-lived connections drained.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import https from 'node:https';
 import path from 'node:path';
 import WebSocket from 'ws';
 import { io as ioClient } from 'socket.io-client';
-import { freePort, request, serve, sleep, stop, tmpDir, waitFor } from './helpers.ts';
+import { freePort, request, selfSignedCert, serve, sleep, stop, tmpDir, waitFor } from './helpers.ts';
 import { SERVICES, assertNoErrors, fromEveryWorker, hupsUnderLoad, markers, sseOpen, wsEcho, wsOpen } from './services.ts';
 
 const CLASSES = ['http', 'h11'] as const;
@@ -130,8 +129,7 @@ for (const cls of CLASSES) {
 
 test('TLS on both classes: WebSocket echo over wss through onServer, and a request in flight at TERM still completes', { timeout: 60_000 }, async () => {
   const dir = tmpDir('arbiter-wss-');
-  const [key, cert] = [path.join(dir, 'k.pem'), path.join(dir, 'c.pem')];
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=localhost', '-days', '1', '-keyout', key, '-out', cert], { stdio: 'ignore' });
+  const { key, cert } = selfSignedCert(dir);
   for (const cls of CLASSES) {
     const port = await freePort();
     const r = await serve([path.join(SERVICES, 'express-ws-app.mjs:app'), '-k', cls, '-b', `127.0.0.1:${port}`, '--certfile', cert, '--keyfile', key], { env: { MARKERS: dir } });
