@@ -10,7 +10,6 @@ import { pathToFileURL } from 'node:url';
 import type { Loader } from 'cosmiconfig';
 import { SettingError, firstLine } from './errors.js';
 import { BY_NAME, parseValue, unknownSetting, type Settings } from './settings.js';
-import { importTs } from './ts-import.js';
 
 /** Raw values from one source, already typed by the table. */
 export type Layer = Partial<Record<keyof Settings, unknown>>;
@@ -46,7 +45,8 @@ export const SEARCH_PLACES = [
 ];
 
 /** Loads TypeScript config files without a build step (ts-import.ts). */
-const loadTs: Loader = async (filepath) => unwrapModule(await importTs(filepath));
+// Loaded with a .ts config only, as by core/app.ts with a .ts app.
+const loadTs: Loader = async (filepath) => unwrapModule(await (await import('./ts-import.js')).importTs(filepath));
 
 /**
  * Loads JavaScript config files afresh every time: cosmiconfig's own loader import()s them,
