@@ -322,6 +322,7 @@ async function run(plan: Plan, apps: CheckedApp[], started: Started, log: Logger
     pools,
     schedules: plan.schedules,
     log,
+    bootAtOnce: detectCpus().cpus,
     hooks: started.hooks,
     onSettings: async (next, prev) => {
       control = await moveServer('control socket', 'reload_control_failed', prev.controlSocket, next.controlSocket, control, log, async () =>

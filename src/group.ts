@@ -57,6 +57,8 @@ export interface GroupOptions extends GroupConfig {
   /** What hooks get as their first argument. */
   hookTarget: unknown;
   launch?: Launch;
+  /** At most this many workers boot at once (policy.toSpawn): the CPUs there are. */
+  bootAtOnce?: number;
 }
 
 export interface GroupEvents {
@@ -105,6 +107,7 @@ export class WorkerGroup {
   private readonly nextAge: () => number;
   private readonly hookTarget: unknown;
   private readonly launch: Launch;
+  private readonly bootAtOnce: number;
 
   constructor(opts: GroupOptions) {
     this.name = opts.name;
@@ -119,6 +122,7 @@ export class WorkerGroup {
     this.nextAge = opts.nextAge;
     this.hookTarget = opts.hookTarget;
     this.launch = opts.launch ?? launchWorker;
+    this.bootAtOnce = opts.bootAtOnce ?? Infinity;
   }
 
   info(w: WorkerHandle): WorkerInfo {
@@ -190,6 +194,8 @@ export class WorkerGroup {
         if (w.booted(w.lastSeen)) {
           this.log.info({ event: 'worker_ready', worker: w.pid, age: w.age, pool: this.name }, `${this.prefix}worker ${w.pid} serving`);
           this.afterBoot();
+          // Its place among those booting at once is free.
+          if (!this.stopping) this.maintain();
         } else {
           // Stopped while it was still loading: the stop may have come before it listened to
           // the channel, and an IPC message nobody listens to is lost. Say it again.
@@ -334,7 +340,7 @@ export class WorkerGroup {
   maintain(): void {
     if (this.stopping) return;
     for (const w of scaleDown(this.list, this.target)) this.stopWorker(w, true, 'scale-down');
-    const n = toSpawn({ target: this.target, workers: this.list, quickDeaths: this.quickDeaths, now: Date.now(), nextSpawnAt: this.nextSpawnAt });
+    const n = toSpawn({ target: this.target, workers: this.list, quickDeaths: this.quickDeaths, now: Date.now(), nextSpawnAt: this.nextSpawnAt, bootAtOnce: this.bootAtOnce });
     for (let i = 0; i < n; i++) this.spawnOne();
   }
 

@@ -69,6 +69,8 @@ export interface ArbiterOptions {
   /** The arbiter's name (procName, or the one derived from the app): a USR2 master keeps it. */
   name?: string;
   launch?: Launch;
+  /** At most this many workers of a pool boot at once: the CPUs found (src/cpus.ts). */
+  bootAtOnce?: number;
 }
 
 export interface ArbiterEvents {
@@ -122,6 +124,7 @@ export class Arbiter {
   private readonly launchCwd: string;
   private readonly appFiles: string[];
   private readonly launch?: Launch;
+  private readonly bootAtOnce?: number;
   /** The new master started by USR2, while it runs. */
   private reexecChild: ChildProcess | null = null;
   private watcher: Watcher | null = null;
@@ -143,6 +146,7 @@ export class Arbiter {
     this.onSettings = opts.onSettings;
     this.launchCwd = opts.launchCwd;
     this.launch = opts.launch;
+    this.bootAtOnce = opts.bootAtOnce;
     this.name = opts.name ?? 'arbiter';
     this.appFiles = opts.pools.flatMap((p) => (p.appFile ? [p.appFile] : []));
     this.schedules = opts.schedules;
@@ -162,7 +166,7 @@ export class Arbiter {
   }
 
   private addGroup(name: string, config: GroupConfig, listens: boolean, added = false): WorkerGroup {
-    const g = new WorkerGroup({ ...config, name, named: this.named, listens, log: this.log, nextAge: () => ++this.age, hookTarget: this, launch: this.launch });
+    const g = new WorkerGroup({ ...config, name, named: this.named, listens, log: this.log, nextAge: () => ++this.age, hookTarget: this, launch: this.launch, bootAtOnce: this.bootAtOnce });
     g.events.on('transition', (t) => this.events.emit('transition', t));
     g.events.on('ready', () => this.groupReady());
     g.events.on('reloaded', () => this.groupReloaded());

@@ -10,6 +10,8 @@ export interface WorkerView {
   age: number;
   state: WorkerState;
   retiredBy?: number | undefined;
+  /** When it was spawned (ms); a view without it counts as just spawned. */
+  spawnedAt?: number;
 }
 
 const oldestFirst = (a: WorkerView, b: WorkerView) => a.age - b.age;
@@ -103,13 +105,25 @@ export function counted<W extends WorkerView>(workers: readonly W[]): W[] {
 }
 
 /**
- * How many workers to start now. None while a backoff runs; one at a time during a crash
- * loop (more than one quick death in a row).
+ * A booting worker holds one of the `bootAtOnce` places for at most this long: a boot that
+ * waits on something else (a database, a cache to warm) must not hold back the others.
  */
-export function toSpawn(p: { target: number; workers: readonly WorkerView[]; quickDeaths: number; now: number; nextSpawnAt: number }): number {
+export const BOOT_SLOT_MS = 1000;
+
+/**
+ * How many workers to start now. None while a backoff runs; one at a time during a crash
+ * loop (more than one quick death in a row); and no more booting at once than `bootAtOnce`,
+ * the CPUs the master found. A boot is mostly CPU (Node's start, the app's modules): eight
+ * workers booting together on two cores share them, and none serves before all are nearly
+ * done; booting two at a time, the first two serve after a quarter of that, and the last
+ * ones no later than before.
+ */
+export function toSpawn(p: { target: number; workers: readonly WorkerView[]; quickDeaths: number; now: number; nextSpawnAt: number; bootAtOnce?: number }): number {
   const missing = p.target - counted(p.workers).length;
   if (missing <= 0 || p.now < p.nextSpawnAt) return 0;
-  return p.quickDeaths > 1 ? 1 : missing;
+  const booting = p.workers.filter((w) => w.state === 'booting' && p.now - (w.spawnedAt ?? p.now) < BOOT_SLOT_MS).length;
+  const places = Math.max(0, (p.bootAtOnce ?? Infinity) - booting);
+  return Math.min(p.quickDeaths > 1 ? 1 : missing, places);
 }
 
 /** TTOU, or a smaller `workers` after HUP: the oldest of those beyond the target leave first. */

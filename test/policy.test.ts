@@ -9,7 +9,7 @@ import { test } from 'node:test';
 import { inspectorArgs, inspectorLine } from '../src/stack-capture.ts';
 import {
   BOOT_FAILURE_HOLD_MS, MAX_DELAY_MS, QUICK_STOP_MS, RECOVER_AFTER_MS, decide, degraded, isStuck, lookWhereStuckAfterMs, replacements, rollback, scaleDown, steadyFor,
-  stopGraceMs, toSpawn, withinWindow, type WorkerView,
+  stopGraceMs, toSpawn, withinWindow, BOOT_SLOT_MS, type WorkerView,
 } from '../src/policy.ts';
 import { LIFECYCLE, WORKER_STATES, WorkerHandle, type Move, type Transition } from '../src/worker-handle.ts';
 
@@ -35,7 +35,7 @@ test('crash-loop policy: replace at once, then back off doubling, capped, reset 
   assert.deepEqual(decide({ livedMs: 100, quickDeaths: 5, killedAfterServing: true }), { quickDeaths: 5, delayMs: 0, quickMs: 5000 });
 });
 
-test('toSpawn: what is missing, nothing during a backoff, one at a time in a crash loop', () => {
+test('toSpawn: what is missing, nothing during a backoff, one at a time in a crash loop, no more booting at once than the CPUs', () => {
   const base = { quickDeaths: 0, now: 1000, nextSpawnAt: 0 };
   assert.equal(toSpawn({ ...base, target: 4, workers: [] }), 4);
   // Retiring and stopping workers are on their way out: they do not count.
@@ -45,6 +45,13 @@ test('toSpawn: what is missing, nothing during a backoff, one at a time in a cra
   assert.equal(toSpawn({ ...base, target: 3, workers: [], nextSpawnAt: 2000 }), 0);
   assert.equal(toSpawn({ ...base, target: 3, workers: [], quickDeaths: 1 }), 3);
   assert.equal(toSpawn({ ...base, target: 3, workers: [], quickDeaths: 2 }), 1);
+  // No more booting at once than bootAtOnce; a boot that takes long gives its place up.
+  const spawned = (age: number, state: WorkerView['state'], spawnedAt: number): WorkerView => ({ age, state, spawnedAt });
+  assert.equal(toSpawn({ ...base, target: 8, workers: [], bootAtOnce: 2 }), 2);
+  assert.equal(toSpawn({ ...base, target: 8, workers: [spawned(1, 'booting', 900), spawned(2, 'serving', 0)], bootAtOnce: 2 }), 1);
+  assert.equal(toSpawn({ ...base, target: 8, workers: [spawned(1, 'booting', 900), spawned(2, 'booting', 950)], bootAtOnce: 2 }), 0);
+  assert.equal(toSpawn({ ...base, target: 8, workers: [spawned(1, 'booting', 1000 - BOOT_SLOT_MS), spawned(2, 'booting', 950)], bootAtOnce: 2 }), 1);
+  assert.equal(toSpawn({ ...base, target: 3, workers: [spawned(1, 'retiring', 0)], bootAtOnce: 8 }), 3);
 });
 
 test('scaleDown: the oldest of those beyond the target, serving or booting', () => {

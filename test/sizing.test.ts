@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, rmdirSync, writeFileSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { BOOT_SLOT_MS } from '../src/policy.ts';
 import { BIN, EXAMPLES, freePort, run, stop } from './helpers.ts';
 
 /** A cgroup limited to 1.5 CPUs: v1's CFS quota where the cpu controller is mounted, else v2's cpu.max. */
@@ -54,4 +55,26 @@ test('-w auto with no limit starts as many workers as os.availableParallelism()'
   await r.waitLog((l) => l.event === 'ready', 15_000, 'ready');
   assert.equal(r.workers().length, os.availableParallelism());
   await stop(r);
+});
+
+test('no more workers boot at once than there are CPUs: with one, each waits for the last to serve (or for BOOT_SLOT_MS)', { timeout: 60_000 }, async () => {
+  const port = await freePort();
+  // One CPU by affinity (os.availableParallelism() follows it): one worker boots at a time.
+  const r = run([], { cmd: ['taskset', '-c', '0', process.execPath, BIN, `${EXAMPLES}/hello.js`, '-w', '4', '-b', `127.0.0.1:${port}`, '--log-level', 'debug'] });
+  try {
+    await r.waitLog((l) => l.event === 'ready', 30_000, 'ready');
+    assert.equal(r.workers().length, 4);
+    const events = r.logs().filter((l) => l.event === 'worker_booting' || l.event === 'worker_ready');
+    const at = (l: (typeof events)[number]) => Date.parse(String(l.time));
+    const booting = events.filter((l) => l.event === 'worker_booting');
+    assert.equal(booting.length, 4);
+    for (let i = 1; i < booting.length; i++) {
+      const before = events.slice(0, events.indexOf(booting[i]!));
+      const readyBefore = before.filter((l) => l.event === 'worker_ready').length;
+      const heldLong = at(booting[i]!) - at(booting[i - 1]!) >= BOOT_SLOT_MS - 5;
+      assert.ok(readyBefore >= i || heldLong, `worker ${i + 1} started while ${i - readyBefore} others still booted:\n${events.map((l) => `${l.time} ${l.event} ${l.worker}`).join('\n')}`);
+    }
+  } finally {
+    await stop(r);
+  }
 });
