@@ -125,7 +125,7 @@ test('spool: two consumer processes keep to shards of their own instead of takin
     });
     const shares = [...per.values()].map(([a, b2]) => Math.max(a, b2) / (a + b2));
     const mean = shares.reduce((a, s) => a + s, 0) / shares.length;
-    assert.ok(mean > 0.8, `mean share of a shard's majority consumer ${mean.toFixed(2)}: ${shares.map((s) => s.toFixed(2)).join(' ')}`);
+    assert.ok(mean > 0.75, `mean share of a shard's majority consumer ${mean.toFixed(2)}: ${shares.map((s) => s.toFixed(2)).join(' ')}`);
     for (const ids of got) assert.ok(ids.length > 200, `a consumer got only ${ids.length}`);
   } finally {
     await b.close();

@@ -121,9 +121,15 @@ interface Shard {
   readonly dir: string;
   /** <dir>/free: finished task files kept for reuse by enqueue into this shard. */
   readonly freeDir: string;
+  /** `dir` and `freeDir` with a trailing separator: a file's path is one concatenation on the per-task path. */
+  readonly at: string;
+  readonly freeAt: string;
   /** Cached, sorted ready names; entries before `head` were taken or tried ('' = taken). */
   listing: string[];
   head: number;
+  /** dueOf(listing[head]), computed when head last moved (-1: not yet). */
+  headAt: number;
+  headDue: number;
   listedAt: number;
   listingCost: number;
   stale: boolean;
@@ -138,7 +144,8 @@ interface Shard {
 }
 
 function newShard(dir: string): Shard {
-  return { dir, freeDir: path.join(dir, 'free'), listing: [], head: 0, listedAt: 0, listingCost: 0, stale: true, refreshing: null, busyUntil: 0, free: [], freeHead: 0, freeListedAt: 0, freeListing: null };
+  const freeDir = path.join(dir, 'free');
+  return { dir, freeDir, at: dir + path.sep, freeAt: freeDir + path.sep, listing: [], head: 0, headAt: -1, headDue: 0, listedAt: 0, listingCost: 0, stale: true, refreshing: null, busyUntil: 0, free: [], freeHead: 0, freeListedAt: 0, freeListing: null };
 }
 
 interface SpoolReceipt {
@@ -435,9 +442,9 @@ export class SpoolBroker implements Broker {
    */
   private claimOne(s: Shard, readyName: string, leaseExp: number): Delivery | null {
     const claimedName = `${pad(leaseExp)}~${this.consumer}~${readyName}`;
-    const claimedPath = path.join(s.dir, claimedName);
+    const claimedPath = s.at + claimedName;
     try {
-      fs.renameSync(path.join(s.dir, readyName), claimedPath);
+      fs.renameSync(s.at + readyName, claimedPath);
     } catch (err) {
       if (isErrno(err, 'ENOENT')) return null; // another consumer won it
       throw err;
@@ -482,6 +489,7 @@ export class SpoolBroker implements Broker {
         }
         s.listing = ready.sort();
         s.head = 0;
+        s.headAt = -1;
         s.stale = false;
         if (others) {
           s.busyUntil = Date.now() + BUSY_MS;
@@ -798,7 +806,7 @@ export class SpoolBroker implements Broker {
    */
   private discard(r: SpoolReceipt): boolean {
     try {
-      fs.renameSync(path.join(r.shard.dir, r.name), path.join(r.shard.freeDir, `${this.tag}-${(this.seq++).toString(36)}`));
+      fs.renameSync(r.shard.at + r.name, `${r.shard.freeAt}${this.tag}-${(this.seq++).toString(36)}`);
       this.discardsSinceSweep++;
       return true;
     } catch (err) {
@@ -1057,7 +1065,13 @@ function dueEnd(s: Shard, now: number): number {
 function dueHead(s: Shard, now: number): string | null {
   while (s.head < s.listing.length && s.listing[s.head] === '') s.head++;
   const name = s.listing[s.head];
-  return name !== undefined && dueOf(name) <= now ? name : null;
+  if (name === undefined) return null;
+  // Asked for every shard on every pick: parse the head's due time once per head.
+  if (s.headAt !== s.head) {
+    s.headAt = s.head;
+    s.headDue = dueOf(name);
+  }
+  return s.headDue <= now ? name : null;
 }
 
 /** The queue's shard directories, made when missing (SHARDS of them for a new queue). */
