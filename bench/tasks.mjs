@@ -4,7 +4,9 @@
 // `repeat` times, the rows taking turns, and reports its best run (and the median): on a
 // shared machine the best run is the one least disturbed by others.
 //
-//   node bench/tasks.mjs [--tasks 20000] [--concurrency 16] [--workers 1,2] [--repeat 3] [--json]
+//   node bench/tasks.mjs [--tasks 20000] [--concurrency 16] [--workers 1,2] [--repeat 3] [--only spool] [--json]
+//
+// --only NAME,...: just the rows whose consumer name contains one of these (spool, redis, bullmq).
 //
 // Method, the same for every row: start the consumers on an empty queue and wait until they
 // are all up; SIGSTOP them; pre-fill K no-op tasks; SIGCONT them and time until the queue is
@@ -337,14 +339,14 @@ export function printRoundTripTable({ rows, ratio }) {
  * Runs every row; returns [{ name, broker, workers, concurrency, tasks, seconds, perSecond }]
  * and the arbiter-redis / BullMQ ratios at equal worker count and concurrency.
  */
-export async function benchTasks({ tasks = 20_000, concurrency = 16, workerCounts = [1, 2], repeat = 3, log = () => {} } = {}) {
-  const redis = await startRedis();
+export async function benchTasks({ tasks = 20_000, concurrency = 16, workerCounts = [1, 2], repeat = 3, only = null, log = () => {} } = {}) {
   const rows = [];
   const runners = [
     ['arbiter spool', (o) => runArbiter({ ...o, kind: 'spool' })],
     ['arbiter redis', (o) => runArbiter({ ...o, kind: 'redis' })],
     ['bullmq', (o) => runBull(o)],
-  ];
+  ].filter(([name]) => !only || only.some((o) => name.includes(o)));
+  const redis = runners.some(([name]) => name !== 'arbiter spool') ? await startRedis() : { url: null, child: null };
   try {
     for (const workers of workerCounts) {
       const times = new Map(runners.map(([name]) => [name, []]));
@@ -363,28 +365,29 @@ export async function benchTasks({ tasks = 20_000, concurrency = 16, workerCount
       }
     }
   } finally {
-    killTree(redis.child.pid);
+    if (redis.child) killTree(redis.child.pid);
   }
-  const ratios = workerCounts.map((workers) => {
+  const ratios = workerCounts.flatMap((workers) => {
     const a = rows.find((r) => r.name === 'arbiter redis' && r.workers === workers);
     const b = rows.find((r) => r.name === 'bullmq' && r.workers === workers);
-    return { workers, concurrency, ratio: a.perSecond / b.perSecond, medianRatio: a.medianPerSecond / b.medianPerSecond };
+    return a && b ? [{ workers, concurrency, ratio: a.perSecond / b.perSecond, medianRatio: a.medianPerSecond / b.medianPerSecond }] : [];
   });
   return { rows, ratios };
 }
 
 function parseArgs(argv) {
-  const o = { tasks: 20_000, concurrency: 16, workerCounts: [1, 2], repeat: 3, json: false, roundTrip: false, samples: 1000 };
+  const o = { tasks: 20_000, concurrency: 16, workerCounts: [1, 2], repeat: 3, only: null, json: false, roundTrip: false, samples: 1000 };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--tasks') o.tasks = Number(argv[++i]);
     else if (a === '--concurrency') o.concurrency = Number(argv[++i]);
     else if (a === '--workers') o.workerCounts = argv[++i].split(',').map(Number);
     else if (a === '--repeat') o.repeat = Math.max(1, Number(argv[++i]));
+    else if (a === '--only') o.only = argv[++i].split(',');
     else if (a === '--json') o.json = true;
     else if (a === '--round-trip') o.roundTrip = true;
     else if (a === '--samples') o.samples = Math.max(50, Number(argv[++i]));
-    else throw new Error(`unknown argument ${a}: node bench/tasks.mjs [--tasks K] [--concurrency C] [--workers 1,2] [--repeat N] [--round-trip [--samples K]] [--json]`);
+    else throw new Error(`unknown argument ${a}: node bench/tasks.mjs [--tasks K] [--concurrency C] [--workers 1,2] [--repeat N] [--only spool,redis,bullmq] [--round-trip [--samples K]] [--json]`);
   }
   return o;
 }

@@ -1,25 +1,48 @@
 /**
  * `spool:PATH` — an embedded, durable broker made of plain files, safe for many processes.
  *
- *   PATH/<queue>/ready/    <dueAt:15>-<seq>-<tag>.json         one immutable file per task
- *   PATH/<queue>/claimed/  <leaseExpiry:15>~<consumer>~<ready name>
- *   PATH/<queue>/tmp/      files being written (then renamed into place)
- *   PATH/<queue>/free/     finished task files kept for reuse by enqueue
- *   PATH/<queue>/results/  <id>.json  a finished task's result (resultTtl): { expiresAt, result }
+ *   PATH/<queue>/shards/NN/  the queue's tasks, spread over SHARDS directories (00 … 15);
+ *                            in each, a task's state is its file's name:
+ *       <dueAt:15>-<seq>-<tag>.json                 ready: one immutable file per task
+ *       <leaseExpiry:15>~<consumer>~<ready name>    claimed
+ *       tmp~<name>                                  being written (then renamed into place)
+ *       free/<tag>-<seq>                            finished, kept for reuse by enqueue
+ *   PATH/<queue>/tmp/        other files being written (results, dead letters)
+ *   PATH/<queue>/results/    <id>.json  a finished task's result (resultTtl): { expiresAt, result }
  *   PATH/<queue>/schedules/<key>/<tick:15>   one empty file per schedule tick enqueued
- *   PATH/<dlq>/            <deadAt:15>-<seq>-<tag>.json        dead tasks with error and history
+ *   PATH/<dlq>/              <deadAt:15>-<seq>-<tag>.json        dead tasks with error and history
  *
  * Lexical order of ready names is due time, then the producer's sequence, so the oldest due
- * task sorts first. Every state change of a task is one `rename(2)` — atomic, so of several
- * processes racing for a file exactly one wins and the others get ENOENT — or a new file
- * written to tmp/, fsynced and renamed into place, then the old one unlinked. A crash between
- * those two steps leaves both, which only means a task can run twice: at-least-once.
+ * task of a shard sorts first. Every state change of a task is one `rename(2)` — atomic, so
+ * of several processes racing for a file exactly one wins and the others get ENOENT — or a
+ * new file written, fsynced and renamed into place, then the old one unlinked. A crash
+ * between those two steps leaves both, which only means a task can run twice: at-least-once.
  *
- * Finished task files are not unlinked but renamed into free/ and overwritten by the next
- * enqueue. Unlinking a file whose blocks reached the disk frees those blocks, which costs a
- * journal update and, on filesystems mounted with `discard`, a TRIM: measured at ~280 µs per
- * file against ~15 µs for a rename, it made ack the bottleneck. Reuse also spares enqueue the
- * block allocation. Consumers trim free/ to FREE_MAX files in the background.
+ * Why shards, and the state in the name: Linux serializes renames between directories on one
+ * mutex per filesystem, and renames and listings inside one directory on that directory's
+ * lock; two consumers claiming from one ready/ into one claimed/ each ran at a third to a half
+ * of one consumer's speed. Now a claim, a lease renewal, a release and an enqueue are renames
+ * inside one shard directory, and consumers keep to different shards: producers spread their
+ * enqueues over the shards (round robin) and a consumer that has met others keeps to a shard
+ * of its own, moving on when it runs dry (spool-shards.ts decides where). Order: a lone
+ * consumer takes the oldest due task of the whole queue (FIFO for one producer); consumers
+ * sharing a queue take each shard in order, and the shards within SPREAD_SLACK_MS of each other.
+ *
+ * An ack moves the file into its shard's free/: across directories, but it keeps finished
+ * files out of the shard's listing, which every claim refresh and stats() reads (readdir of an
+ * indexed ext4 directory costs ~0.7 µs per entry, and holds the directory's lock meanwhile).
+ * Kept as names in the shard instead, they made listings twice as long and 2 workers slower.
+ *
+ * Finished task files are not unlinked but kept in free/ and overwritten by the next enqueue
+ * into that shard. Unlinking a file whose blocks reached the disk frees those blocks,
+ * which costs a journal update and, on filesystems mounted with `discard`, a TRIM: measured
+ * at ~280 µs per file against ~15 µs for a rename, it made ack the bottleneck. Reuse also
+ * spares enqueue the block allocation. Consumers trim each shard's free files to
+ * FREE_PER_SHARD in the background.
+ *
+ * Spools written before shards (ready/, claimed/, free/ under the queue) are moved into the
+ * shards when a process opens the queue, and again by consumers every half lease while those
+ * directories exist (spool-legacy.ts).
  */
 import { randomBytes } from 'node:crypto';
 import fs, { promises as fsp, watch, type FSWatcher } from 'node:fs';
@@ -37,17 +60,38 @@ import {
 } from './types.js';
 import { fileSafe, isQueueName, isTaskRecord, LEASE_EXPIRED, newTask, nextAttempt, parseResult, rawTask } from './records.js';
 import { errorMessage } from '../errors.js';
+import { chooseShard, dueOf, type ShardView } from './spool-shards.js';
+import { migrateLegacy, hasLegacy } from './spool-legacy.js';
 
 const PAD = 15;
+/** Shard directories of a new queue (consumers use whatever shards/ holds). */
+const SHARDS = 16;
+const SHARD_NAME = /^\d{2}$/;
 const READY_NAME = /^\d{15}-[^~/]+\.json$/;
 const CLAIMED_NAME = /^(\d{15})~([^~/]*)~(\d{15}-[^~/]+\.json)$/;
+/** READY_NAME.test without the regex: listings test every name, and shards hold thousands. */
+function isReady(n: string): boolean {
+  if (n.length < 22 || n.charCodeAt(15) !== 45 /* - */ || !n.endsWith('.json') || n.includes('~')) return false;
+  for (let i = 0; i < PAD; i++) {
+    const c = n.charCodeAt(i);
+    if (c < 48 || c > 57) return false;
+  }
+  return true;
+}
 const DEAD_NAME = /^\d{15}-[^~/]+\.json$/;
+const TMP_PREFIX = 'tmp~';
 
-/** Readdir of ready/ at least this often, even when the cached listing still has work. */
+/** Readdir of a shard at least this often, even when the cached listing still has work. */
 const MIN_LISTING_AGE_FOR_FULL_REFRESH = 1000;
+/** A shard the consumer is about to move to is listed again first if its listing is older. */
+const MIN_LISTING_AGE_TO_MOVE = 100;
+/** Having met another consumer, this one keeps to a shard of its own for this long. */
+const CONTENDED_MS = 5000;
+/** A shard where another consumer was seen is avoided for this long. */
+const BUSY_MS = 1000;
 /**
- * Consumers sharing a spool claim from a random spot among the oldest this many batches once
- * they have seen each other (a claim lost to another): apart, they stop racing for the same files.
+ * Consumers that must share a shard claim from a random spot among its oldest this many
+ * batches: apart, they stop racing for the same files.
  */
 const SPREAD_BATCHES = 16;
 /** A batch of synchronous claims holds the event loop at most about this long. */
@@ -56,8 +100,8 @@ const MAX_SYNC_CLAIM_MS = 5;
 const MIN_REFRESH_GAP = 20;
 /** Poll interval while waiting, in case fs.watch misses something (network filesystems). */
 const WAIT_POLL = 100;
-/** free/ is trimmed back to this many files, ... */
-const FREE_MAX = 1024;
+/** Each shard's free files are trimmed back to this many, ... */
+const FREE_PER_SHARD = 64;
 /** ... once its consumer has claimed nothing for this long, */
 const SWEEP_IDLE_MS = 2000;
 /** ... or, busy, after moving this many files there since the last trim. */
@@ -71,12 +115,44 @@ const RESULT_SWEEP_MAX = 2000;
 const TICKS_KEPT = 16;
 
 const pad = (n: number): string => String(Math.max(0, Math.floor(n))).padStart(PAD, '0');
-const dueOf = (name: string): number => Number(name.slice(0, PAD));
+
+/** One shard directory and what this process knows of it. */
+interface Shard {
+  readonly dir: string;
+  /** <dir>/free: finished task files kept for reuse by enqueue into this shard. */
+  readonly freeDir: string;
+  /** `dir` and `freeDir` with a trailing separator: a file's path is one concatenation on the per-task path. */
+  readonly at: string;
+  readonly freeAt: string;
+  /** Cached, sorted ready names; entries before `head` were taken or tried ('' = taken). */
+  listing: string[];
+  head: number;
+  /** dueOf(listing[head]), computed when head last moved (-1: not yet). */
+  headAt: number;
+  headDue: number;
+  listedAt: number;
+  listingCost: number;
+  stale: boolean;
+  refreshing: Promise<void> | null;
+  /** Until then, another consumer is known to claim here (see spool-shards.ts). */
+  busyUntil: number;
+  /** Names in free/ to reuse on enqueue (from the last listing of it), and where we are in them. */
+  free: string[];
+  freeHead: number;
+  freeListedAt: number;
+  freeListing: Promise<void> | null;
+}
+
+function newShard(dir: string): Shard {
+  const freeDir = path.join(dir, 'free');
+  return { dir, freeDir, at: dir + path.sep, freeAt: freeDir + path.sep, listing: [], head: 0, headAt: -1, headDue: 0, listedAt: 0, listingCost: 0, stale: true, refreshing: null, busyUntil: 0, free: [], freeHead: 0, freeListedAt: 0, freeListing: null };
+}
 
 interface SpoolReceipt {
-  /** Current name in claimed/ (changes on every lease renewal). */
+  shard: Shard;
+  /** Current name in the shard (changes on every lease renewal). */
   name: string;
-  /** Name it had in ready/, so release() can put it back in its old place. */
+  /** Its ready name, so release() can put it back in its old place. */
   readyName: string;
   leaseExp: number;
   /** Serializes renewals with the settling operation on the same claim. */
@@ -173,16 +249,12 @@ class DirSyncer {
 }
 
 export class SpoolBroker implements Broker {
-  private readonly readyDir: string;
-  private readonly claimedDir: string;
+  private readonly qdir: string;
+  private readonly shardsDir: string;
+  private shards: Shard[] = [];
   private readonly tmpDir: string;
-  private readonly freeDir: string;
   private readonly resultsDir: string;
   private readonly schedulesDir: string;
-  private freeList: string[] = [];
-  private freeHead = 0;
-  private freeListedAt = 0;
-  private freeListing: Promise<void> | null = null;
   private sweeping = false;
   private readonly dlqDir: string;
   private readonly consumer: string;
@@ -190,19 +262,19 @@ export class SpoolBroker implements Broker {
   private seq = 0;
   private readonly syncers = new Map<string, DirSyncer>();
 
-  /** Cached, sorted listing of ready/; entries before `head` were taken or tried. */
-  private listing: string[] = [];
-  private head = 0;
-  private listedAt = 0;
-  private listingCost = 0;
-  private listingStale = true;
-  private refreshing: Promise<void> | null = null;
+  /** The shard this consumer claimed from last; -1 before the first claim. */
+  private home = -1;
+  /** The shard the next enqueue goes to (round robin from a random start). */
+  private nextShard = 0;
   private nextDueAt = Infinity;
-  /** Until then, claim from a random spot near the head instead of the head itself. */
+  /** Shards pick() wants listed before it can choose; empty when it chose, or nothing is due. */
+  private relist: Shard[] = [];
+  private readonly views: ShardView[] = [];
+  /** Until then, another consumer is known to share the queue (see spool-shards.ts). */
   private contendedUntil = 0;
-  /** When this consumer last claimed a task (free/ is trimmed when it has been idle). */
+  /** When this consumer last claimed a task (free files are trimmed when it has been idle). */
   private lastClaimAt = 0;
-  /** Finished files moved to free/ since it was last trimmed. */
+  /** Finished files made free since they were last trimmed. */
   private discardsSinceSweep = 0;
 
   private readonly outstanding = new Set<SpoolReceipt>();
@@ -215,22 +287,22 @@ export class SpoolBroker implements Broker {
     private readonly root: string,
     private readonly opts: ResolvedBrokerOptions,
   ) {
-    const qdir = path.join(root, opts.queue);
-    this.readyDir = path.join(qdir, 'ready');
-    this.claimedDir = path.join(qdir, 'claimed');
-    this.tmpDir = path.join(qdir, 'tmp');
-    this.freeDir = path.join(qdir, 'free');
-    this.resultsDir = path.join(qdir, 'results');
-    this.schedulesDir = path.join(qdir, 'schedules');
+    this.qdir = path.join(root, opts.queue);
+    this.shardsDir = path.join(this.qdir, 'shards');
+    this.tmpDir = path.join(this.qdir, 'tmp');
+    this.resultsDir = path.join(this.qdir, 'results');
+    this.schedulesDir = path.join(this.qdir, 'schedules');
     this.dlqDir = path.join(root, opts.dlq);
     this.consumer = consumerTag(opts.consumer);
   }
 
   static async open(spoolPath: string, opts: ResolvedBrokerOptions): Promise<SpoolBroker> {
     const broker = new SpoolBroker(path.resolve(opts.cwd, spoolPath), opts);
-    for (const dir of [broker.readyDir, broker.claimedDir, broker.tmpDir, broker.freeDir, broker.resultsDir, broker.dlqDir]) {
-      await fsp.mkdir(dir, { recursive: true });
-    }
+    const dirs = await ensureShards(broker.shardsDir);
+    broker.shards = dirs.map(newShard);
+    broker.nextShard = Math.floor(Math.random() * dirs.length);
+    for (const dir of [broker.tmpDir, broker.resultsDir, broker.dlqDir]) await fsp.mkdir(dir, { recursive: true });
+    await migrateLegacy(broker.qdir, dirs);
     void broker.cleanTmp().catch(() => undefined);
     return broker;
   }
@@ -252,83 +324,114 @@ export class SpoolBroker implements Broker {
   }
 
   private async claim(max: number): Promise<Delivery[]> {
-    let now = Date.now();
-    const age = now - this.listedAt;
-    if (
-      this.listingStale ||
-      age > Math.max(MIN_LISTING_AGE_FOR_FULL_REFRESH, this.listingCost * 20) ||
-      (!this.hasDue(now) && age >= MIN_REFRESH_GAP)
-    ) {
-      await this.refresh();
-      now = Date.now();
-    }
-    const leaseExp = now + this.opts.leaseMs;
     const out: Delivery[] = [];
-    const list = this.listing;
-    const due = this.dueEnd(now);
-    this.nextDueAt = due < list.length ? dueOf(list[due]!) : now + WAIT_POLL;
     const started = performance.now();
     let misses = 0;
-    let random = now < this.contendedUntil;
-    for (let round = 0; out.length < max && this.head < due && round < 64; round++) {
-      // Start at the oldest due task, or, while other consumers take from the same listing, at
-      // a random spot among the oldest SPREAD_BATCHES batches; then claim a contiguous run, so
-      // consumers that landed apart stay apart, until a miss says another one is here too.
-      let at = random ? this.head + Math.floor(Math.random() * Math.min(due - this.head, max * SPREAD_BATCHES)) : this.head;
+    let relisted = 0;
+    for (let round = 0; out.length < max && round < Math.max(64, max); round++) {
+      const now = Date.now();
+      const s = this.pick(now);
+      if (s === null) {
+        // Listings to read first; none: nothing is due anywhere (once all were read again).
+        if (this.relist.length === 0 || relisted >= 2) break;
+        await Promise.all(this.relist.map((x) => this.refresh(x)));
+        relisted++;
+        continue;
+      }
+      const leaseExp = now + this.opts.leaseMs;
+      const list = s.listing;
+      const due = dueEnd(s, now);
+      // Alone, a run up to the oldest task of any other shard (FIFO across shards). Otherwise
+      // a contiguous run from the head; in a shard shared with others, from a random spot
+      // among its oldest SPREAD_BATCHES batches, so that consumers land apart.
+      const bound = now >= this.contendedUntil ? this.otherHead(s, now) : null;
+      const shared = now < s.busyUntil;
+      let at = shared ? s.head + Math.floor(Math.random() * Math.min(due - s.head, max * SPREAD_BATCHES)) : s.head;
       let missed = false;
-      let claimed = 0;
       for (; at < due && out.length < max; at++) {
         const name = list[at]!;
         if (name === '') continue;
+        if (bound !== null && name > bound) break;
         list[at] = '';
-        const got = this.claimOne(name, leaseExp);
+        const got = this.claimOne(s, name, leaseExp);
         if (got === null) {
           missed = true;
           break;
         }
         out.push(got);
-        claimed++;
       }
-      while (this.head < due && list[this.head] === '') this.head++;
+      while (s.head < due && list[s.head] === '') s.head++;
       if (missed) {
         misses++;
-        random = true;
-        this.contendedUntil = Date.now() + 5000;
-        if (misses > Math.max(4, out.length)) {
-          // Most of what our listing holds is gone: list again next time.
-          this.listingStale = true;
-          break;
-        }
-      } else if (claimed === 0) {
-        random = false; // the random spot found only taken names: from the head next
+        this.contendedUntil = Date.now() + CONTENDED_MS;
+        s.busyUntil = Date.now() + BUSY_MS;
+        // Most of what our listing of it holds is gone: list it again before coming back.
+        if (misses > Math.max(4, out.length)) s.stale = true;
       }
       // Synchronous file operations hold the event loop: never for long (a slow filesystem).
       if (performance.now() - started > MAX_SYNC_CLAIM_MS) break;
     }
-    if (out.length === 0 && misses > 0) this.listingStale = true;
+    if (out.length > 0) this.lastClaimAt = Date.now();
+    else this.nextDueAt = this.firstDue();
     return out;
   }
 
-  /** Index of the first listed name not yet due (the listing is sorted by due time). */
-  private dueEnd(now: number): number {
-    const list = this.listing;
-    let lo = this.head;
-    let hi = list.length;
-    // '' marks names already taken; they keep their place, so search on the nearest real name.
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      let k = mid;
-      while (k < hi && list[k] === '') k++;
-      if (k === hi) hi = mid;
-      else if (dueOf(list[k]!) <= now) lo = k + 1;
-      else hi = mid;
+  /**
+   * The shard to claim from now (spool-shards.ts decides), if its listing is fresh enough to
+   * trust; else null, with the listings to read first in `relist`.
+   */
+  private pick(now: number): Shard | null {
+    this.relist = [];
+    const alone = now >= this.contendedUntil;
+    const views = this.views;
+    for (let k = 0; k < this.shards.length; k++) {
+      const s = this.shards[k]!;
+      const v = (views[k] ??= { head: null, busy: false });
+      v.head = dueHead(s, now);
+      v.busy = now < s.busyUntil;
     }
-    return lo;
+    views.length = this.shards.length;
+    const i = chooseShard(views, this.home, alone);
+    if (i === -1) {
+      // Nothing due in what we have listed: list again what was not listed just now.
+      for (const s of this.shards) if (s.stale || now - s.listedAt >= MIN_REFRESH_GAP) this.relist.push(s);
+      return null;
+    }
+    const s = this.shards[i]!;
+    const age = now - s.listedAt;
+    if (s.stale || age > Math.max(MIN_LISTING_AGE_FOR_FULL_REFRESH, s.listingCost * 20) || (i !== this.home && !alone && age > MIN_LISTING_AGE_TO_MOVE)) {
+      this.relist.push(s);
+      return null;
+    }
+    this.home = i;
+    return s;
+  }
+
+  /** The oldest due task listed in any shard but `s` (null: none). */
+  private otherHead(s: Shard, now: number): string | null {
+    let min: string | null = null;
+    for (const o of this.shards) {
+      if (o === s) continue;
+      const h = dueHead(o, now);
+      if (h !== null && (min === null || h < min)) min = h;
+    }
+    return min;
+  }
+
+  /** When the next listed task falls due (WAIT_POLL from now when none is listed). */
+  private firstDue(): number {
+    let first = Infinity;
+    for (const s of this.shards) {
+      let k = s.head;
+      while (k < s.listing.length && s.listing[k] === '') k++;
+      if (k < s.listing.length) first = Math.min(first, dueOf(s.listing[k]!));
+    }
+    return first === Infinity ? Date.now() + WAIT_POLL : first;
   }
 
   /**
    * The claim is a bare rename without fsync: if power fails, either the rename survived (the
-   * claim then expires like any dead worker's) or it did not (the task is still in ready/).
+   * claim then expires like any dead worker's) or it did not (the task is still ready).
    * Both end with the task delivered again, which at-least-once allows; an fsync here would
    * cost a disk flush per task for nothing.
    *
@@ -337,16 +440,17 @@ export class SpoolBroker implements Broker {
    * pool's threads then fight over the same directory locks). claim() bounds how long a batch
    * may hold the event loop.
    */
-  private claimOne(readyName: string, leaseExp: number): Delivery | null {
+  private claimOne(s: Shard, readyName: string, leaseExp: number): Delivery | null {
     const claimedName = `${pad(leaseExp)}~${this.consumer}~${readyName}`;
-    const claimedPath = path.join(this.claimedDir, claimedName);
+    const claimedPath = s.at + claimedName;
     try {
-      fs.renameSync(path.join(this.readyDir, readyName), claimedPath);
+      fs.renameSync(s.at + readyName, claimedPath);
     } catch (err) {
       if (isErrno(err, 'ENOENT')) return null; // another consumer won it
       throw err;
     }
     const receipt: SpoolReceipt = {
+      shard: s,
       name: claimedName,
       readyName,
       leaseExp,
@@ -362,54 +466,72 @@ export class SpoolBroker implements Broker {
       throw err;
     }
     this.outstanding.add(receipt);
-    this.lastClaimAt = Date.now();
     return parseDelivery(text, readyName, receipt);
   }
 
-  private hasDue(now: number): boolean {
-    while (this.head < this.listing.length && this.listing[this.head] === '') this.head++;
-    return this.head < this.listing.length && dueOf(this.listing[this.head]!) <= now;
-  }
-
-  private refresh(): Promise<void> {
-    this.refreshing ??= (async () => {
+  /**
+   * One readdir of a shard: its ready names (sorted), its free files (for enqueue), and
+   * whether another consumer holds live claims in it (then it is busy, see spool-shards.ts).
+   */
+  private refresh(s: Shard): Promise<void> {
+    s.refreshing ??= (async () => {
       const started = Date.now();
       try {
-        const names = await fsp.readdir(this.readyDir);
-        this.listing = names.filter((n) => READY_NAME.test(n)).sort();
-        this.head = 0;
-        this.listingStale = false;
+        const names = await fsp.readdir(s.dir);
+        const ready: string[] = [];
+        let others = false;
+        for (const n of names) {
+          if (isReady(n)) ready.push(n);
+          else if (!others) {
+            const m = CLAIMED_NAME.exec(n);
+            others = m !== null && m[2] !== this.consumer && Number(m[1]) > started;
+          }
+        }
+        s.listing = ready.sort();
+        s.head = 0;
+        s.headAt = -1;
+        s.stale = false;
+        if (others) {
+          s.busyUntil = Date.now() + BUSY_MS;
+          this.contendedUntil = Date.now() + CONTENDED_MS;
+        }
       } finally {
-        this.listedAt = Date.now();
-        this.listingCost = this.listedAt - started;
-        this.refreshing = null;
+        s.listedAt = Date.now();
+        s.listingCost = s.listedAt - started;
+        s.refreshing = null;
       }
     })();
-    return this.refreshing;
+    return s.refreshing;
   }
 
   private waitForWork(ms: number): Promise<void> {
-    return this.waitForChange(this.readyDir, ms);
+    return this.waitForChange(
+      this.shards.map((s) => s.dir),
+      ms,
+    );
   }
 
-  /** Until something changes in `dir`, or WAIT_POLL, or `ms`; also ended by close(). */
-  private waitForChange(dir: string, ms: number): Promise<void> {
+  /** Until something changes in one of `dirs`, or WAIT_POLL, or `ms`; also ended by close(). */
+  private waitForChange(dirs: string[], ms: number): Promise<void> {
     return new Promise<void>((resolve) => {
-      let watcher: FSWatcher | undefined;
+      const watchers: FSWatcher[] = [];
       const done = (): void => {
         clearTimeout(timer);
-        watcher?.close();
+        for (const w of watchers) w.close();
         this.wakers.delete(done);
         resolve();
       };
       const timer = setTimeout(done, Math.min(ms, WAIT_POLL));
       this.wakers.add(done);
       // Only while idle: a permanent watcher would fire for every claim under load.
-      try {
-        watcher = watch(dir, { persistent: false }, done);
-        watcher.on('error', () => undefined);
-      } catch {
-        // inotify limits or an unsupported filesystem: the poll above still works.
+      for (const dir of dirs) {
+        try {
+          const w = watch(dir, { persistent: false }, done);
+          w.on('error', () => undefined);
+          watchers.push(w);
+        } catch {
+          // inotify limits or an unsupported filesystem: the poll above still works.
+        }
       }
     });
   }
@@ -422,22 +544,22 @@ export class SpoolBroker implements Broker {
    */
   async ack(d: Delivery, result?: KeptResult): Promise<void> {
     await this.settle(d, async (r) => {
-      if (result) await this.keep(d.task.id, result);
-      await this.discard(r.name);
+      if (result) await this.keep(d.task.id, result, r.shard);
+      this.discard(r);
     });
   }
 
-  private async keep(id: string, result: KeptResult): Promise<void> {
+  private async keep(id: string, result: KeptResult, reuse: Shard): Promise<void> {
     const text = `{"expiresAt":${Date.now() + Math.round(result.ttlMs)},"result":${result.json}}`;
-    await this.writeDurable(this.resultsDir, `${fileSafe(id)}.json`, text, `${this.tag}-r${(this.seq++).toString(36)}`);
+    await this.writeDurable(this.resultsDir, `${fileSafe(id)}.json`, text, { tmpName: `${this.tag}-r${(this.seq++).toString(36)}`, reuse });
   }
 
   async fail(d: Delivery, error: string, retryAt: number): Promise<void> {
     await this.settle(d, async (r) => {
       if (!(await this.stillOwned(r))) return;
       const text = d.raw ?? JSON.stringify(nextAttempt(d.task, error));
-      await this.writeDurable(this.readyDir, this.newName(retryAt), text);
-      await this.discard(r.name);
+      await this.writeDurable(r.shard.dir, this.newName(retryAt), text, { reuse: r.shard });
+      this.discard(r);
     });
   }
 
@@ -452,9 +574,9 @@ export class SpoolBroker implements Broker {
         queue: this.opts.queue,
       };
       if (d.raw !== undefined) dead.raw = d.raw;
-      else if (result) await this.keep(d.task.id, result);
-      await this.writeDurable(this.dlqDir, this.newName(now), JSON.stringify(dead));
-      await this.discard(r.name);
+      else if (result) await this.keep(d.task.id, result, r.shard);
+      await this.writeDurable(this.dlqDir, this.newName(now), JSON.stringify(dead), { reuse: r.shard });
+      this.discard(r);
     });
   }
 
@@ -462,16 +584,17 @@ export class SpoolBroker implements Broker {
     await this.settle(d, async (r) => {
       // Its old ready name sorts before anything enqueued since, so it is picked up first.
       try {
-        await fsp.rename(path.join(this.claimedDir, r.name), path.join(this.readyDir, r.readyName));
+        await fsp.rename(path.join(r.shard.dir, r.name), path.join(r.shard.dir, r.readyName));
       } catch (err) {
         if (!isErrno(err, 'ENOENT')) throw err;
       }
+      r.shard.stale = true;
     });
   }
 
   private settle(d: Delivery, op: (r: SpoolReceipt) => Promise<void>): Promise<void> {
     const r = d.receipt as SpoolReceipt;
-    if (!r || typeof r.name !== 'string') throw new Error('not a delivery of this spool broker');
+    if (!r || typeof r.name !== 'string' || !r.shard) throw new Error('not a delivery of this spool broker');
     if (r.settled) return Promise.resolve();
     r.settled = true;
     this.outstanding.delete(r);
@@ -491,7 +614,7 @@ export class SpoolBroker implements Broker {
     const leaseExp = Date.now() + this.opts.leaseMs;
     const name = `${pad(leaseExp)}~${this.consumer}~${r.readyName}`;
     try {
-      await fsp.rename(path.join(this.claimedDir, r.name), path.join(this.claimedDir, name));
+      await fsp.rename(path.join(r.shard.dir, r.name), path.join(r.shard.dir, name));
     } catch (err) {
       if (!isErrno(err, 'ENOENT')) throw err;
       r.lost = true;
@@ -515,17 +638,29 @@ export class SpoolBroker implements Broker {
     }
   }
 
-  /** Puts tasks whose claim expired back into ready/ as their next attempt. */
+  /** Each shard's claimed names, read again (the reaper and releaseConsumer). */
+  private async claims(): Promise<{ shard: Shard; name: string; leaseExp: number; consumer: string; readyName: string }[]> {
+    const out: { shard: Shard; name: string; leaseExp: number; consumer: string; readyName: string }[] = [];
+    const listed = await Promise.all(this.shards.map((s) => fsp.readdir(s.dir)));
+    for (let i = 0; i < listed.length; i++) {
+      for (const name of listed[i]!) {
+        const m = CLAIMED_NAME.exec(name);
+        if (m) out.push({ shard: this.shards[i]!, name, leaseExp: Number(m[1]), consumer: m[2]!, readyName: m[3]! });
+      }
+    }
+    return out;
+  }
+
+  /** Puts tasks whose claim expired back as their next attempt (and moves what an old version left). */
   private reap(): Promise<void> {
     this.reaping ??= (async () => {
       try {
-        const names = await fsp.readdir(this.claimedDir);
+        if (await hasLegacy(this.qdir)) await migrateLegacy(this.qdir, this.shards.map((s) => s.dir));
         const now = Date.now();
-        for (const n of names) {
+        for (const c of await this.claims()) {
           if (this.closed) break;
-          const m = CLAIMED_NAME.exec(n);
-          if (!m || Number(m[1]) > now) continue;
-          await this.reapOne(n, m[3]!).catch(() => undefined);
+          if (c.leaseExp > now) continue;
+          await this.reapOne(c.shard, c.name, c.readyName).catch(() => undefined);
         }
       } finally {
         this.reaping = null;
@@ -537,22 +672,21 @@ export class SpoolBroker implements Broker {
   async releaseConsumer(consumer: string, reason: string): Promise<number> {
     const tag = consumerTag(consumer);
     let n = 0;
-    for (const name of await fsp.readdir(this.claimedDir)) {
-      const m = CLAIMED_NAME.exec(name);
-      if (!m || m[2] !== tag) continue;
-      await this.reapOne(name, m[3]!, reason);
+    for (const c of await this.claims()) {
+      if (c.consumer !== tag) continue;
+      await this.reapOne(c.shard, c.name, c.readyName, reason);
       n++;
     }
     return n;
   }
 
-  private async reapOne(claimedName: string, readyName: string, reason = LEASE_EXPIRED): Promise<void> {
+  private async reapOne(s: Shard, claimedName: string, readyName: string, reason = LEASE_EXPIRED): Promise<void> {
     // Take the expired claim over first (one reaper wins the rename); should this process die
     // halfway, its own claim expires in turn and another reaper finishes the job.
     const mine = `${pad(Date.now() + this.opts.leaseMs)}~${this.consumer}~${readyName}`;
-    const minePath = path.join(this.claimedDir, mine);
+    const minePath = path.join(s.dir, mine);
     try {
-      await fsp.rename(path.join(this.claimedDir, claimedName), minePath);
+      await fsp.rename(path.join(s.dir, claimedName), minePath);
     } catch (err) {
       if (isErrno(err, 'ENOENT')) return;
       throw err;
@@ -565,13 +699,13 @@ export class SpoolBroker implements Broker {
       parsed = undefined;
     }
     if (isTaskRecord(parsed)) {
-      await this.writeDurable(this.readyDir, this.newName(Date.now()), JSON.stringify(nextAttempt(parsed, reason)));
+      await this.writeDurable(s.dir, this.newName(Date.now()), JSON.stringify(nextAttempt(parsed, reason)), { reuse: s });
       await unlinkQuiet(minePath);
     } else {
       // Unparsable: there is no attempt to count; hand it back as is and let a worker dead-letter it.
-      await fsp.rename(minePath, path.join(this.readyDir, readyName));
+      await fsp.rename(minePath, path.join(s.dir, readyName));
     }
-    this.listingStale = true;
+    s.stale = true;
   }
 
   private startTimers(): void {
@@ -591,7 +725,9 @@ export class SpoolBroker implements Broker {
   async enqueue(name: string, payload: unknown, opts?: EnqueueOptions): Promise<string> {
     if (this.closed) throw new Error('broker is closed');
     const { task, dueAt } = newTask(name, payload, opts);
-    await this.writeDurable(this.readyDir, this.newName(dueAt), JSON.stringify(task));
+    const s = this.shards[this.nextShard]!;
+    this.nextShard = (this.nextShard + 1) % this.shards.length;
+    await this.writeDurable(s.dir, this.newName(dueAt), JSON.stringify(task), { reuse: s });
     return task.id;
   }
 
@@ -636,13 +772,16 @@ export class SpoolBroker implements Broker {
 
   /**
    * Survives a crash or power loss once resolved: data fsync, atomic rename, directory fsync.
-   * `tmpName` when `name` is not unique to this writer (a result may be written twice).
+   * Into a shard, the file is written under a tmp~ name in that shard, so the final rename
+   * stays in one directory; elsewhere, in tmp/. `tmpName` when `name` is not unique to this
+   * writer (a result may be written twice); `reuse`: the shard whose free files to overwrite.
    */
-  private async writeDurable(dir: string, name: string, text: string, tmpName = name): Promise<void> {
-    const tmp = path.join(this.tmpDir, tmpName);
+  private async writeDurable(dir: string, name: string, text: string, opts: { tmpName?: string; reuse?: Shard } = {}): Promise<void> {
+    const tmpName = opts.tmpName ?? name;
+    const tmp = opts.reuse?.dir === dir ? path.join(dir, TMP_PREFIX + tmpName) : path.join(this.tmpDir, tmpName);
     const data = Buffer.from(text, 'utf8');
     let fh: fsp.FileHandle | null = null;
-    if (await this.takeFree(tmp)) {
+    if (opts.reuse && (await this.takeFree(opts.reuse, tmp))) {
       // Another process's tmp cleanup may have removed it in between: then create one.
       fh = await fsp.open(tmp, 'r+').catch(() => null);
     }
@@ -662,12 +801,12 @@ export class SpoolBroker implements Broker {
   }
 
   /**
-   * Moves a finished claim to free/ for reuse; false when it was not ours any more.
-   * Synchronous, as the claim (see claimOne): one rename.
+   * Makes a finished claim a free file of its shard for reuse; false when it was not ours any
+   * more. Synchronous, as the claim (see claimOne): one rename inside the shard.
    */
-  private async discard(claimedName: string): Promise<boolean> {
+  private discard(r: SpoolReceipt): boolean {
     try {
-      fs.renameSync(path.join(this.claimedDir, claimedName), path.join(this.freeDir, `${this.tag}-${(this.seq++).toString(36)}`));
+      fs.renameSync(r.shard.at + r.name, `${r.shard.freeAt}${this.tag}-${(this.seq++).toString(36)}`);
       this.discardsSinceSweep++;
       return true;
     } catch (err) {
@@ -676,27 +815,27 @@ export class SpoolBroker implements Broker {
     }
   }
 
-  /** Claims a file from free/ by renaming it to `target`; false when there is none to take. */
-  private async takeFree(target: string): Promise<boolean> {
+  /** Claims a free file of shard `s` by renaming it to `target`; false when there is none to take. */
+  private async takeFree(s: Shard, target: string): Promise<boolean> {
     for (let tries = 0; tries < 4; tries++) {
-      if (this.freeHead >= this.freeList.length) {
-        if (Date.now() - this.freeListedAt < 200) return false;
-        this.freeListing ??= fsp
-          .readdir(this.freeDir)
+      if (s.freeHead >= s.free.length) {
+        if (Date.now() - s.freeListedAt < 200) return false;
+        s.freeListing ??= fsp
+          .readdir(s.freeDir)
           .then((names) => {
-            this.freeList = names;
-            this.freeHead = 0;
+            s.free = names;
+            s.freeHead = 0;
           })
           .finally(() => {
-            this.freeListedAt = Date.now();
-            this.freeListing = null;
+            s.freeListedAt = Date.now();
+            s.freeListing = null;
           });
-        await this.freeListing;
-        if (this.freeHead >= this.freeList.length) return false;
+        await s.freeListing;
+        if (s.freeHead >= s.free.length) return false;
       }
-      const name = this.freeList[this.freeHead++]!;
+      const name = s.free[s.freeHead++]!;
       try {
-        await fsp.rename(path.join(this.freeDir, name), target);
+        await fsp.rename(path.join(s.freeDir, name), target);
         return true;
       } catch (err) {
         if (!isErrno(err, 'ENOENT')) throw err;
@@ -705,19 +844,21 @@ export class SpoolBroker implements Broker {
     return false;
   }
 
-  /** Keeps free/ from growing without bound when consumers finish more than producers reuse. */
+  /** Keeps free files from growing without bound when consumers finish more than producers reuse. */
   private async sweepFree(): Promise<void> {
     if (this.sweeping) return;
     // Unlinking is the costly part of a task file's life (see the top): done while this
-    // consumer is idle, unless it has been busy for so long that free/ must not grow further.
+    // consumer is idle, unless it has been busy for so long that free files must not grow further.
     if (Date.now() - this.lastClaimAt < SWEEP_IDLE_MS && this.discardsSinceSweep < SWEEP_BUSY_AFTER) return;
     this.discardsSinceSweep = 0;
     this.sweeping = true;
     try {
-      const names = await fsp.readdir(this.freeDir);
-      // One at a time: this is background work and must not crowd the thread pool.
-      for (let i = FREE_MAX; i < names.length && !this.closed; i++) {
-        await unlinkQuiet(path.join(this.freeDir, names[i]!));
+      for (const s of this.shards) {
+        const free = await fsp.readdir(s.freeDir);
+        // One at a time: this is background work and must not crowd the thread pool.
+        for (let i = FREE_PER_SHARD; i < free.length && !this.closed; i++) {
+          await unlinkQuiet(path.join(s.freeDir, free[i]!));
+        }
       }
     } finally {
       this.sweeping = false;
@@ -726,8 +867,11 @@ export class SpoolBroker implements Broker {
 
   private async cleanTmp(): Promise<void> {
     const now = Date.now();
-    for (const n of await fsp.readdir(this.tmpDir)) {
-      const file = path.join(this.tmpDir, n);
+    const files = (await fsp.readdir(this.tmpDir)).map((n) => path.join(this.tmpDir, n));
+    for (const s of this.shards) {
+      for (const n of await fsp.readdir(s.dir)) if (n.startsWith(TMP_PREFIX)) files.push(path.join(s.dir, n));
+    }
+    for (const file of files) {
       const st = await fsp.stat(file).catch(() => null);
       if (st && now - st.mtimeMs > STALE_TMP_MS) await unlinkQuiet(file).catch(() => false);
     }
@@ -763,7 +907,7 @@ export class SpoolBroker implements Broker {
       if (found) return found;
       const left = deadline - Date.now();
       if (left <= 0 || this.closed) return null;
-      await this.waitForChange(this.resultsDir, left);
+      await this.waitForChange([this.resultsDir], left);
     }
   }
 
@@ -784,25 +928,21 @@ export class SpoolBroker implements Broker {
   // ---------------------------------------------------------------- inspection
 
   async stats(): Promise<BrokerStats> {
-    const now = Date.now();
-    const [ready, claimed, dead] = await Promise.all([
-      fsp.readdir(this.readyDir),
-      fsp.readdir(this.claimedDir),
-      fsp.readdir(this.dlqDir),
-    ]);
+    // Ready names start with their due time: those below this one are due now.
+    const notDue = pad(Date.now() + 1);
+    const [dead, ...shards] = await Promise.all([fsp.readdir(this.dlqDir), ...this.shards.map((s) => fsp.readdir(s.dir))]);
     let due = 0;
     let delayed = 0;
-    for (const n of ready) {
-      if (!READY_NAME.test(n)) continue;
-      if (dueOf(n) <= now) due++;
-      else delayed++;
+    let inFlight = 0;
+    for (const names of shards) {
+      for (const n of names) {
+        if (isReady(n)) {
+          if (n < notDue) due++;
+          else delayed++;
+        } else if (CLAIMED_NAME.test(n)) inFlight++;
+      }
     }
-    return {
-      ready: due,
-      delayed,
-      inFlight: claimed.filter((n) => CLAIMED_NAME.test(n)).length,
-      dead: dead.filter((n) => DEAD_NAME.test(n)).length,
-    };
+    return { ready: due, delayed, inFlight, dead: dead!.filter((n) => DEAD_NAME.test(n)).length };
   }
 
   async listDead(limit = 100): Promise<DeadTask[]> {
@@ -814,17 +954,17 @@ export class SpoolBroker implements Broker {
   async retryDead(ids?: string[]): Promise<number> {
     const wanted = ids ? new Set(ids) : null;
     let n = 0;
+    const targets = new Map<string, string[]>();
     for (const { file, dead } of await this.readDead(Infinity)) {
       if (wanted && !wanted.has(dead.task.id)) continue;
-      const queueDir = path.join(this.root, dead.queue);
-      const readyDir = path.join(queueDir, 'ready');
-      await fsp.mkdir(readyDir, { recursive: true });
+      let dirs = targets.get(dead.queue);
+      if (!dirs) targets.set(dead.queue, (dirs = dead.queue === this.opts.queue ? this.shards.map((s) => s.dir) : await ensureShards(path.join(this.root, dead.queue, 'shards'))));
       const text = dead.raw ?? JSON.stringify({ ...dead.task, attempt: 1 });
-      await this.writeDurable(readyDir, this.newName(Date.now()), text);
+      await this.writeDurable(dirs[Math.floor(Math.random() * dirs.length)]!, this.newName(Date.now()), text);
       // Two operators retrying the same task at once may both re-queue it: at-least-once.
       if (await unlinkQuiet(file)) n++;
     }
-    if (n > 0) this.listingStale = true;
+    if (n > 0) for (const s of this.shards) s.stale = true;
     return n;
   }
 
@@ -902,4 +1042,43 @@ function parseDead(text: string, fileName: string, queue: string): DeadTask {
 /** The consumer name is part of claimed file names: keep it short and separator-free. */
 function consumerTag(consumer: string): string {
   return consumer.replace(/[^A-Za-z0-9_.:@-]/g, '_').slice(0, 64) || 'consumer';
+}
+
+/** Due index end of a shard's listing: the first listed name not yet due (the listing is sorted). */
+function dueEnd(s: Shard, now: number): number {
+  const list = s.listing;
+  let lo = s.head;
+  let hi = list.length;
+  // '' marks names already taken; they keep their place, so search on the nearest real name.
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    let k = mid;
+    while (k < hi && list[k] === '') k++;
+    if (k === hi) hi = mid;
+    else if (dueOf(list[k]!) <= now) lo = k + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/** The shard's oldest listed task when it is due now, else null (skips taken names). */
+function dueHead(s: Shard, now: number): string | null {
+  while (s.head < s.listing.length && s.listing[s.head] === '') s.head++;
+  const name = s.listing[s.head];
+  if (name === undefined) return null;
+  // Asked for every shard on every pick: parse the head's due time once per head.
+  if (s.headAt !== s.head) {
+    s.headAt = s.head;
+    s.headDue = dueOf(name);
+  }
+  return s.headDue <= now ? name : null;
+}
+
+/** The queue's shard directories, made when missing (SHARDS of them for a new queue). */
+async function ensureShards(shardsDir: string): Promise<string[]> {
+  let names = (await fsp.readdir(shardsDir).catch(() => [] as string[])).filter((n) => SHARD_NAME.test(n));
+  if (names.length === 0) names = Array.from({ length: SHARDS }, (_, i) => String(i).padStart(2, '0'));
+  const dirs = names.sort().map((n) => path.join(shardsDir, n));
+  for (const dir of dirs) await fsp.mkdir(path.join(dir, 'free'), { recursive: true });
+  return dirs;
 }
