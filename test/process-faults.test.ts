@@ -136,3 +136,16 @@ test('a SIGKILLed master leaves no temp directory behind, and its workers leave'
   assert.ok(!existsSync(path.join(os.tmpdir(), `arbiter-${r.pid}`)));
 });
 
+
+test('a master SIGKILLed while its workers are still loading: they leave too', { timeout: 60_000 }, async () => {
+  for (let round = 0; round < 3; round++) {
+    const port = await freePort();
+    const r = run([PID_APP, '-w', '2', '-b', `127.0.0.1:${port}`, '--log-level', 'debug']);
+    // The moment the master says it spawned them, they are loading their modules.
+    await r.waitLog((l) => l.event === 'worker_booting', 15_000, 'a worker booting');
+    const workers = r.workers();
+    process.kill(r.pid, 'SIGKILL');
+    await r.exited;
+    for (const w of workers) await waitFor(() => !alive(w), 15_000, `round ${round + 1}: worker ${w} leaves`);
+  }
+});

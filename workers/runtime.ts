@@ -216,6 +216,9 @@ const armed = process.execArgv.includes('--inspect-publish-uid=stderr');
 for (const sig of ['SIGHUP', 'SIGUSR1', 'SIGUSR2', 'SIGWINCH', 'SIGTTIN', 'SIGTTOU'] as const) if (!(sig === 'SIGUSR1' && armed)) process.on(sig, () => {});
 // The master is gone (SIGKILL, crash): nobody will replace us or stop us, so stop now.
 process.on('disconnect', () => void stop(true));
+// The event loop ran while this module's imports loaded: a master that died then closed the
+// channel before anyone listened for it.
+if (!process.connected) void stop(true);
 
 process.on('uncaughtException', (err) => {
   log.error({ event: 'worker_crashed', err }, `uncaught exception in worker: ${oneLine(err)}`);
