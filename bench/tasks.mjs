@@ -271,7 +271,9 @@ async function bullTripper({ brokerUrl, workers, concurrency }) {
   const name = `bench-bull-rt-${process.pid}-${seq++}`;
   const connection = new Redis(brokerUrl, { maxRetriesPerRequest: null });
   const queue = new Queue(name, { connection });
-  const events = new QueueEvents(name, { connection: new Redis(brokerUrl, { maxRetriesPerRequest: null }) });
+  // BullMQ leaves a connection it was given open: both are disconnected in close().
+  const eventsConnection = new Redis(brokerUrl, { maxRetriesPerRequest: null });
+  const events = new QueueEvents(name, { connection: eventsConnection });
   await events.waitUntilReady();
   const children = [];
   for (let i = 0; i < workers; i++)
@@ -290,6 +292,7 @@ async function bullTripper({ brokerUrl, workers, concurrency }) {
       await Promise.race([events.close().catch(() => {}), sleep(2000)]);
       await Promise.race([queue.close().catch(() => {}), sleep(2000)]);
       connection.disconnect();
+      eventsConnection.disconnect();
     },
   };
 }
