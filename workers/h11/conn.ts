@@ -10,37 +10,9 @@
  * all the turn's reads, instead of inside each read callback, also costs the kernel less per
  * response: a keep-alive load gets ~15% more requests per CPU-second (bench/README.md).
  */
-import { Socket } from 'node:net';
+import type { Socket } from 'node:net';
+import { canWriteDirect, readAsStream, readDirect, unsentBytes, writeDirect, type DirectWriter } from './handle-io.js';
 import { H11Connection, toBytes, type H11Event, type H11Options, type Output, type RequestEvent } from './engine/index.js';
-
-/**
- * Reading into one buffer shared by every connection, the way `net.Socket`'s `onread` option
- * does for client sockets (Node offers no option for accepted ones, so the same two fields are
- * set on the socket and its handle is told to use the buffer): no 64 KiB allocation, no
- * Buffer object and no Readable push/'data' emit per read. The engine copies whatever it keeps
- * past receive(); body chunks that alias the buffer are copied before the app sees them.
- * Found by name on a probe socket; without them (another Node) sockets read as streams.
- */
-const onreadProbe = new Socket({ onread: { buffer: Buffer.alloc(1), callback: () => undefined } } as ConstructorParameters<typeof Socket>[0]);
-const symbolNamed = (name: string) => Object.getOwnPropertySymbols(onreadProbe).find((s) => s.description === name);
-const kBuffer = symbolNamed('kBuffer');
-const kBufferCb = symbolNamed('kBufferCb');
-const READ_BUFFER = Buffer.allocUnsafeSlow(64 * 1024);
-
-type Handle = { useUserBuffer?: (buf: Uint8Array) => void };
-type OnreadSocket = Record<symbol, unknown> & { _handle: Handle | null };
-
-/** Route the socket's reads to `cb` through READ_BUFFER; false when this socket cannot. */
-function readDirect(sock: Socket, cb: (n: number, buf: Buffer) => unknown): boolean {
-  const s = sock as unknown as OnreadSocket;
-  const handle = s._handle;
-  if (kBuffer === undefined || kBufferCb === undefined || handle === null || typeof handle.useUserBuffer !== 'function') return false;
-  if (s[kBuffer] !== null || Object.getPrototypeOf(sock) !== Socket.prototype) return false; // TLS, or someone else's onread
-  s[kBuffer] = READ_BUFFER;
-  s[kBufferCb] = cb;
-  handle.useUserBuffer(READ_BUFFER);
-  return true;
-}
 
 /** What a request in progress looks like to the connection (node.ts / fetch.ts implement it). */
 export interface Exchange {
@@ -80,7 +52,7 @@ const MAX_HELD = 256 * 1024;
 /** Socket write buffer above which body writers are told to wait for 'drain'. */
 export const WRITE_HWM = 64 * 1024;
 
-export class Conn {
+export class Conn implements DirectWriter {
   readonly h: H11Connection;
   /** A request is in progress: its response has not ended yet. */
   busy = false;
@@ -99,6 +71,8 @@ export class Conn {
   private held = true;
   /** Set when we decided to close (ended our side); the sweep destroys it after a while. */
   closingSince = 0;
+  /** Bytes the kernel had not taken at the last sweep of a closing connection. */
+  private unsentAtSweep = 0;
   dead = false;
 
   private batching = false;
@@ -114,6 +88,10 @@ export class Conn {
 
   /** Reads come through READ_BUFFER (readDirect), not as 'data' events. */
   private readonly direct: boolean;
+  /** Writes may go to the socket's handle (writeDirect). */
+  private writesDirect: boolean;
+  /** Bytes of direct writes libuv has not finished yet (the kernel's buffer was full). */
+  private inFlight = 0;
 
   constructor(
     readonly sock: Socket,
@@ -126,6 +104,7 @@ export class Conn {
     this.h = new H11Connection(opts);
     this.idleSince = now;
     this.direct = mayReadDirect && readDirect(sock, this.readListener);
+    this.writesDirect = this.direct && canWriteDirect;
     if (!this.direct) sock.on('data', this.dataListener);
     sock.on('end', this.endListener);
     sock.on('error', noop);
@@ -249,11 +228,11 @@ export class Conn {
     const sock = this.sock;
     this.writeOut();
     const head = this.h.detach();
-    if (this.direct) {
-      // The new owner reads through 'data' events: what comes into READ_BUFFER is copied into
-      // the socket's stream from now on (backpressure: false stops reading until resume()).
-      (sock as unknown as OnreadSocket)[kBufferCb!] = (n: number, buf: Buffer) => sock.push(Buffer.from(buf.subarray(0, n)));
-    } else sock.off('data', this.dataListener);
+    // The new owner reads through 'data' events: what comes into READ_BUFFER is copied into
+    // the socket's stream from now on (backpressure: false stops reading until resume()).
+    if (this.direct) readAsStream(sock);
+    else sock.off('data', this.dataListener);
+    this.writesDirect = false;
     sock.off('end', this.endListener);
     sock.off('close', this.closeListener);
     sock.off('drain', this.drainListener);
@@ -320,6 +299,7 @@ export class Conn {
     }
     this.batching = false;
     this.writeOut();
+    if (this.drainOwed && this.inFlight === 0 && this.sock.writableLength === 0) this.onDrain();
     if (this.flushed.length !== 0) {
       const done = this.flushed;
       const st = this.flushedStatus;
@@ -351,22 +331,40 @@ export class Conn {
 
   /** What is queued, in one write. */
   private writeOut(): void {
-    const sock = this.sock;
     const out = this.out;
     const n = out.length;
     if (n === 0 || this.dead) return;
     if (this.outStrings) {
       let str = out[0] as string;
       for (let i = 1; i < n; i++) str += out[i] as string;
-      sock.write(str, 'latin1');
+      this.write(str);
     } else if (n === 1) {
-      sock.write(out[0]!);
+      this.write(out[0]!);
     } else {
-      sock.write(Buffer.concat(out.map(toBytes), this.outLen));
+      this.write(Buffer.concat(out.map(toBytes), this.outLen));
     }
     out.length = 0;
     this.outLen = 0;
     this.outStrings = true;
+  }
+
+  private write(data: Output): void {
+    if (this.writesDirect) {
+      const pending = writeDirect(this.sock, data, this);
+      if (pending !== false) {
+        this.inFlight += pending;
+        return;
+      }
+    }
+    if (typeof data === 'string') this.sock.write(data, 'latin1');
+    else this.sock.write(data);
+  }
+
+  /** A direct write that the kernel could not take at once is done. */
+  writeDone(bytes: number, status: number): void {
+    this.inFlight -= bytes;
+    if (status < 0) this.sock.destroy();
+    else if (this.inFlight === 0 && this.sock.writableLength === 0) this.onDrain();
   }
 
   /** Body backpressure from the app side. */
@@ -388,10 +386,18 @@ export class Conn {
     else this.sock.resume();
   }
 
-  /** True when the socket buffers enough that a body writer should wait for drain(). */
+  /**
+   * True when enough is queued (for this turn's write, in the socket, or in flight) that a body
+   * writer should wait for drain(). Counting this turn's queue matters: a handler that writes
+   * in a loop would otherwise queue its whole body in memory before the first write.
+   */
   get congested(): boolean {
-    return this.sock.writableLength > WRITE_HWM;
+    if (this.outLen + this.sock.writableLength + this.inFlight <= WRITE_HWM) return false;
+    this.drainOwed = true;
+    return true;
   }
+  /** Someone was told to wait: a flush that the kernel takes whole must say 'drain' itself. */
+  private drainOwed = false;
 
   /** Resolves on 'drain' or close. */
   drain(): Promise<void> {
@@ -399,6 +405,7 @@ export class Conn {
   }
 
   private onDrain(): void {
+    this.drainOwed = false;
     const w = this.waiters;
     if (w) {
       this.waiters = null;
@@ -425,6 +432,18 @@ export class Conn {
     this.h.startClosing();
     this.sock.end();
     this.sock.resume();
+  }
+
+  /**
+   * A closing connection has lingered `ms` since we closed, or since the client last took some
+   * of the bytes still queued for it: a client that reads a large last response slowly keeps
+   * it, one that stops reading does not.
+   */
+  lingered(now: number, ms: number): boolean {
+    const unsent = unsentBytes(this.sock);
+    if (unsent < this.unsentAtSweep) this.closingSince = now;
+    this.unsentAtSweep = unsent;
+    return now - this.closingSince > ms;
   }
 
   /** End our side and close the socket as soon as what was written is out. */

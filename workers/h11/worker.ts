@@ -320,7 +320,7 @@ class H11Worker implements WorkerInstance, ConnOwner {
     let idle: Conn[] | null = null;
     for (const c of this.conns) {
       if (c.closingSince !== 0) {
-        if (now - c.closingSince > LINGER_MS) c.closeNow();
+        if (c.lingered(now, LINGER_MS)) c.closeNow();
       } else if (!c.busy) {
         const waited = now - c.idleSince;
         if (c.partial) {
