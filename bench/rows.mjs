@@ -248,8 +248,10 @@ export const ROWS = [
   arbiterRow(`arbiter http -w ${N}`, 'plain', HELLO, ['-k', 'http', '-w', String(N)], [LOADS.keepalive, LOADS.close]),
   arbiterRow('arbiter h11 -w 1', 'plain', HELLO, ['-k', 'h11', '-w', '1'], [LOADS.keepalive, LOADS.close, LOADS.pipeline8], { requires: 'h11' }),
   pm2Row(`pm2 cluster -i ${N}`, 'plain', [LOADS.keepalive, LOADS.close]),
-  // The socket's limit in Node: fixed bytes per request head, no HTTP parsing (servers/raw-net.mjs).
-  nodeRow('raw net (ceiling)', 'plain', 'raw-net.mjs', [], [LOADS.keepalive, LOADS.close, LOADS.pipeline8]),
+  // Fixed bytes per request head, no HTTP parsing, on net.Socket's stream API (servers/raw-net.mjs).
+  nodeRow('raw net', 'plain', 'raw-net.mjs', [], [LOADS.keepalive, LOADS.close, LOADS.pipeline8]),
+  // The same below net.Socket, reading and writing through the socket's handle as h11 does.
+  nodeRow('raw handle (ceiling)', 'plain', 'raw-handle.mjs', [], [LOADS.keepalive, LOADS.close, LOADS.pipeline8]),
 
   // --- the same, with a handler that reads its (empty) body through 'data'/'end' ---
   nodeRow('bare node:http', 'body', 'bare.mjs', ['body-app.mjs'], [LOADS.keepalive]),

@@ -1,10 +1,10 @@
-// The socket's limit in Node: a `net` server that answers every request head with the same
-// fixed bytes, parsing nothing but the blank line that ends a head. Keep-alive, pipelining
+// A `net` server that answers every request head with the same fixed bytes, parsing nothing
+// but the blank line that ends a head, on net.Socket's stream API ('data', write()). Keep-alive, pipelining
 // (one write per read, however many heads it held) and `Connection: close` (closes after the
 // answer). Writes leave in the check phase after all of the turn's reads, as h11's do (a
-// write inside each read callback costs the kernel more). No HTTP server can do less per
-// request on Node; bench/README.md's "raw net (ceiling)" row, against which h11 is reported
-// as a fraction.
+// write inside each read callback costs the kernel more). No HTTP server on net.Socket's
+// streams does less per request; bench/README.md's "raw net" row (raw-handle.mjs is the same
+// below the stream API, the ceiling h11 is reported against).
 //   node bench/servers/raw-net.mjs PORT
 import net from 'node:net';
 
