@@ -6,21 +6,9 @@
 // "raw handle (ceiling)" row of bench/README.md, against which h11 is reported.
 //   node bench/servers/raw-handle.mjs PORT
 import net from 'node:net';
+import { answers, closing, headCounter } from './fixed-answer.mjs';
 
 const { WriteWrap, streamBaseState, kReadBytesOrError, kLastWriteWasAsync } = process.binding('stream_wrap');
-
-const body = 'Hello, world!\n';
-const head = (close) =>
-  `HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: ${body.length}\r\n` +
-  `Date: ${new Date().toUTCString()}\r\n${close ? 'Connection: close\r\n' : ''}\r\n${body}`;
-let keep = head(false);
-const close = head(true);
-const repeated = [''];
-setInterval(() => {
-  keep = head(false);
-  repeated.length = 1;
-}, 1000).unref();
-const times = (n) => (repeated[n] ??= keep.repeat(n));
 
 const READ = Buffer.allocUnsafeSlow(64 * 1024);
 let spare = new WriteWrap();
@@ -49,19 +37,16 @@ net
     sock.on('error', () => {});
     const handle = sock._handle;
     const netOnread = handle.onread; // EOF and errors: net's own handling
-    let tail = ''; // the last 3 bytes of the previous read: a "\r\n\r\n" may straddle reads
+    const heads = headCounter();
     handle.useUserBuffer(READ);
     handle.onread = function onread(ab) {
       const nread = streamBaseState[kReadBytesOrError];
       if (nread <= 0) return netOnread.call(this, ab);
-      const s = tail + READ.latin1Slice(0, nread);
-      let n = 0;
-      for (let i = s.indexOf('\r\n\r\n'); i !== -1; i = s.indexOf('\r\n\r\n', i + 4)) n++;
-      tail = s.slice(-3);
+      const n = heads(READ.latin1Slice(0, nread));
       if (n === 0) return;
-      if (s.includes('onnection: close') || s.includes('onnection: Close')) sock.end(close, 'latin1');
+      if (n < 0) sock.end(closing, 'latin1');
       else {
-        pending.push(sock, times(n));
+        pending.push(sock, answers(n));
         if (pending.length === 2) setImmediate(writeAll);
       }
     };

@@ -7,19 +7,7 @@
 // below the stream API, the ceiling h11 is reported against).
 //   node bench/servers/raw-net.mjs PORT
 import net from 'node:net';
-
-const body = 'Hello, world!\n';
-const head = (close) =>
-  `HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: ${body.length}\r\n` +
-  `Date: ${new Date().toUTCString()}\r\n${close ? 'Connection: close\r\n' : ''}\r\n${body}`;
-let keep = head(false);
-const close = head(true);
-const repeated = [''];
-setInterval(() => {
-  keep = head(false);
-  repeated.length = 1;
-}, 1000).unref();
-const times = (n) => (repeated[n] ??= keep.repeat(n));
+import { answers, closing, headCounter } from './fixed-answer.mjs';
 
 const pending = []; // [socket, string] pairs to write in this turn's check phase
 function writeAll() {
@@ -30,16 +18,13 @@ function writeAll() {
 const port = Number(process.argv[2]);
 net
   .createServer({ noDelay: true }, (sock) => {
-    let tail = ''; // the last 3 bytes of the previous read: a "\r\n\r\n" may straddle reads
+    const heads = headCounter();
     sock.on('data', (chunk) => {
-      const s = tail + chunk.latin1Slice(0, chunk.length);
-      let n = 0;
-      for (let i = s.indexOf('\r\n\r\n'); i !== -1; i = s.indexOf('\r\n\r\n', i + 4)) n++;
-      tail = s.slice(-3);
+      const n = heads(chunk.latin1Slice(0, chunk.length));
       if (n === 0) return;
-      if (s.includes('onnection: close') || s.includes('onnection: Close')) sock.end(close, 'latin1');
+      if (n < 0) sock.end(closing, 'latin1');
       else {
-        pending.push(sock, times(n));
+        pending.push(sock, answers(n));
         if (pending.length === 2) setImmediate(writeAll);
       }
     });
