@@ -4,8 +4,8 @@
  * methods: `send()` bytes, `finishExchange()` when a response ended, `bodyWanted()` when the
  * app starts reading the request body, `bodyPaused()` for body backpressure.
  *
- * Output is batched: every byte a connection produces goes out with one `socket.write` in the
- * check phase (setImmediate) of the event-loop turn that produced it: 8 pipelined requests
+ * Output is batched: every byte a connection produces goes out with one write (to the socket's
+ * handle, or `socket.write`: handle-io.ts) in the check phase (setImmediate) of the event-loop turn that produced it: 8 pipelined requests
  * answered synchronously make one write, and so do an async app's head and body. Writing after
  * all the turn's reads, instead of inside each read callback, also costs the kernel less per
  * response: a keep-alive load gets ~15% more requests per CPU-second (bench/README.md).
