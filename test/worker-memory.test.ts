@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { LoopDelay, delayFigures } from '../workers/loop-delay.ts';
-import { SETTLE_MAX_HEAP, shouldSettle } from '../workers/settle.ts';
+import { SETTLE_MAX_HEAP, settleWhenIdle, shouldSettle } from '../workers/settle.ts';
 import { EXAMPLES, freePort, request, serve, stop, waitFor } from './helpers.ts';
 
 const HELLO = `${EXAMPLES}/hello.js:handler`;
@@ -13,6 +13,26 @@ test('only a small heap is settled', () => {
   assert.equal(shouldSettle(8 * 1024 * 1024), true);
   assert.equal(shouldSettle(SETTLE_MAX_HEAP), false);
   assert.equal(shouldSettle(512 * 1024 * 1024), false);
+});
+
+test('the collection waits for a look at which nothing was served since the last, and is given up on a worker busy throughout', { timeout: 10_000 }, async () => {
+  const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+  let busy = 0;
+  let busyActs = 0;
+  const work = setInterval(() => busy++, 5);
+  settleWhenIdle(() => busy, 40, 5, () => busyActs++);
+  let idleActs = 0;
+  let served = 0;
+  settleWhenIdle(() => served, 40, 5, () => idleActs++);
+  served++; // a request before the first look: not idle yet
+  await sleep(60);
+  assert.equal(idleActs, 0, 'a request since the last look');
+  await sleep(60);
+  assert.equal(idleActs, 1, 'idle for a whole look');
+  await sleep(300);
+  clearInterval(work);
+  assert.equal(idleActs, 1, 'once');
+  assert.equal(busyActs, 0, 'never while busy, and given up after its looks');
 });
 
 for (const cls of ['http', 'h11']) {
