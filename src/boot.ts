@@ -37,7 +37,7 @@ import type { Compiled } from './scheduler.js';
 import { BindError, closeInherited, closeListeners, inheritedFromParent, openListeners, systemdListeners, type Listener } from './sockets.js';
 import type { StartSignals } from './start-signals.js';
 import { resolveIds } from './users.js';
-import { endQuietStart } from './v8-at-start.js';
+import { endQuietStart } from './core/v8-at-start.js';
 
 /** A start that cannot go on: the line to print and the exit code. */
 class StartFailure extends Error {

@@ -9,7 +9,7 @@
  */
 import { startCheckerAhead } from './appcheck.js';
 import { MASTER_SIGNALS, StartSignals } from './start-signals.js';
-import { endQuietStart } from './v8-at-start.js';
+import { endQuietStart } from './core/v8-at-start.js';
 
 type Command = (argv: string[]) => Promise<number>;
 

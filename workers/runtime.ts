@@ -4,15 +4,16 @@
  * (src/core/protocol.ts). This file is the part every worker class shares: boot,
  * heartbeats, recycling, signals and stop.
  */
-import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { loadApp, type Lifecycle } from '../src/core/app.js';
 import { AppLoadError, appStack, oneLine } from '../src/core/errors.js';
 import { createHooks } from '../src/core/hooks.js';
 import { ListenCapture } from '../src/core/listen.js';
 import { createLogger } from '../src/core/logging.js';
 import { ENV, EXIT, MAIN_POOL, type CurrentWork, type MasterMessage, type RetireReason, type WorkerBoot, type WorkerMessage } from '../src/core/protocol.js';
+import { endQuietStart, quietStart } from '../src/core/v8-at-start.js';
 import { setAccessLogStdout } from './accesslog.js';
 import { loadWorkerClass } from './classes.js';
+import { LoopDelay } from './loop-delay.js';
 import type { AppLifecycle, WorkerContext, WorkerInstance } from './contract.js';
 
 const boot: WorkerBoot = JSON.parse(process.env[ENV.WORKER] ?? 'null');
@@ -21,6 +22,11 @@ if (!boot) {
   process.exit(EXIT.USAGE);
 }
 delete process.env[ENV.WORKER];
+// The class and the app load without TurboFan, as the master starts (src/core/v8-at-start.ts):
+// the module loader's path helpers it would optimise are not run again once the worker
+// serves, and the compiler's code would stay mapped in every worker. Back to V8's defaults
+// as the worker reports booted.
+quietStart();
 
 const settings = boot.settings;
 process.title = `arbiter worker [${boot.pool === MAIN_POOL ? '' : `${boot.pool}: `}${settings.procName ?? settings.app ?? settings.workerClass}]`;
@@ -118,17 +124,13 @@ const ctx: WorkerContext = {
   app: appLifecycle,
 };
 
-// Event-loop delay for `arbiter top` and status: sampled every LOOP_SAMPLE_MS, reported and
-// reset with each heartbeat. The histogram's values include the sampling interval itself.
-const LOOP_SAMPLE_MS = 20;
-const loop = monitorEventLoopDelay({ resolution: LOOP_SAMPLE_MS });
-loop.enable();
-const beyond = (ns: number) => (Number.isFinite(ns) ? Math.max(0, Math.round((ns / 1e6 - LOOP_SAMPLE_MS) * 10) / 10) : 0);
+// Event-loop delay for `arbiter top` and status: sampled every 20 ms, reported and reset with
+// each heartbeat (workers/loop-delay.ts).
+const loop = new LoopDelay(20);
 
 function heartbeat(): void {
   const rss = process.memoryUsage.rss();
-  const loopDelay = { mean: beyond(loop.mean), max: beyond(loop.max) };
-  loop.reset();
+  const loopDelay = loop.read();
   const counters = { ...(instance?.counters() ?? { requests: 0, active: 0 }), rss, loopDelay };
   send({ t: 'heartbeat', counters, current: describeCurrent() });
   if (settings.maxWorkerMemory > 0 && rss > settings.maxWorkerMemory && !stopping)
@@ -269,8 +271,11 @@ async function main(): Promise<void> {
   heartbeat();
   const interval = setInterval(heartbeat, settings.heartbeatInterval * 1000);
   interval.unref();
+  endQuietStart();
   send({ t: 'booted', pid: process.pid, appKind: settings.workerClass === 'task' ? 'task' : 'node' });
   await ctx.hooks.run('postWorkerInit', workerInfo());
+  // What the boot allocated and no longer needs goes back once the worker idles (workers/settle.ts).
+  (await import('./settle.js')).settleWhenIdle(() => served);
 }
 
 void main();

@@ -113,7 +113,7 @@ export interface WorkerCounters {
   rss: number;
   /**
    * Event-loop delay since the previous heartbeat, milliseconds beyond the sampling interval
-   * (perf_hooks.monitorEventLoopDelay): how long callbacks wait for the loop.
+   * (workers/loop-delay.ts): how long callbacks wait for the loop.
    */
   loopDelay?: { mean: number; max: number };
   /**
