@@ -355,6 +355,9 @@ async function run(plan: Plan, apps: CheckedApp[], started: Started, log: Logger
   arbiter.brokers = taskBrokers;
   arbiter.events.once('ready', async () => {
     endQuietStart();
+    // What the start allocated and no longer needs goes back, as in every worker
+    // (src/core/settle.ts); half a second on, so that it is not in front of the first requests.
+    void import('./core/settle.js').then((m) => m.settleWhenIdle(() => 0));
     if (started.upgradeFrom) {
       try {
         claimPidfile(s);

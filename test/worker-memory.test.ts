@@ -1,11 +1,11 @@
 // What an idle worker keeps: the memory-reducing collection once it serves
-// (workers/settle.ts), and the event-loop delay sampler that replaced perf_hooks' histogram
+// (src/core/settle.ts), and the event-loop delay sampler that replaced perf_hooks' histogram
 // (workers/loop-delay.ts). How much memory each saves is measured in bench/footprint.mjs.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { LoopDelay, delayFigures } from '../workers/loop-delay.ts';
-import { SETTLE_MAX_HEAP, settleWhenIdle, shouldSettle } from '../workers/settle.ts';
-import { EXAMPLES, freePort, request, serve, stop, waitFor } from './helpers.ts';
+import { SETTLE_MAX_HEAP, settleWhenIdle, shouldSettle } from '../src/core/settle.ts';
+import { BIN, EXAMPLES, freePort, request, serve, stop, waitFor } from './helpers.ts';
 
 const HELLO = `${EXAMPLES}/hello.js:handler`;
 
@@ -62,6 +62,26 @@ for (const cls of ['http', 'h11']) {
     }
   });
 }
+
+test('the master runs one memory-reducing collection once it is ready, and supervises on', { timeout: 60_000 }, async () => {
+  const port = await freePort();
+  // --trace-gc on the master's own node: V8 prints its collections on the master's stdout.
+  const r = await serve([HELLO, '-b', `127.0.0.1:${port}`, '-w', '2'], { cmd: [process.execPath, '--trace-gc', BIN] });
+  try {
+    const settled = () => r.stdout().split('\n').filter((l) => l.includes('low memory notification'));
+    await waitFor(() => settled().length > 0, 10_000, "the master's memory-reducing collection");
+    assert.ok(settled().every((l) => l.includes('Mark-Compact (reduce)')), settled().join('\n'));
+    await new Promise((resolve) => setTimeout(resolve, 500)); // a notification is a burst of collections
+    const first = settled().length;
+    for (let i = 0; i < 10; i++) assert.equal((await request({ port })).status, 200);
+    r.signal('SIGTTIN');
+    await waitFor(() => r.workers().length === 3, 10_000, 'a third worker');
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    assert.equal(settled().length, first, 'once');
+  } finally {
+    await stop(r);
+  }
+});
 
 test('the loop-delay figures are ms beyond the interval, mean and max, one decimal', () => {
   assert.deepEqual(delayFigures(0, 0, 0), { mean: 0, max: 0 });

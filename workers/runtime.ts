@@ -274,8 +274,8 @@ async function main(): Promise<void> {
   endQuietStart();
   send({ t: 'booted', pid: process.pid, appKind: settings.workerClass === 'task' ? 'task' : 'node' });
   await ctx.hooks.run('postWorkerInit', workerInfo());
-  // What the boot allocated and no longer needs goes back once the worker idles (workers/settle.ts).
-  (await import('./settle.js')).settleWhenIdle(() => served);
+  // What the boot allocated and no longer needs goes back once the worker idles (src/core/settle.ts).
+  (await import('../src/core/settle.js')).settleWhenIdle(() => served);
 }
 
 void main();

@@ -1,5 +1,6 @@
 /**
- * Once a worker serves, give back the memory its boot used and no longer needs.
+ * Once a worker serves, give back the memory its boot used and no longer needs; the master
+ * does the same half a second after it is ready (src/boot.ts), for the same reason.
  *
  * Booting a worker runs the ES module loader for a dozen modules of ours and the app's: some
  * 2 MB allocated in moments, where a `cluster` worker allocates under 1 MB. That fills both
