@@ -1,6 +1,6 @@
-// What an idle worker keeps: the memory-reducing collection once it serves
+// What an idle arbiter keeps: the master's memory-reducing collection once it is ready
 // (src/core/settle.ts), and the event-loop delay sampler that replaced perf_hooks' histogram
-// (workers/loop-delay.ts). How much memory each saves is measured in bench/footprint.mjs.
+// in workers (workers/loop-delay.ts). How much memory each saves is measured in bench/footprint.mjs.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { LoopDelay, delayFigures } from '../workers/loop-delay.ts';
@@ -34,34 +34,6 @@ test('the collection waits for a look at which nothing was served since the last
   assert.equal(idleActs, 1, 'once');
   assert.equal(busyActs, 0, 'never while busy, and given up after its looks');
 });
-
-for (const cls of ['http', 'h11']) {
-  test(`a -k ${cls} worker runs one memory-reducing collection once it serves, and serves on`, { timeout: 60_000 }, async () => {
-    const port = await freePort();
-    // --trace-gc: V8 prints each collection, with its reason, on the worker's stdout.
-    const r = await serve([HELLO, '-k', cls, '-b', `127.0.0.1:${port}`, '-w', '2', '--node-args=--trace-gc']);
-    try {
-      const gcLines = (pid: number) => r.logs().filter((l) => l.role === 'worker' && l.pid === pid && l.stream === 'stdout' && / ms: /.test(String(l.msg)));
-      const settled = (pid: number) => gcLines(pid).filter((l) => String(l.msg).includes('low memory notification'));
-      const pids = r.workers();
-      assert.equal(pids.length, 2);
-      for (const pid of pids) {
-        await waitFor(() => settled(pid).length > 0, 10_000, `worker ${pid}'s memory-reducing collection`);
-        assert.ok(settled(pid).every((l) => String(l.msg).includes('Mark-Compact (reduce)')), JSON.stringify(settled(pid)));
-      }
-      for (let i = 0; i < 20; i++) assert.equal((await request({ port })).status, 200);
-      // Once: serving and idling (heartbeats) bring no more of them. V8 repeats its collection
-      // while that frees more, so a notification is a burst of lines, milliseconds apart.
-      await new Promise((resolve) => setTimeout(resolve, 1500));
-      for (const pid of pids) {
-        const at = settled(pid).map((l) => Number(/(\d+) ms: /.exec(String(l.msg))![1]));
-        assert.ok(Math.max(...at) - Math.min(...at) < 500, `one notification: ${JSON.stringify(settled(pid))}`);
-      }
-    } finally {
-      await stop(r);
-    }
-  });
-}
 
 test('the master runs one memory-reducing collection once it is ready, and supervises on', { timeout: 60_000 }, async () => {
   const port = await freePort();
