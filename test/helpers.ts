@@ -110,8 +110,17 @@ export async function waitFor<T>(fn: () => T | Promise<T>, timeoutMs: number, wh
   throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? ` (last error: ${last})` : ''}`);
 }
 
+const tmpDirs: string[] = [];
+// Removed when the test process exits, after every after() hook (a test's own hook may still
+// read a log in one); ARBITER_TEST_KEEP_TMP=1 keeps them to look at a failure.
+process.on('exit', () => {
+  if (process.env.ARBITER_TEST_KEEP_TMP !== '1') for (const dir of tmpDirs) rmSync(dir, { recursive: true, force: true });
+});
+
 export function tmpDir(prefix = 'arbiter-test-'): string {
-  return mkdtempSync(path.join(os.tmpdir(), prefix));
+  const dir = mkdtempSync(path.join(os.tmpdir(), prefix));
+  tmpDirs.push(dir);
+  return dir;
 }
 
 /**

@@ -20,7 +20,7 @@ export function delayFigures(sum: number, count: number, max: number): { mean: n
  * Milliseconds on the monotonic clock. Not performance.now(): the `performance` global loads
  * Node's perf_hooks internals the first time it is read, some 0.1 MB of heap for one clock.
  */
-function now(): number {
+export function monotonicMs(): number {
   const [s, ns] = process.hrtime();
   return s * 1e3 + ns / 1e6;
 }
@@ -29,14 +29,14 @@ export class LoopDelay {
   #sum = 0;
   #count = 0;
   #max = 0;
-  #last = now();
+  #last = monotonicMs();
 
   constructor(readonly intervalMs: number) {
     setInterval(() => this.#sample(), intervalMs).unref();
   }
 
   #sample(): void {
-    const t = now();
+    const t = monotonicMs();
     const late = t - this.#last - this.intervalMs;
     this.#last = t;
     this.#sum += late > 0 ? late : 0;

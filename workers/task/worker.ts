@@ -38,7 +38,6 @@
  * Queues: `queue: [high, default]` consumes both, the first while it has tasks (see
  * src/core/brokers/priority.ts).
  */
-import { performance } from 'node:perf_hooks';
 import type { Logger } from '../../src/core/logging.js';
 import { openQueues } from '../../src/core/brokers/open.js';
 import { consumerName, resolveOptions } from '../../src/core/brokers/records.js';
@@ -50,6 +49,7 @@ import type { TaskCounters } from '../../src/core/protocol.js';
 import { closest } from '../../src/core/suggest.js';
 import type { TaskContext, TaskHandler } from '../../src/core/tasks.js';
 import type { WorkerClass, WorkerContext, WorkerInstance, WorkerSettings } from '../contract.js';
+import { monotonicMs } from '../loop-delay.js';
 
 /** How long one fetch waits for work; also how long a stop waits for the fetch in progress. */
 const FETCH_WAIT_MS = 1000;
@@ -323,7 +323,7 @@ class TaskWorker implements WorkerInstance {
   // ------------------------------------------------------------------ running
 
   private begin(d: Delivery): void {
-    const entry: InFlight = { d, name: d.task.name, started: performance.now(), over: false, controller: null, timer: null };
+    const entry: InFlight = { d, name: d.task.name, started: monotonicMs(), over: false, controller: null, timer: null };
     this.inFlight.add(entry);
     void this.execute(entry);
   }
@@ -458,7 +458,7 @@ class TaskWorker implements WorkerInstance {
   }
 
   private record(entry: InFlight): void {
-    const ms = performance.now() - entry.started;
+    const ms = monotonicMs() - entry.started;
     this.meanMs = Number.isNaN(this.meanMs) ? ms : this.meanMs * 0.9 + ms * 0.1;
     let name = entry.name;
     let rec = this.tc.durations[name];
