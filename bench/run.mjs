@@ -8,7 +8,8 @@
 //      BENCH_ONLY (substring, or several separated by commas: run only rows whose
 //      "group: name" contains one, e.g. BENCH_ONLY=hono or BENCH_ONLY='plain: bare,plain: arbiter'),
 //      BENCH_CONNECTIONS (default 50), BENCH_THREADS (wrk threads, default 1),
-//      BENCH_ROUNDS (default 1: repeat the whole list and report medians).
+//      BENCH_ROUNDS (default 1: repeat the whole list and report medians),
+//      BENCH_TASK_REPEAT (default 3: runs of each task row; its best and median are reported).
 import { mkdirSync, writeFileSync, readFileSync, statSync, readdirSync, existsSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import os from 'node:os';
@@ -449,7 +450,7 @@ async function main() {
   let tasks = null;
   if (!ONLY.length || ONLY.some((o) => 'tasks'.includes(o) || o.includes('task'))) {
     const { benchTasks, printTaskTable } = await import('./tasks.mjs');
-    const repeat = Math.max(1, Number(process.env.BENCH_TASK_REPEAT) || 1);
+    const repeat = Math.max(1, Number(process.env.BENCH_TASK_REPEAT) || 3);
     process.stderr.write('bench: tasks: no-op throughput (spool, redis, bullmq) ...\n');
     try {
       tasks = await benchTasks({ tasks: Number(process.env.BENCH_TASKS) || 20_000, repeat, log: (m) => process.stderr.write(`bench: tasks: ${m}\n`) });
