@@ -2,7 +2,6 @@
  * The access log: Gunicorn's format atoms, compiled once into a function, or JSON lines.
  * Both HTTP worker classes describe a finished request as an `AccessEntry`.
  */
-import { createRequire } from 'node:module';
 import { isIP } from 'node:net';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 
@@ -161,6 +160,7 @@ export function setAccessLogStdout(fd: number): void {
 export function openAccessLog(target: string, format: string, forwardedAllowIps: string[]): AccessLog {
   const line = compileFormat(format, forwardedAllowIps);
   // sonic-boom (pino's writer) buffers and writes asynchronously; loaded only when a worker logs access.
+  const { createRequire } = process.getBuiltinModule('node:module');
   const SonicBoom = createRequire(import.meta.url)('sonic-boom') as typeof import('sonic-boom').default;
   const dest = new SonicBoom({ dest: target === '-' ? stdoutFd : target, sync: false, append: true, mkdir: true, minLength: 4096 });
   const flush = () => {

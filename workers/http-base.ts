@@ -5,7 +5,6 @@
  * and the drain of a graceful stop. Each class keeps only its serving loop.
  */
 import { readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import net from 'node:net';
 import type { Framework } from '../src/core/app.js';
 import { AppLoadError, appStack, oneLine } from '../src/core/errors.js';
@@ -13,10 +12,13 @@ import { listenReally } from '../src/core/listen.js';
 import { LATENCY_BUCKETS } from '../src/core/protocol.js';
 import { openAccessLog, type AccessEntry, type AccessLog } from './accesslog.js';
 
-const builtin = createRequire(import.meta.url);
-/** node:tls and node:https, loaded when a worker serves TLS: a plain worker does without their 1 MB (SPEC §11). */
-export const tlsModule = (): typeof import('node:tls') => builtin('node:tls');
-export const httpsModule = (): typeof import('node:https') => builtin('node:https');
+/**
+ * node:tls and node:https, loaded when a worker serves TLS: a plain worker does without their
+ * 1 MB (SPEC §11). Through process.getBuiltinModule, not createRequire: node:module would
+ * bring its source-map support into every worker.
+ */
+export const tlsModule = (): typeof import('node:tls') => process.getBuiltinModule('node:tls');
+export const httpsModule = (): typeof import('node:https') => process.getBuiltinModule('node:https');
 import type { WorkerContext } from './contract.js';
 
 /** How long a connection may sit idle after a graceful stop began before we close it. */

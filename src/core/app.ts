@@ -4,7 +4,6 @@
  * (to validate before it binds anything) and by every worker (to serve).
  */
 import { existsSync, statSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -40,7 +39,8 @@ export function resolveModule(spec: string, cwd: string): string {
   }
   if (!looksLikePath) {
     try {
-      return createRequire(path.join(cwd, 'package.json')).resolve(spec);
+      // (node:module only here: every worker runs this file, few name their app by package)
+      return process.getBuiltinModule('node:module').createRequire(path.join(cwd, 'package.json')).resolve(spec);
     } catch {
       /* fall through to the one-line error */
     }
