@@ -11,8 +11,8 @@
 // Method, the same for every row: start the consumers on an empty queue and wait until they
 // are all up; SIGSTOP them; pre-fill K no-op tasks; SIGCONT them and time until the queue is
 // empty (waiting, delayed and in flight all 0; polled after half the time the rest should
-// take at the rate so far, at least 20 ms apart, 50 ms for the spool whose stats list
-// directories: see drain()). Boot time and enqueue time are not measured. BullMQ jobs are added
+// take at the rate so far, or half the time so far if less, at least 20 ms apart: see
+// drain()). Boot time and enqueue time are not measured. BullMQ jobs are added
 // with removeOnComplete, as arbiter deletes acknowledged entries. BullMQ runs as N processes
 // of `concurrency` each, like arbiter's N workers.
 //
@@ -128,9 +128,9 @@ async function startRedis() {
  * Polls `depth()` until it is 0; returns the elapsed ms from `t0`. Not at a fixed rate: a
  * poll is work on the machine being measured (the spool's stats() lists every shard
  * directory, ~15 ms of CPU at 20000 tasks, and holds their locks meanwhile), so once the rate
- * is known the next poll comes after half the time the rest should take, and never sooner
- * than `everyMs` (the resolution at the end). A run makes a handful of polls, for every
- * consumer alike.
+ * is known the next poll comes after half the time the rest should take (or half the time
+ * so far, if less), and never sooner than `everyMs` (the resolution at the end). A run makes
+ * about ten polls, for every consumer alike.
  */
 async function drain(depth, t0, everyMs, what, total) {
   for (;;) {
@@ -140,7 +140,9 @@ async function drain(depth, t0, everyMs, what, total) {
     if (elapsed > RUN_LIMIT_MS) throw new Error(`${what}: queue not drained after ${RUN_LIMIT_MS} ms`);
     const done = total - left;
     const eta = done > 0 ? (left * elapsed) / done : 0;
-    await sleep(Math.min(Math.max(everyMs, eta / 2), 1000));
+    // (and at most half the time so far: a rate measured on a cold start is too low, and an
+    // ETA made of it would sleep past the end)
+    await sleep(Math.min(Math.max(everyMs, Math.min(eta, elapsed) / 2), 1000));
   }
 }
 
@@ -179,7 +181,7 @@ async function runArbiter({ brokerUrl, kind, workers, concurrency, tasks }) {
         return s.ready + s.delayed + s.inFlight;
       },
       t0,
-      kind === 'spool' ? 50 : 20,
+      20,
       `arbiter ${kind}`,
       tasks,
     );
