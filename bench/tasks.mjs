@@ -130,9 +130,12 @@ async function startRedis() {
  * directory, ~15 ms of CPU at 20000 tasks, and holds their locks meanwhile), so once the rate
  * is known the next poll comes after half the time the rest should take (or half the time
  * so far, if less), and never sooner than `everyMs` (the resolution at the end). A run makes
- * about ten polls, for every consumer alike.
+ * about ten polls, for every consumer alike. None at the start, when nothing can have been
+ * done yet: the consumers are all starting then, and a spool poll would hold the directories
+ * they begin by listing.
  */
 async function drain(depth, t0, everyMs, what, total) {
+  await sleep(everyMs);
   for (;;) {
     const left = await depth();
     const elapsed = performance.now() - t0;
@@ -367,17 +370,23 @@ export async function benchTasks({ tasks = 20_000, concurrency = 16, workerCount
   ].filter(([name]) => !only || only.some((o) => name.includes(o)));
   const redis = runners.some(([name]) => name !== 'arbiter spool') ? await startRedis() : { url: null, child: null };
   try {
-    for (const workers of workerCounts) {
-      const times = new Map(runners.map(([name]) => [name, []]));
-      for (let i = 0; i < repeat; i++) {
+    // Interleaved: each round runs every row once, so the rows a ratio compares (Redis and
+    // BullMQ at one worker count, the spool with 1 and 2 workers) ran within the same minute;
+    // this VM's speed drifts by ±20% from one minute to the next.
+    const times = new Map();
+    for (let i = 0; i < repeat; i++) {
+      for (const workers of workerCounts) {
         for (const [name, run] of runners) {
           const ms = await run({ brokerUrl: redis.url, workers, concurrency, tasks });
-          times.get(name).push(ms);
+          const key = `${name}/${workers}`;
+          times.set(key, [...(times.get(key) ?? []), ms]);
           log(`${name}, ${workers} worker${workers === 1 ? '' : 's'} × ${concurrency}, run ${i + 1}/${repeat}: ${tasks} tasks in ${(ms / 1000).toFixed(2)} s`);
         }
       }
+    }
+    for (const workers of workerCounts) {
       for (const [name] of runners) {
-        const sorted = [...times.get(name)].sort((a, b) => a - b);
+        const sorted = [...times.get(`${name}/${workers}`)].sort((a, b) => a - b);
         const best = sorted[0];
         const median = sorted[Math.floor((sorted.length - 1) / 2)];
         rows.push({ name, workers, concurrency, tasks, runs: sorted.length, seconds: best / 1000, perSecond: tasks / (best / 1000), medianPerSecond: tasks / (median / 1000) });
