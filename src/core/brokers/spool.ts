@@ -329,7 +329,7 @@ export class SpoolBroker implements Broker {
 
   private async claim(max: number): Promise<Delivery[]> {
     const out: Delivery[] = [];
-    const started = performance.now();
+    let started = performance.now();
     let misses = 0;
     let relisted = 0;
     for (let round = 0; out.length < max && round < Math.max(64, max); round++) {
@@ -340,6 +340,8 @@ export class SpoolBroker implements Broker {
         if (this.relist.length === 0 || relisted >= 2) break;
         await Promise.all(this.relist.map((x) => this.refresh(x)));
         relisted++;
+        // The bound is on time the loop is held: a slow readdir must not cut the batch short.
+        started = performance.now();
         continue;
       }
       const leaseExp = now + this.opts.leaseMs;
