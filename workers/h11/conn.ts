@@ -112,8 +112,8 @@ export class Conn implements DirectWriter {
     sock.on('drain', this.drainListener);
   }
 
-  private readonly dataListener = (b: Buffer) => this.onData(b);
-  private readonly readListener = (n: number, buf: Buffer): void => this.onData(buf.subarray(0, n));
+  private readonly dataListener = (b: Buffer) => this.onData(b, b.length);
+  private readonly readListener = (n: number, buf: Buffer): void => this.onData(buf, n);
   private readonly endListener = () => this.onEOF();
   private readonly closeListener = () => this.onClose();
   private readonly drainListener = () => this.onDrain();
@@ -122,15 +122,16 @@ export class Conn implements DirectWriter {
 
   // ------------------------------------------------------------------ input
 
-  private onData(chunk: Buffer): void {
+  /** `chunk[0, n)` came in. */
+  private onData(chunk: Buffer, n: number): void {
     if (this.closingSince !== 0) return; // draining a closed connection: discard
     if (!this.busy) this.partial = true;
     if (this.batching) {
-      this.pump(this.h.receive(chunk)); // joins the output already queued for this turn
+      this.pump(this.h.receive(chunk, n)); // joins the output already queued for this turn
       return;
     }
     this.batching = true; // what the app sends during the pump is collected, not queued
-    this.pump(this.h.receive(chunk));
+    this.pump(this.h.receive(chunk, n));
     // A connection that closes after this response gains nothing from waiting: write now.
     if (this.h.shouldClose) {
       this.flush();

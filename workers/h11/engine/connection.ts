@@ -62,11 +62,12 @@ export class H11Connection implements RequestSink {
    * Feed bytes from the socket. Call with no argument to continue parsing bytes held back
    * while the previous response was in progress (after writeEnd()/respond() when !shouldClose).
    * Body `data` chunks may alias `chunk` (do not reuse it). After a protocol switch nothing is
-   * parsed: the bytes are only held for takeBuffered().
+   * parsed: the bytes are only held for takeBuffered(). `length`: how much of `chunk` to take
+   * (all of it by default), so that a read into a reused buffer needs no subarray.
    */
-  receive(chunk?: Buffer): H11Event[] {
+  receive(chunk?: Buffer, length: number = chunk === undefined ? 0 : chunk.length): H11Event[] {
     const out: H11Event[] = [];
-    this.r.receive(chunk, out);
+    this.r.receive(chunk, length, out);
     return out;
   }
 

@@ -111,24 +111,25 @@ export class RequestReader {
   }
 
   /** Feed bytes (or nothing, to continue with buffered bytes). */
-  receive(chunk: Buffer | undefined, out: H11Event[]): void {
+  /** Parse `chunk[0, n)`. */
+  receive(chunk: Buffer | undefined, n: number, out: H11Event[]): void {
     const rs = this.rs;
     if (rs >= R_WAITING) {
       // Not parsing. A pending response holds what arrives (pipelining, or the new protocol's
       // first bytes while an upgrade is decided), and so does a switched connection, for
       // takeBuffered(); a closed or failed reader drops it.
-      if (chunk !== undefined && chunk.length > 0 && (rs <= R_MIGHT_SWITCH || rs === R_SWITCHED)) {
-        this.enqueue(chunk, 0, chunk.length);
+      if (chunk !== undefined && n > 0 && (rs <= R_MIGHT_SWITCH || rs === R_SWITCHED)) {
+        this.enqueue(chunk, 0, n);
       }
       return;
     }
-    if (chunk !== undefined && chunk.length > 0) {
+    if (chunk !== undefined && n > 0) {
       if (this.qe > this.qs) {
-        this.enqueue(chunk, 0, chunk.length);
+        this.enqueue(chunk, 0, n);
         this.runQueue(out);
       } else {
-        const p = this.run(chunk, 0, chunk.length, out, false);
-        if (p < chunk.length && this.rs < R_CLOSED) this.enqueue(chunk, p, chunk.length);
+        const p = this.run(chunk, 0, n, out, false);
+        if (p < n && this.rs < R_CLOSED) this.enqueue(chunk, p, n);
       }
     } else if (this.qe > this.qs) {
       this.runQueue(out);
@@ -139,7 +140,7 @@ export class RequestReader {
   receiveEOF(out: H11Event[]): void {
     if (this.rs >= R_CLOSED) return;
     this.eof = true;
-    this.receive(undefined, out);
+    this.receive(undefined, 0, out);
   }
 
   /** Response finished and the connection persists: parse the next request on the next receive(). */
