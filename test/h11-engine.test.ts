@@ -275,6 +275,23 @@ describe('Host', () => {
       assert.equal(req(`GET / HTTP/1.1\r\nHost: ${v}\r\n\r\n`).method, 'GET', v);
     }
   });
+  test('values repeated from earlier requests (kept for reuse) never stand in for different bytes', () => {
+    // Same lengths, different bytes, on one connection and across connections: the last value
+    // of a known name is reused only for the same bytes, and a Host validated before does not
+    // let an invalid one of the same length through.
+    const hosts = ['a.example:80', 'b.example:80', 'a.example:80', 'a.example:8\xe9'];
+    const c = new H11Connection();
+    const got: string[] = [];
+    for (const h of hosts.slice(0, 3)) {
+      const evs = c.receive(Buffer.from(`GET / HTTP/1.1\r\nHost: ${h}\r\nUser-Agent: ua/${h}\r\n\r\n`, 'latin1'));
+      const r = evs[0] as RequestEvent;
+      got.push(`${r.headers[1]} ${r.headers[3]}`);
+      c.respond(204, null);
+    }
+    assert.deepEqual(got, hosts.slice(0, 3).map((h) => `${h} ua/${h}`));
+    rejects(`GET / HTTP/1.1\r\nHost: ${hosts[3]}\r\n\r\n`, 400);
+    assert.equal(req(`GET / HTTP/1.1\r\nUser-Agent: x\xe9\r\n${H}\r\n`).headers[1], 'x\xe9');
+  });
 });
 
 describe('limits', () => {

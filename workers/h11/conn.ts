@@ -301,7 +301,13 @@ export class Conn implements DirectWriter {
     this.batching = false;
     this.writeOut();
     if (this.drainOwed && this.inFlight === 0 && this.sock.writableLength === 0) this.onDrain();
-    if (this.flushed.length !== 0) {
+    const nFlushed = this.flushed.length;
+    if (nFlushed === 1) {
+      // The usual case, without new arrays: emptied before anyone hears, so that a response
+      // a listener ends is told after the next write, like the case below.
+      const ex = this.flushed.pop()!;
+      ex.onFlushed!(this.flushedStatus.pop()!);
+    } else if (nFlushed !== 0) {
       const done = this.flushed;
       const st = this.flushedStatus;
       this.flushed = [];
@@ -487,12 +493,17 @@ export class Conn implements DirectWriter {
 }
 
 /** Connections with output (or a state change) waiting for this turn's check phase. */
-const toFlush: Conn[] = [];
+let toFlush: Conn[] = [];
+/** The other of the two arrays flushAll() takes turns with (no array per turn). */
+let spareFlush: Conn[] = [];
 
 function flushAll(): void {
   // What a flush queues (an app writing from a 'finish' listener, say) waits for the next turn.
-  const batch = toFlush.splice(0);
+  const batch = toFlush;
+  toFlush = spareFlush;
+  spareFlush = batch;
   for (let i = 0; i < batch.length; i++) batch[i]!.flush();
+  batch.length = 0;
 }
 
 function noop(): void {}
