@@ -50,7 +50,10 @@ for (const kind of ['spool', 'redis'] as const) {
       // Only while a backlog is left: then every live worker holds tasks when it is killed.
       for (let i = 0; i < 10 && done(record).size < want.length - 200; i++) {
         await sleep(300);
-        const workers = r.workers().filter(alive);
+        // Serving ones only: a replacement killed while it still boots (a loaded machine can
+        // take longer than 300 ms) is a death before serving, which backoff rightly counts.
+        const ready = new Set(r.logs().filter((l) => l.event === 'worker_ready').map((l) => l.worker));
+        const workers = r.workers().filter((pid) => ready.has(pid) && alive(pid));
         if (workers.length && safeKill(workers[Math.floor(Math.random() * workers.length)]!, 'SIGKILL')) kills++;
       }
       const lastKill = Date.now();

@@ -52,18 +52,21 @@ export const SPELLING: ReadonlyMap<string, string> = new Map(NAMES.map((n) => [n
 const SPELLINGS_BY_LEN: string[][] = [];
 const LOWER_BY_LEN: string[][] = [];
 const CANONICAL_BY_LEN: boolean[][] = [];
-const INDEX_BY_LEN: number[][] = [];
+const SLOT_BY_LEN: number[][] = [];
+/** Credentials: their last value is not kept in the process for the next request to match. */
+const NOT_KEPT = new Set(['authorization', 'proxy-authorization', 'cookie']);
 NAMES.forEach((n, index) => {
+  const slot = NOT_KEPT.has(n) ? -1 : index;
   for (const [sp, isCanonical] of [[n, false], [SPELLING.get(n)!, true]] as const) {
     (SPELLINGS_BY_LEN[n.length] ??= []).push(sp);
     (LOWER_BY_LEN[n.length] ??= []).push(n);
     (CANONICAL_BY_LEN[n.length] ??= []).push(isCanonical);
-    (INDEX_BY_LEN[n.length] ??= []).push(index);
+    (SLOT_BY_LEN[n.length] ??= []).push(slot);
   }
 });
 
-/** How many names are known (`spelling.known` is below this). */
-export const KNOWN_NAMES = NAMES.length;
+/** Slots for the last value of a known name (`spelling.slot` is below this). */
+export const VALUE_SLOTS = NAMES.length;
 
 /** How the client spelled a header name (`spelling.sent` after internName()). */
 export const SENT_LOWER = 0;
@@ -73,9 +76,10 @@ export const SENT_OTHER = 2;
 
 /**
  * Set by internName(): how the name was spelled (a number, so the common spellings store no
- * string per field), and which known name it is (-1: none).
+ * string per field), and where the parser keeps its last value (-1: an unknown name, or a
+ * credential).
  */
-export const spelling = { sent: SENT_LOWER, other: '', known: -1 };
+export const spelling = { sent: SENT_LOWER, other: '', slot: -1 };
 
 /**
  * The lowercased header name in `buf[s, e)` (a token); sets `spelling`. The bytes are compared
@@ -90,7 +94,7 @@ export function internName(buf: Buffer, s: number, e: number): string {
       const m = cands[k]!;
       for (let i = 0; i < n; i++) if (buf[s + i] !== m.charCodeAt(i)) continue outer;
       spelling.sent = CANONICAL_BY_LEN[n]![k]! ? SENT_CANONICAL : SENT_LOWER;
-      spelling.known = INDEX_BY_LEN[n]![k]!;
+      spelling.slot = SLOT_BY_LEN[n]![k]!;
       return LOWER_BY_LEN[n]![k]!;
     }
     const lower = LOWER_BY_LEN[n]!;
@@ -100,11 +104,11 @@ export function internName(buf: Buffer, s: number, e: number): string {
       for (let i = 0; i < n; i++) if ((buf[s + i]! | 0x20) !== m.charCodeAt(i)) continue outer;
       spelling.sent = SENT_OTHER;
       spelling.other = latin1(buf, s, e);
-      spelling.known = INDEX_BY_LEN[n]![k]!;
+      spelling.slot = SLOT_BY_LEN[n]![k]!;
       return m;
     }
   }
-  spelling.known = -1;
+  spelling.slot = -1;
   const raw = latin1(buf, s, e);
   const lower = raw.toLowerCase();
   if (lower === raw) spelling.sent = SENT_LOWER;

@@ -11,7 +11,7 @@
  * States change only through `go(event)`: the table in states.ts says where each event leads.
  */
 import * as C from './chars.js';
-import { KNOWN_NAMES, SENT_CANONICAL, SENT_LOWER, SPELLING, internMethod, internName, spelling } from './names.js';
+import { VALUE_SLOTS, SENT_CANONICAL, SENT_LOWER, SPELLING, internMethod, internName, spelling } from './names.js';
 import { MASK_FIELDS, Request, respell } from './request-event.js';
 import {
   R_BODY, R_CHUNK_CR, R_CHUNK_DATA, R_CHUNK_LF, R_CHUNK_SIZE, R_CLOSED, R_ERROR, R_HEAD, R_MIGHT_SWITCH, R_NEXT,
@@ -32,22 +32,21 @@ const MAX_SAFE = Number.MAX_SAFE_INTEGER;
 const NO_BYTES = Buffer.alloc(0);
 
 /**
- * The last value of each known header name, in any request of this process. A client sends
- * the same Host, User-Agent, Accept… on every request, and clients behind one proxy mostly
- * agree: comparing the bytes with the last value is cheaper than making a new string, and
- * the same string coming back lets finishHead() skip validating a Host it validated last.
- * Values longer than MAX_KEPT_VALUE are not kept (a cookie or token is seldom sent twice by
- * different clients, and would sit here).
+ * The last value of each known header name (credentials aside: names.ts), in any request of
+ * this process. A client sends the same Host, User-Agent, Accept… on every request, and
+ * clients behind one proxy mostly agree: comparing the bytes with the last value is cheaper
+ * than making a new string, and the same string coming back lets finishHead() skip
+ * validating a Host it validated last. Values longer than MAX_KEPT_VALUE are not kept.
  */
-const lastValue: string[] = new Array<string>(KNOWN_NAMES).fill('');
+const lastValue: string[] = new Array<string>(VALUE_SLOTS).fill('');
 const MAX_KEPT_VALUE = 256;
 /** Shorter values are made as fast as they are compared (bench/h11-engine.mjs). */
 const MIN_KEPT_VALUE = 8;
 /** The last Host value found valid. */
 let validHost: string | null = null;
 
-function knownValue(buf: Buffer, s: number, e: number, known: number): string {
-  const last = lastValue[known]!;
+function keptValue(buf: Buffer, s: number, e: number, slot: number): string {
+  const last = lastValue[slot]!;
   const n = e - s;
   if (last.length === n) {
     let i = 0;
@@ -55,7 +54,7 @@ function knownValue(buf: Buffer, s: number, e: number, known: number): string {
     if (i === n) return last;
   }
   const v = latin1(buf, s, e);
-  if (n <= MAX_KEPT_VALUE) lastValue[known] = v;
+  if (n <= MAX_KEPT_VALUE) lastValue[slot] = v;
   return v;
 }
 
@@ -585,7 +584,7 @@ export class RequestReader {
     let ve = ls + n;
     while (vs < ve && (buf[vs] === SP || buf[vs] === HTAB)) vs++;
     while (ve > vs && (buf[ve - 1] === SP || buf[ve - 1] === HTAB)) ve--;
-    const value = spelling.known >= 0 && ve - vs >= MIN_KEPT_VALUE ? knownValue(buf, vs, ve, spelling.known) : vs < ve ? latin1(buf, vs, ve) : '';
+    const value = spelling.slot >= 0 && ve - vs >= MIN_KEPT_VALUE ? keptValue(buf, vs, ve, spelling.slot) : vs < ve ? latin1(buf, vs, ve) : '';
     into.push(name, value);
     if (into !== this.headers) return;
     if (spelling.sent !== SENT_LOWER || this.rawList !== null) this.noteSpelling(into.length - 2);
