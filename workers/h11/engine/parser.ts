@@ -137,8 +137,7 @@ export class RequestReader {
     return this.qe - this.qs;
   }
 
-  /** Feed bytes (or nothing, to continue with buffered bytes). */
-  /** Parse `chunk[0, n)`. */
+  /** Feed `chunk[0, n)` (or nothing, to continue with buffered bytes). */
   receive(chunk: Buffer | undefined, n: number, out: H11Event[]): void {
     const rs = this.rs;
     if (rs >= R_WAITING) {
