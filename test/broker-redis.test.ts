@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
 import { before, test } from 'node:test';
 import { Redis } from 'ioredis';
 import { openBroker } from '../src/core/brokers/open.js';
 import { brokerSuite, uniqueQueue } from './fixtures/brokers/suite.js';
-import { freePort, startRedis } from './helpers.ts';
+import { freePort, sleep, startRedis } from './helpers.ts';
 
 let redisUrl = '';
 const url = (): string => redisUrl;
@@ -63,6 +64,35 @@ test('redis: enqueue beyond maxLen is refused instead of trimming unacked entrie
   } finally {
     await b.close();
   }
+});
+
+test('redis: a connection ioredis has given up on is dialled again while the broker is open, and not once it is closed', { timeout: 15_000 }, async () => {
+  const queue = uniqueQueue('redial');
+  const b = await openBroker(url(), { queue, consumer: 'r' });
+  const conns = b as unknown as { cmd: Redis; blocking: Redis | null };
+  const endedThenReady = async (conn: Redis) => {
+    const ended = once(conn, 'end');
+    // 'end' is where ioredis leaves a client whose sentinel lookup raced a failover message
+    // (keepConnected in redis.ts); a manual disconnect() is the way to put it there at will.
+    conn.disconnect();
+    await ended;
+    await once(conn, 'ready', { signal: AbortSignal.timeout(5000) });
+  };
+  try {
+    assert.deepEqual(await b.fetch(1, 50), [], 'an empty queue: the blocking connection is made');
+    assert.ok(conns.blocking);
+    await endedThenReady(conns.cmd);
+    await b.enqueue('t', { i: 1 });
+    await endedThenReady(conns.blocking);
+    setTimeout(() => void b.enqueue('t', { i: 2 }), 200);
+    const got = [...(await b.fetch(2, 0)), ...(await b.fetch(2, 3000))];
+    assert.deepEqual(got.map((d) => (d.task.payload as { i: number }).i).sort(), [1, 2]);
+    await Promise.all(got.map((d) => b.ack(d)));
+  } finally {
+    await b.close();
+  }
+  await sleep(400);
+  assert.equal(conns.cmd.status, 'end', 'a closed broker does not dial again');
 });
 
 test('redis: a dead-letter stream with a custom name; an unreachable server fails open()', { timeout: 15_000 }, async () => {

@@ -95,7 +95,8 @@ export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
 
-export async function waitFor<T>(fn: () => T | Promise<T>, timeoutMs: number, what: string): Promise<NonNullable<T>> {
+/** `what` may be a function, for a message that says how far things got when time ran out. */
+export async function waitFor<T>(fn: () => T | Promise<T>, timeoutMs: number, what: string | (() => string)): Promise<NonNullable<T>> {
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
   while (Date.now() < deadline) {
@@ -107,7 +108,7 @@ export async function waitFor<T>(fn: () => T | Promise<T>, timeoutMs: number, wh
     }
     await sleep(50);
   }
-  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? ` (last error: ${last})` : ''}`);
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${typeof what === 'function' ? what() : what}${last ? ` (last error: ${last})` : ''}`);
 }
 
 const tmpDirs: string[] = [];

@@ -66,6 +66,8 @@ const ENQUEUE_WAIT_MS = 5000;
 const PROMOTE_POLL = 250;
 const PROMOTE_BATCH = 1000;
 const REAP_BATCH = 100;
+/** Pause before dialling again a connection ioredis gave up on (keepConnected). */
+const REDIAL_MS = 200;
 /** Consumers with nothing pending and idle this long are removed from the group. */
 const STALE_CONSUMER_MS = 3600_000;
 
@@ -311,6 +313,24 @@ function addressOf(conn: Redis): string | null {
   return sock?.remoteAddress ? `${sock.remoteAddress}:${sock.remotePort}` : null;
 }
 
+/**
+ * ioredis keeps reconnecting after a lost connection, except in one case: a sentinel's
+ * +switch-master reaching the failover detector of the connection that just died, while the
+ * client is asking the sentinels where the primary is now, fails that attempt with "Connection
+ * is closed" and leaves the client 'end' for good (ioredis 5, SentinelConnector.connect). A broker
+ * that is open never stops trying: a connection that ends while `closed()` is false is dialled
+ * again after REDIAL_MS, as often as it takes. Commands queued on it were failed by ioredis, so
+ * no enqueue is reported accepted that was not.
+ */
+function keepConnected(conn: Redis, closed: () => boolean): void {
+  conn.on('end', () => {
+    if (closed()) return;
+    setTimeout(() => {
+      if (!closed() && conn.status === 'end') conn.connect().catch(() => undefined);
+    }, REDIAL_MS).unref();
+  });
+}
+
 function rawOf(m: Map<string, string>): string {
   return m.get('t') ?? JSON.stringify(Object.fromEntries(m));
 }
@@ -360,6 +380,7 @@ export class RedisBroker implements Broker {
     cmd.on('error', (err: Error) => (this.lastConnectError = errorMessage(err)));
     cmd.on('close', () => this.setHealth(false));
     cmd.on('ready', () => this.setHealth(true));
+    keepConnected(cmd, () => this.closed);
   }
 
   private resultKey(id: string): string {
@@ -563,6 +584,7 @@ export class RedisBroker implements Broker {
     // A blocked XREADGROUP holds its connection; commands must not queue behind it.
     const b = this.cmd.duplicate({ enableAutoPipelining: false, lazyConnect: false });
     b.on('error', () => undefined);
+    keepConnected(b, () => this.closed);
     return b;
   }
 
@@ -911,6 +933,8 @@ export class RedisBroker implements Broker {
         this.sub = null;
         throw err;
       }
+      // ioredis subscribes again on its own when it reconnects, a redial included.
+      keepConnected(sub, () => this.closed);
       return sub;
     })();
     return this.sub;
